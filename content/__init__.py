@@ -1,0 +1,1 @@
+"""Bytes at rest: the CAS, images, registries, layer unpacking and snapshots."""

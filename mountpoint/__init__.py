@@ -1,0 +1,1 @@
+"""The mounted tree: the only package that imports pyfuse3."""

@@ -1,0 +1,1 @@
+"""Processes: OCI specs, runc, monitors, cgroups and network namespaces."""
