@@ -7,6 +7,7 @@ into blobs/ so that a crash never leaves a partial blob under a digest name.
 Every method blocks (disk I/O): call them from a worker thread, never the trio loop.
 """
 
+import builtins
 import hashlib
 import os
 import threading
@@ -125,7 +126,7 @@ class ContentStore:
             self._active[ref] = writer
             return writer
 
-    def ingests(self) -> list[IngestStatus]:
+    def ingests(self) -> builtins.list[IngestStatus]:
         """Ingests in progress (open writers and interrupted ones left on disk)."""
         found: list[IngestStatus] = []
         for path in sorted(self.ingest_dir.glob("*.data")):
