@@ -1,0 +1,162 @@
+"""Image references, parsed and normalised exactly as docker's distribution/reference.
+
+    reference := name [ ":" tag ] [ "@" digest ]
+    name      := [ domain "/" ] path-component [ "/" path-component ]*
+    domain    := host [ ":" port ]            host: DNS name, IPv4 or [IPv6]
+
+A name without a domain belongs to docker.io, and a one-component docker.io name to
+`library/` (`busybox` -> `docker.io/library/busybox:latest`). The canonical string of
+a reference is also its path under `images/` in the tree: ':' and '@' are valid in
+file names and the grammar admits no '.', '..' or empty component.
+"""
+
+import re
+from dataclasses import dataclass
+
+from cdfs.content.descriptor import parse_digest
+
+from cdfs.errors import InvalidArgument
+
+DEFAULT_DOMAIN = "docker.io"
+LEGACY_DEFAULT_DOMAIN = "index.docker.io"
+OFFICIAL_REPO_PREFIX = "library/"
+DEFAULT_TAG = "latest"
+NAME_MAX_LENGTH = 255
+
+_ALPHANUMERIC = r"[a-z0-9]+"
+_SEPARATOR = r"(?:[._]|__|[-]+)"
+_PATH_COMPONENT = rf"{_ALPHANUMERIC}(?:{_SEPARATOR}{_ALPHANUMERIC})*"
+_DOMAIN_NAME_COMPONENT = r"(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])"
+_DOMAIN_NAME = rf"{_DOMAIN_NAME_COMPONENT}(?:\.{_DOMAIN_NAME_COMPONENT})*"
+_IPV6 = r"\[(?:[a-fA-F0-9:]+)\]"
+_HOST = rf"(?:{_DOMAIN_NAME}|{_IPV6})"
+_DOMAIN = rf"{_HOST}(?::[0-9]+)?"
+_TAG = r"[\w][\w.-]{0,127}"
+_DIGEST = r"[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,}"
+
+_PATH_RE = re.compile(rf"{_PATH_COMPONENT}(?:/{_PATH_COMPONENT})*")
+_DOMAIN_RE = re.compile(_DOMAIN)
+_TAG_RE = re.compile(_TAG)
+_DIGEST_RE = re.compile(_DIGEST)
+_IDENTIFIER_RE = re.compile(r"[a-f0-9]{64}")
+
+
+@dataclass(frozen=True)
+class Reference:
+    """A fully qualified reference: a domain, a repository path, and a tag, a digest or both."""
+
+    domain: str
+    path: str
+    tag: str | None = None
+    digest: str | None = None
+
+    @property
+    def repository(self) -> str:
+        """domain/path, the name a registry stores blobs under."""
+        return f"{self.domain}/{self.path}"
+
+    @property
+    def name(self) -> str:
+        """Alias of `repository`, as distribution/reference calls it."""
+        return self.repository
+
+    @property
+    def object(self) -> str:
+        """What to ask the registry's manifests/ endpoint for: the digest if known, else the tag."""
+        return self.digest or self.tag or DEFAULT_TAG
+
+    def with_tag(self, tag: str) -> "Reference":
+        if not _TAG_RE.fullmatch(tag):
+            raise InvalidArgument(f'bad tag: "{tag}"')
+        return Reference(self.domain, self.path, tag, None)
+
+    def with_digest(self, digest: str) -> "Reference":
+        return Reference(self.domain, self.path, None, parse_digest(digest))
+
+    def familiar(self) -> str:
+        """The short form docker prints: `busybox:latest` for docker.io/library/busybox:latest."""
+        name = self.repository
+        if self.domain == DEFAULT_DOMAIN:
+            official = self.path.removeprefix(OFFICIAL_REPO_PREFIX)
+            name = official if official != self.path and "/" not in official else self.path
+        return _join(name, self.tag, self.digest)
+
+    def __str__(self) -> str:
+        return _join(self.repository, self.tag, self.digest)
+
+
+def _join(name: str, tag: str | None, digest: str | None) -> str:
+    text = name
+    if tag:
+        text += ":" + tag
+    if digest:
+        text += "@" + digest
+    return text
+
+
+def _split_domain(name: str) -> tuple[str, str]:
+    """Docker's splitDockerDomain: the first component is a domain only if it looks like
+    one (has '.' or ':', or is `localhost`) and is not lower-case-only by accident."""
+    first, sep, rest = name.partition("/")
+    if not sep or (
+        not any(c in first for c in ".:") and first != "localhost" and first.lower() == first
+    ):
+        domain, remainder = DEFAULT_DOMAIN, name
+    else:
+        domain, remainder = first, rest
+    if domain == LEGACY_DEFAULT_DOMAIN:
+        domain = DEFAULT_DOMAIN
+    if domain == DEFAULT_DOMAIN and "/" not in remainder:
+        remainder = OFFICIAL_REPO_PREFIX + remainder
+    return domain, remainder
+
+
+def parse_reference(text: str, default_tag: bool = True) -> Reference:
+    """Parse and normalise a reference (docker's ParseNormalizedNamed + TagNameOnly).
+
+    With `default_tag`, a reference with neither tag nor digest gets `:latest`.
+    Only sha256 digests are accepted, since the store holds nothing else."""
+    if not isinstance(text, str) or not text or text != text.strip():
+        raise InvalidArgument(f"bad reference: {text!r}")
+    rest, at, digest = text.partition("@")
+    if at and not _DIGEST_RE.fullmatch(digest):
+        raise InvalidArgument(f'bad digest in reference: "{text}"')
+    if at:
+        try:
+            parse_digest(digest)
+        except InvalidArgument:
+            raise InvalidArgument(f'unsupported digest in reference: "{text}"') from None
+    name, tag = rest, None
+    colon = rest.rfind(":")
+    if colon > rest.rfind("/"):
+        name, tag = rest[:colon], rest[colon + 1:]
+        if not _TAG_RE.fullmatch(tag):
+            raise InvalidArgument(f'bad tag in reference: "{text}"')
+    if _IDENTIFIER_RE.fullmatch(name):
+        raise InvalidArgument(f'reference is an image ID, not a name: "{text}"')
+    domain, path = _split_domain(name)
+    if not _DOMAIN_RE.fullmatch(domain):
+        raise InvalidArgument(f'bad registry domain in reference: "{text}"')
+    if not _PATH_RE.fullmatch(path):
+        if path.lower() != path and _PATH_RE.fullmatch(path.lower()):
+            raise InvalidArgument(f'repository name must be lowercase: "{text}"')
+        raise InvalidArgument(f'bad repository name in reference: "{text}"')
+    if len(domain) + 1 + len(path) > NAME_MAX_LENGTH:
+        raise InvalidArgument(f'repository name longer than {NAME_MAX_LENGTH}: "{text}"')
+    if default_tag and tag is None and not at:
+        tag = DEFAULT_TAG
+    return Reference(domain, path, tag, digest if at else None)
+
+
+def ref_to_path(ref: Reference) -> str:
+    """The relative path of `ref` under images/: its canonical string."""
+    return str(ref)
+
+
+def path_to_ref(path: str) -> Reference:
+    """The reference an images/ path names. Only canonical paths are accepted, so that
+    each image has exactly one path (no `busybox` alias of docker.io/library/busybox:latest)."""
+    ref = parse_reference(path, default_tag=False)
+    if str(ref) != path or (ref.tag is None and ref.digest is None):
+        raise InvalidArgument(f'not a canonical image path: "{path}"')
+    return ref
