@@ -1,0 +1,385 @@
+"""OCI runtime specs: the default, the image's contribution, the user's overrides, validation.
+
+Everything here is pure: the caller reads files (the rootfs's /etc/passwd, the host's
+rlimits) and passes their contents in, so each step is a plain function that the tests
+drive with literal values. The order of use mirrors containerd's `oci.GenerateSpec`:
+
+    spec = default_spec(namespace, id, host_rlimits())
+    spec = with_image_config(spec, image_config, passwd=..., group=...)
+    spec = merge(spec, parse(user_json))
+    validate(spec)
+"""
+
+import copy
+import json
+import resource
+from collections.abc import Mapping
+from typing import Any
+
+from cdfs.errors import InvalidArgument
+
+Spec = dict[str, Any]
+
+OCI_VERSION = "1.0.2"
+DEFAULT_PATH_ENV = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+# containerd's defaultUnixCaps (pkg/oci/spec.go).
+DEFAULT_CAPABILITIES = (
+    "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FSETID", "CAP_FOWNER", "CAP_MKNOD", "CAP_NET_RAW",
+    "CAP_SETGID", "CAP_SETUID", "CAP_SETFCAP", "CAP_SETPCAP", "CAP_NET_BIND_SERVICE",
+    "CAP_SYS_CHROOT", "CAP_KILL", "CAP_AUDIT_WRITE",
+)  # fmt: skip
+MASKED_PATHS = (
+    "/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
+    "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/sys/firmware",
+    "/sys/devices/virtual/powercap", "/proc/scsi",
+)  # fmt: skip
+READONLY_PATHS = ("/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger")
+NAMESPACES = ("pid", "ipc", "uts", "mount", "network")
+KNOWN_NAMESPACES = frozenset(NAMESPACES) | {"user", "cgroup", "time"}
+DEFAULT_RLIMITS = {"RLIMIT_NOFILE": 1024}
+
+
+def host_rlimits() -> dict[str, int]:
+    """The host's hard limits for the rlimits a default spec sets; a spec asking more
+    than these fails in runc with EPERM (the hard NOFILE limit here is 20000)."""
+    result = {}
+    for name in DEFAULT_RLIMITS:
+        hard = resource.getrlimit(getattr(resource, name))[1]
+        result[name] = hard if hard != resource.RLIM_INFINITY else 2**63 - 1
+    return result
+
+
+def default_spec(namespace: str, container_id: str, hard_limits: Mapping[str, int]) -> Spec:
+    """A sane spec for a container, as containerd's populateDefaultUnixSpec: the rootfs
+    at `<bundle>/rootfs`, `sh` as a placeholder command, proc/dev/devpts/shm/mqueue/sysfs
+    mounts, default capabilities, masked and read-only /proc paths, new pid ipc uts mount
+    and network namespaces, the cgroup `/cdfs/<namespace>/<id>`, no terminal."""
+    caps = list(DEFAULT_CAPABILITIES)
+    rlimits = [
+        {"type": name, "hard": min(value, hard_limits.get(name, value)),
+         "soft": min(value, hard_limits.get(name, value))}
+        for name, value in DEFAULT_RLIMITS.items()
+    ]  # fmt: skip
+    return {
+        "ociVersion": OCI_VERSION,
+        "root": {"path": "rootfs", "readonly": False},
+        "process": {
+            "terminal": False,
+            "user": {"uid": 0, "gid": 0},
+            "args": ["sh"],
+            "env": [DEFAULT_PATH_ENV],
+            "cwd": "/",
+            "capabilities": {"bounding": caps, "effective": list(caps), "permitted": list(caps)},
+            "rlimits": rlimits,
+            "noNewPrivileges": True,
+        },
+        "hostname": container_id,
+        "mounts": _default_mounts(),
+        "linux": {
+            "cgroupsPath": f"/cdfs/{namespace}/{container_id}",
+            "resources": {"devices": [{"allow": False, "access": "rwm"}]},
+            "namespaces": [{"type": kind} for kind in NAMESPACES],
+            "maskedPaths": list(MASKED_PATHS),
+            "readonlyPaths": list(READONLY_PATHS),
+        },
+    }
+
+
+def _default_mounts() -> list[dict[str, Any]]:
+    def mount(dest: str, kind: str, source: str, *options: str) -> dict[str, Any]:
+        return {"destination": dest, "type": kind, "source": source, "options": list(options)}
+
+    return [
+        mount("/proc", "proc", "proc", "nosuid", "noexec", "nodev"),
+        mount("/dev", "tmpfs", "tmpfs", "nosuid", "strictatime", "mode=755", "size=65536k"),
+        mount("/dev/pts", "devpts", "devpts", "nosuid", "noexec", "newinstance",
+              "ptmxmode=0666", "mode=0620", "gid=5"),
+        mount("/dev/shm", "tmpfs", "shm", "nosuid", "noexec", "nodev", "mode=1777",
+              "size=65536k"),
+        mount("/dev/mqueue", "mqueue", "mqueue", "nosuid", "noexec", "nodev"),
+        mount("/sys", "sysfs", "sysfs", "nosuid", "noexec", "nodev", "ro"),
+        mount("/run", "tmpfs", "tmpfs", "nosuid", "strictatime", "mode=755", "size=65536k"),
+    ]  # fmt: skip
+
+
+# --- the image's contribution (containerd's oci.WithImageConfig) -----------------------
+
+
+def with_image_config(
+    spec: Spec, image_config: Mapping[str, Any], passwd: str | None = None,
+    group: str | None = None,
+) -> Spec:  # fmt: skip
+    """A copy of `spec` running what the image says: Entrypoint+Cmd as args, the image's
+    Env under the spec's own env, WorkingDir as cwd (default "/"), and User resolved to
+    uid/gid/additionalGids against the rootfs's /etc/passwd and /etc/group texts (None
+    when the file is absent). `image_config` is the OCI image config or its "config"."""
+    config = image_config.get("config", image_config)
+    if not isinstance(config, Mapping):
+        raise InvalidArgument(f"image config: not an object: {config!r}")
+    result = copy.deepcopy(spec)
+    process = result.setdefault("process", {})
+    image_env = list(config.get("Env") or []) or [DEFAULT_PATH_ENV]
+    process["env"] = replace_or_append_env(image_env, process.get("env") or [])
+    process["args"] = list(config.get("Entrypoint") or []) + list(config.get("Cmd") or [])
+    process["cwd"] = config.get("WorkingDir") or "/"
+    user = config.get("User") or ""
+    uid, gid, username = resolve_user(user, passwd, group) if user else (0, 0, "root")
+    process["user"] = {"uid": uid, "gid": gid}
+    extra = supplementary_gids(username, group)
+    if extra:
+        process["user"]["additionalGids"] = extra
+    return result
+
+
+def replace_or_append_env(defaults: list[str], overrides: list[str]) -> list[str]:
+    """containerd's replaceOrAppendEnvValues: an override `K=V` replaces `K` in defaults
+    or is appended; a bare `K` removes `K` from defaults."""
+    result = list(defaults)
+    for override in overrides:
+        key, has_value, _ = override.partition("=")
+        index = next((i for i, e in enumerate(result) if e.partition("=")[0] == key), None)
+        if index is None:
+            if has_value:
+                result.append(override)
+        elif has_value:
+            result[index] = override
+        else:
+            del result[index]
+    return result
+
+
+def _entries(text: str | None) -> list[list[str]]:
+    """The colon-separated fields of each non-comment line of a passwd or group file."""
+    if not text:
+        return []
+    return [line.split(":") for line in text.splitlines() if line and not line.startswith("#")]
+
+
+def _passwd_entry(passwd: str | None, match: str, by_uid: bool) -> tuple[str, int, int] | None:
+    for fields in _entries(passwd):
+        if len(fields) < 4 or not (fields[2].isdigit() and fields[3].isdigit()):
+            continue
+        if (fields[2] if by_uid else fields[0]) == match:
+            return fields[0], int(fields[2]), int(fields[3])
+    return None
+
+
+def _group_gid(group: str | None, name: str) -> int | None:
+    for fields in _entries(group):
+        if len(fields) >= 3 and fields[0] == name and fields[2].isdigit():
+            return int(fields[2])
+    return None
+
+
+def resolve_user(user: str, passwd: str | None, group: str | None) -> tuple[int, int, str]:
+    """(uid, gid, username) for an image's User field, as containerd's WithUser: `uid`,
+    `name`, `uid:gid`, `name:group` (any mix). A numeric uid absent from passwd runs with
+    gid 0; a name that is not in passwd or group is refused."""
+    name, sep, group_part = user.partition(":")
+    if not name or (sep and not group_part):
+        raise InvalidArgument(f'bad user: "{user}"')
+    if name.isdigit():
+        entry = _passwd_entry(passwd, name, by_uid=True)
+        uid, gid, username = int(name), entry[2] if entry else 0, entry[0] if entry else name
+    else:
+        entry = _passwd_entry(passwd, name, by_uid=False)
+        if entry is None:
+            raise InvalidArgument(f'unknown user: "{name}" is not in the image\'s /etc/passwd')
+        username, uid, gid = entry
+    if group_part.isdigit():
+        gid = int(group_part)
+    elif group_part:
+        found = _group_gid(group, group_part)
+        if found is None:
+            raise InvalidArgument(
+                f'unknown group: "{group_part}" is not in the image\'s /etc/group')
+        gid = found
+    return uid, gid, username
+
+
+def supplementary_gids(username: str, group: str | None) -> list[int]:
+    """The gids of the groups that list `username` as a member, as containerd's
+    WithAdditionalGIDs (the user's own same-named group excluded)."""
+    gids = []
+    for fields in _entries(group):
+        member = len(fields) >= 4 and username in fields[3].split(",")
+        if member and fields[0] != username and fields[2].isdigit():
+            gids.append(int(fields[2]))
+    return gids
+
+
+# --- the user's overrides ---------------------------------------------------------------
+
+
+def parse(text: str | bytes, what: str = "config.json") -> Spec:
+    """A JSON object from the user's bytes; a refusal says where the JSON broke."""
+    try:
+        value = json.loads(text)
+    except UnicodeDecodeError as e:
+        raise InvalidArgument(f"{what}: not UTF-8 at byte {e.start}") from None
+    except json.JSONDecodeError as e:
+        raise InvalidArgument(
+            f"{what}: invalid JSON at line {e.lineno} column {e.colno}: {e.msg}") from None
+    if not isinstance(value, dict):
+        raise InvalidArgument(f"{what}: must be a JSON object, not {type(value).__name__}")
+    return value
+
+
+def merge(base: Mapping[str, Any], partial: Mapping[str, Any]) -> Spec:
+    """`partial` over `base`: objects merge key by key, lists and scalars replace, and a
+    null deletes the key (as JSON merge patch, RFC 7396). Neither input is changed."""
+    result = copy.deepcopy(dict(base))
+    for key, value in partial.items():
+        if value is None:
+            result.pop(key, None)
+        elif isinstance(value, Mapping) and isinstance(result.get(key), Mapping):
+            result[key] = merge(result[key], value)
+        else:
+            result[key] = copy.deepcopy(value)
+    return result
+
+
+# --- validation -------------------------------------------------------------------------
+
+
+def _is_str_list(value: object) -> bool:
+    return isinstance(value, list) and all(isinstance(item, str) for item in value)
+
+
+def _is_uint(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _expect(ok: bool, where: str, message: str) -> None:
+    if not ok:
+        raise InvalidArgument(f"{where}: {message}")
+
+
+def _optional(obj: Mapping[str, Any], key: str) -> tuple[bool, Any]:
+    return key in obj, obj.get(key)
+
+
+def validate(spec: Mapping[str, Any]) -> None:
+    """Refuse a spec runc would refuse (or run badly), naming the first bad field as a
+    JSON path: `process.args: must be a non-empty list of strings`."""
+    _expect(isinstance(spec.get("ociVersion"), str), "ociVersion", "must be a string")
+    _validate_root(spec.get("root"))
+    _validate_process(spec.get("process"), "process")
+    present, hostname = _optional(spec, "hostname")
+    _expect(not present or isinstance(hostname, str), "hostname", "must be a string")
+    present, mounts = _optional(spec, "mounts")
+    if present:
+        _expect(isinstance(mounts, list), "mounts", "must be a list")
+        for i, mount in enumerate(mounts):
+            _validate_mount(mount, f"mounts[{i}]")
+    present, linux = _optional(spec, "linux")
+    if present:
+        _validate_linux(linux)
+
+
+def _validate_root(root: object) -> None:
+    _expect(isinstance(root, dict), "root", "must be an object")
+    assert isinstance(root, dict)
+    path = root.get("path")
+    _expect(isinstance(path, str) and path != "", "root.path", "must be a non-empty string")
+    present, readonly = _optional(root, "readonly")
+    _expect(not present or isinstance(readonly, bool), "root.readonly", "must be a boolean")
+
+
+def validate_process(process: object) -> None:
+    """Refuse an exec's process.json as `validate` refuses a spec's `process`."""
+    _validate_process(process, "process")
+
+
+def _validate_process(process: object, where: str) -> None:
+    _expect(isinstance(process, dict), where, "must be an object")
+    assert isinstance(process, dict)
+    args = process.get("args")
+    _expect(_is_str_list(args) and bool(args), f"{where}.args",
+            "must be a non-empty list of strings")
+    _expect(process.get("terminal", False) is False, f"{where}.terminal",
+            "must be false (cdfs gives containers pipes, not terminals)")
+    cwd = process.get("cwd")
+    _expect(isinstance(cwd, str) and cwd.startswith("/"), f"{where}.cwd",
+            "must be an absolute path")
+    present, env = _optional(process, "env")
+    if present:
+        _expect(_is_str_list(env), f"{where}.env", "must be a list of strings")
+        for i, entry in enumerate(env):
+            _expect("=" in entry and not entry.startswith("="), f"{where}.env[{i}]",
+                    f'must be KEY=VALUE, not "{entry}"')
+    user = process.get("user")
+    _expect(isinstance(user, dict), f"{where}.user", "must be an object")
+    assert isinstance(user, dict)
+    for key in ("uid", "gid"):
+        _expect(_is_uint(user.get(key)), f"{where}.user.{key}", "must be an integer >= 0")
+    present, gids = _optional(user, "additionalGids")
+    _expect(not present or (isinstance(gids, list) and all(map(_is_uint, gids))),
+            f"{where}.user.additionalGids", "must be a list of integers >= 0")
+    present, rlimits = _optional(process, "rlimits")
+    if present:
+        _expect(isinstance(rlimits, list), f"{where}.rlimits", "must be a list")
+        for i, rlimit in enumerate(rlimits):
+            _validate_rlimit(rlimit, f"{where}.rlimits[{i}]")
+    present, caps = _optional(process, "capabilities")
+    if present:
+        _expect(isinstance(caps, dict), f"{where}.capabilities", "must be an object")
+        for key, value in caps.items():
+            _expect(_is_str_list(value), f"{where}.capabilities.{key}",
+                    "must be a list of strings")
+
+
+def _validate_rlimit(rlimit: object, where: str) -> None:
+    _expect(isinstance(rlimit, dict), where, "must be an object")
+    assert isinstance(rlimit, dict)
+    kind = rlimit.get("type")
+    _expect(isinstance(kind, str) and kind.startswith("RLIMIT_"), f"{where}.type",
+            "must be a string like RLIMIT_NOFILE")
+    for key in ("soft", "hard"):
+        _expect(_is_uint(rlimit.get(key)), f"{where}.{key}", "must be an integer >= 0")
+    _expect(rlimit["soft"] <= rlimit["hard"], f"{where}.soft", "must not exceed hard")
+
+
+def _validate_mount(mount: object, where: str) -> None:
+    _expect(isinstance(mount, dict), where, "must be an object")
+    assert isinstance(mount, dict)
+    destination = mount.get("destination")
+    _expect(isinstance(destination, str), f"{where}.destination", "must be a string")
+    _expect(destination.startswith("/"), f"{where}.destination", "must be absolute")
+    for key in ("type", "source"):
+        present, value = _optional(mount, key)
+        _expect(not present or isinstance(value, str), f"{where}.{key}", "must be a string")
+    present, options = _optional(mount, "options")
+    _expect(not present or _is_str_list(options), f"{where}.options",
+            "must be a list of strings")
+
+
+def _validate_linux(linux: object) -> None:
+    _expect(isinstance(linux, dict), "linux", "must be an object")
+    assert isinstance(linux, dict)
+    present, path = _optional(linux, "cgroupsPath")
+    _expect(not present or (isinstance(path, str) and path.startswith("/")),
+            "linux.cgroupsPath", "must be an absolute path")
+    present, namespaces = _optional(linux, "namespaces")
+    if present:
+        _expect(isinstance(namespaces, list), "linux.namespaces", "must be a list")
+        seen = set()
+        for i, ns in enumerate(namespaces):
+            where = f"linux.namespaces[{i}]"
+            _expect(isinstance(ns, dict), where, "must be an object")
+            kind = ns.get("type")
+            _expect(kind in KNOWN_NAMESPACES, f"{where}.type",
+                    f"must be one of {', '.join(sorted(KNOWN_NAMESPACES))}")
+            _expect(kind not in seen, f"{where}.type", f'"{kind}" appears twice')
+            seen.add(kind)
+            present, ns_path = _optional(ns, "path")
+            _expect(not present or (isinstance(ns_path, str) and ns_path.startswith("/")),
+                    f"{where}.path", "must be an absolute path")
+    for key in ("maskedPaths", "readonlyPaths"):
+        present, paths = _optional(linux, key)
+        _expect(not present or _is_str_list(paths), f"linux.{key}",
+                "must be a list of strings")
+    present, resources = _optional(linux, "resources")
+    _expect(not present or isinstance(resources, dict), "linux.resources",
+            "must be an object")
