@@ -11,9 +11,6 @@ changes on `high`/`max` events); the count is the truth.
     v2  inotify on memory.events, whose oom_kill line counts the kills.
 """
 
-import ctypes
-import ctypes.util
-import functools
 import os
 import time
 from abc import ABC, abstractmethod
@@ -21,15 +18,11 @@ from pathlib import Path
 from types import TracebackType
 from typing import Final, Self
 
-from cdfs.runtime.cgroups import CGROUP_ROOT, Cgroup, CgroupV1, CgroupV2, open_cgroup
-
 from cdfs.errors import NotFound
+from cdfs.runtime.cgroups import CGROUP_ROOT, Cgroup, CgroupV1, CgroupV2, open_cgroup
+from cdfs.runtime.inotify import IN_MODIFY, Inotify
 
 _KILL_POLL_S: Final = 0.005
-
-_IN_MODIFY: Final = 0x2
-_IN_NONBLOCK: Final = os.O_NONBLOCK
-_IN_CLOEXEC: Final = os.O_CLOEXEC
 
 
 class OomWatcher(ABC):
@@ -134,43 +127,23 @@ class InotifyOomWatcher(OomWatcher):
 
     def __init__(self, cgroup: CgroupV2) -> None:
         events = f"{cgroup.directory}/memory.events"
-        if not os.path.exists(events):
-            raise NotFound(f'no memory controller in cgroup: "{cgroup.cgroups_path}"')
-        fd = _inotify_watch(events, _IN_MODIFY)
+        self._inotify = Inotify()
         try:
-            super().__init__(cgroup, fd)
+            self._inotify.add_watch(events, IN_MODIFY)
+            super().__init__(cgroup, self._inotify.fileno())
+        except FileNotFoundError:
+            self._inotify.close()
+            raise NotFound(f'no memory controller in cgroup: "{cgroup.cgroups_path}"') from None
         except BaseException:
-            os.close(fd)
+            self._inotify.close()
             raise
 
     def _drain(self) -> bool:
-        drained = False
-        try:
-            while os.read(self._fd, 4096):
-                drained = True
-        except BlockingIOError:
-            pass
-        return drained
+        return bool(self._inotify.drain())
 
-
-@functools.cache
-def _libc() -> ctypes.CDLL:
-    return ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
-
-
-def _inotify_watch(path: str, mask: int) -> int:
-    """A non-blocking inotify descriptor watching `path` for `mask` (ctypes: the
-    standard library has no inotify)."""
-    libc = _libc()
-    fd = libc.inotify_init1(_IN_NONBLOCK | _IN_CLOEXEC)
-    if fd < 0:
-        error = ctypes.get_errno()
-        raise OSError(error, os.strerror(error))
-    if libc.inotify_add_watch(fd, os.fsencode(path), mask) < 0:
-        error = ctypes.get_errno()
-        os.close(fd)
-        raise OSError(error, f"{os.strerror(error)}: {path}")
-    return fd
+    def close(self) -> None:
+        self._inotify.close()
+        self._fd = -1
 
 
 def watch_oom(cgroups_path: str, root: Path = CGROUP_ROOT) -> OomWatcher:
