@@ -1,0 +1,1 @@
+"""An OCI distribution v2 client: resolve, pull and push images to registries."""
