@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cdfs.content.descriptor import digest_hex, parse_digest
-
 from cdfs.errors import Busy, InvalidArgument, NotFound
 
 _CHUNK = 1 << 20
