@@ -12,7 +12,6 @@ from cdfs.content.descriptor import Descriptor
 from cdfs.content.docker_archive import import_docker_archive, is_docker_archive
 from cdfs.content.oci_layout import export_layout, import_layout, is_layout
 from cdfs.content.store import ContentStore
-
 from cdfs.errors import InvalidArgument
 
 __all__ = ["ImportedImage", "export_archive", "import_archive"]

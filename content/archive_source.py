@@ -17,7 +17,6 @@ from typing import IO, Protocol
 
 from cdfs.content.descriptor import Descriptor, digest_hex
 from cdfs.content.store import ContentStore
-
 from cdfs.errors import InvalidArgument, NotFound
 
 _CHUNK = 1 << 20

@@ -26,11 +26,11 @@ from pathlib import Path, PurePosixPath
 from typing import Any, Literal
 
 import zstandard
+
 from cdfs.content import mediatypes
 from cdfs.content.descriptor import Descriptor
 from cdfs.content.manifest import Platform, host_platform
 from cdfs.content.store import ContentStore, Writer
-
 from cdfs.errors import InvalidArgument
 
 Compression = Literal["gzip", "zstd", "none"]
@@ -180,6 +180,21 @@ class _StoreSink:
         pass
 
 
+class _ZstdSink:
+    """Compresses with zstd on the way to `target`; `close` ends the frame."""
+
+    def __init__(self, target: _StoreSink) -> None:
+        self.target = target
+        self.zstd = zstandard.ZstdCompressor().compressobj()
+
+    def write(self, data: bytes) -> int:
+        self.target.write(self.zstd.compress(data))
+        return len(data)
+
+    def close(self) -> None:
+        self.target.write(self.zstd.flush())
+
+
 class _DiffIdTee:
     """Hashes the uncompressed tar (the layer's diff_id) on its way to the compressor."""
 
@@ -232,7 +247,7 @@ def write_layer(store: ContentStore, layer: Layer) -> LayerBlob:
         if layer.compression == "gzip":
             compressor = gzip.GzipFile(filename="", mode="wb", fileobj=sink, mtime=0)
         elif layer.compression == "zstd":
-            compressor = zstandard.ZstdCompressor().stream_writer(sink, closefd=False)
+            compressor = _ZstdSink(sink)
         else:
             compressor = None
         tee = _DiffIdTee(compressor or sink)

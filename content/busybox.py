@@ -7,7 +7,6 @@ from pathlib import Path
 from cdfs.content.build import BuildConfig, Entry, Layer, build_image
 from cdfs.content.descriptor import Descriptor
 from cdfs.content.store import ContentStore
-
 from cdfs.errors import InvalidArgument, NotFound
 
 BUSYBOX = Path("/bin/busybox")

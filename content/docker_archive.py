@@ -13,6 +13,7 @@ import zlib
 from typing import Any
 
 import zstandard
+
 from cdfs.content import mediatypes
 from cdfs.content.archive_source import ArchiveSource, ImportedImage, copy_member, read_member
 from cdfs.content.build import canonical_json
@@ -20,7 +21,6 @@ from cdfs.content.descriptor import Descriptor
 from cdfs.content.manifest import MAX_CONFIG_SIZE, MAX_MANIFEST_SIZE, parse_config
 from cdfs.content.reference import parse_reference
 from cdfs.content.store import ContentStore
-
 from cdfs.errors import InvalidArgument, NotFound
 
 MANIFEST_FILE = "manifest.json"

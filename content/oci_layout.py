@@ -27,7 +27,6 @@ from cdfs.content.descriptor import Descriptor
 from cdfs.content.manifest import MAX_MANIFEST_SIZE, ImageIndex, parse_manifest, walk
 from cdfs.content.reference import parse_reference
 from cdfs.content.store import ContentStore
-
 from cdfs.errors import InvalidArgument, NotFound
 
 LAYOUT_FILE = "oci-layout"
