@@ -5,6 +5,7 @@ import json
 from typing import Any
 
 import pytest
+
 from cdfs.content import mediatypes as mt
 from cdfs.content.descriptor import Descriptor
 from cdfs.content.manifest import (
@@ -22,7 +23,6 @@ from cdfs.content.manifest import (
     select_manifest,
     walk,
 )
-
 from cdfs.errors import InvalidArgument, NotFound
 
 

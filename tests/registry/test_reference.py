@@ -1,10 +1,10 @@
 """The reference parser against distribution/reference's normalisation cases."""
 
 import pytest
-from cdfs.content.reference import Reference, parse_reference, path_to_ref, ref_to_path
 from hypothesis import given
 from hypothesis import strategies as st
 
+from cdfs.content.reference import Reference, parse_reference, path_to_ref, ref_to_path
 from cdfs.errors import InvalidArgument
 
 DIGEST = "sha256:" + "ab" * 32
