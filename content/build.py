@@ -17,6 +17,7 @@ their own mode and owner (unpackers create missing parents with defaults).
 
 import gzip
 import hashlib
+import io
 import json
 import tarfile
 import uuid
@@ -217,23 +218,9 @@ def write_tar(entries: Iterable[Entry], out: Any) -> None:
                 with open(entry.source, "rb") as src:
                     tar.addfile(info, src)
             elif info.isreg():
-                tar.addfile(info, _BytesReader(entry.data))
+                tar.addfile(info, io.BytesIO(entry.data))
             else:
                 tar.addfile(info)
-
-
-class _BytesReader:
-    """A minimal readable over bytes (tarfile only calls read)."""
-
-    def __init__(self, data: bytes) -> None:
-        self.view = memoryview(data)
-        self.pos = 0
-
-    def read(self, size: int = -1) -> bytes:
-        end = len(self.view) if size < 0 else self.pos + size
-        chunk = bytes(self.view[self.pos:end])
-        self.pos += len(chunk)
-        return chunk
 
 
 def write_layer(store: ContentStore, layer: Layer) -> LayerBlob:
