@@ -13,6 +13,9 @@ need to know which one the host runs:
     pids    current limit
     io      read_bytes write_bytes read_ops write_ops
 
+On v1 the io counters come from blkio.throttle.*, which kernel 6.x only counts for
+devices that have a throttle rule in the cgroup; without one they stay 0.
+
 A limit that is not set ("max" on v2, PAGE_COUNTER_MAX on v1) is reported as
 `UNLIMITED` (2**64 - 1, what containerd's v2 metrics report), so `usage < limit`
 keeps meaning what it says. A counter whose controller is not enabled for the
