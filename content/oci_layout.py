@@ -129,6 +129,8 @@ def export_layout(store: ContentStore, root: Descriptor, name: str, path: Path) 
     `name` (a reference) in index.json. The tar is written beside `path` and renamed,
     so `path` is never seen half written. NotFound if the store lacks a blob."""
     index_bytes = _index_json(root, name)
+    if not path.parent.is_dir():
+        raise NotFound(f'no directory "{path.parent}" to export into')
     blobs = [root, *walk(root, lambda digest: store.read(digest, MAX_MANIFEST_SIZE))]
     sources = [(blob, store.blob_path(blob.digest)) for blob in blobs]
     for blob, blob_path in sources:

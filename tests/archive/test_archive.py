@@ -251,6 +251,10 @@ def test_export_of_an_incomplete_image(store: ContentStore, tmp_path: Path) -> N
     with pytest.raises(NotFound):
         export_archive(store, image, "x:1", tmp_path / "out.tar")
     assert list(tmp_path.iterdir()) == [tmp_path / "store"]
+    with pytest.raises(NotFound):
+        export_archive(store, _image(store), "x:1", tmp_path / "absent" / "out.tar")
+    with pytest.raises(InvalidArgument):
+        export_archive(store, _image(store), "Not A Name", tmp_path / "out.tar")
 
 
 @needs_skopeo
