@@ -346,6 +346,7 @@ def _validate_mount(mount: object, where: str) -> None:
     assert isinstance(mount, dict)
     destination = mount.get("destination")
     _expect(isinstance(destination, str), f"{where}.destination", "must be a string")
+    assert isinstance(destination, str)
     _expect(destination.startswith("/"), f"{where}.destination", "must be absolute")
     for key in ("type", "source"):
         present, value = _optional(mount, key)

@@ -1,0 +1,191 @@
+"""conmon, the per-process monitor that outlives the daemon (as containerd's shim).
+
+One conmon watches one process (a container's init, or one exec). It runs
+`runc create` (or `runc exec -d`), holds the process's stdio, writes its output to a
+k8s-file log, reaps it, and writes its exit status to `<dir>/exit` (128+signal when
+killed). Everything it creates lives in the directory it is given:
+
+    <dir>/pid         the process's pid          <dir>/log     k8s-file log of stdout+stderr
+    <dir>/conmon.pid  conmon's own pid           <dir>/exit    exit status, when it exited
+    <dir>/attach      seqpacket socket: bytes sent to it go to the process's stdin (-i)
+
+conmon reports the created process's pid (or runc's error) as `{"data": N, "message": ...}`
+on the pipe named by `_OCI_SYNCPIPE`; that is how podman and CRI-O start it too.
+"""
+
+import dataclasses
+import json
+import os
+import select
+import shutil
+import socket
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from cdfs.errors import Unavailable
+from cdfs.runtime.runc import runtime_message
+
+CONMON = "/usr/bin/conmon"
+_SYNC_TIMEOUT = 60.0
+# conmon reads the attach socket in packets of up to 8 KiB; larger ones would be cut.
+ATTACH_PACKET = 4096
+
+
+@dataclass(frozen=True)
+class MonitorFiles:
+    """The files one conmon keeps in its directory."""
+
+    dir: Path
+
+    @property
+    def pid(self) -> Path:
+        return self.dir / "pid"
+
+    @property
+    def conmon_pid(self) -> Path:
+        return self.dir / "conmon.pid"
+
+    @property
+    def exit(self) -> Path:
+        return self.dir / "exit"
+
+    @property
+    def log(self) -> Path:
+        return self.dir / "log"
+
+    @property
+    def attach(self) -> Path:
+        return self.dir / "attach"
+
+
+@dataclass(frozen=True)
+class Launch:
+    """What to monitor: `runc create` of the bundle `files.dir` or, with `exec_spec`,
+    `runc exec` (then `files.dir` is the exec's own directory)."""
+
+    container_id: str
+    monitor_id: str  # unique across the host: names conmon's symlink in socket_dir
+    files: MonitorFiles
+    runtime_path: str
+    runtime_root: Path
+    socket_dir: Path
+    stdin: bool
+    log_size_max: int
+    exec_spec: Path | None = None
+
+
+def command(launch: Launch) -> list[str]:
+    """conmon's command line for `launch`."""
+    files = launch.files
+    argv = [
+        CONMON, "--api-version", "1",
+        "-c", launch.container_id, "-u", launch.monitor_id, "-n", launch.container_id,
+        "-r", launch.runtime_path, "--runtime-arg", f"--root={launch.runtime_root}",
+        "-b", str(files.dir),
+        "-p", str(files.pid), "-P", str(files.conmon_pid),
+        "--exit-dir", str(files.dir), "--persist-dir", str(files.dir),
+        "--socket-dir-path", str(launch.socket_dir),
+        "-l", f"k8s-file:{files.log}", "--log-size-max", str(launch.log_size_max),
+    ]  # fmt: skip
+    if launch.stdin:
+        argv.append("-i")
+    if launch.exec_spec is not None:
+        argv += ["--exec", "--exec-process-spec", str(launch.exec_spec)]
+    return argv
+
+
+def spawn(launch: Launch) -> int:
+    """Start conmon for `launch` and return the monitored process's pid once it exists
+    (created, not yet started, for an init; running for an exec). conmon daemonizes, so
+    it survives the caller. Raises Unavailable with runc's message when creation fails."""
+    runtime_path = shutil.which(launch.runtime_path) or launch.runtime_path
+    launch = dataclasses.replace(launch, runtime_path=runtime_path)
+    read_end, write_end = os.pipe()
+    try:
+        env = {"PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"),
+               "_OCI_SYNCPIPE": str(write_end)}
+        try:
+            process = subprocess.Popen(
+                command(launch), env=env, pass_fds=(write_end,), close_fds=True,
+                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                start_new_session=True,
+            )  # fmt: skip
+        except OSError as e:
+            raise Unavailable(f"conmon: {e}") from None
+        os.close(write_end)
+        write_end = -1
+        message = _read_sync(read_end)
+        _, stderr = process.communicate(timeout=_SYNC_TIMEOUT)
+    finally:
+        os.close(read_end)
+        if write_end >= 0:
+            os.close(write_end)
+    if message is None:
+        detail = stderr.decode(errors="replace").strip() or f"exit status {process.returncode}"
+        raise Unavailable(f'conmon for "{launch.container_id}": {detail}')
+    pid = message.get("data")
+    if not isinstance(pid, int) or pid <= 0:
+        detail = runtime_message(str(message.get("message") or f"exit status {pid}"))
+        raise Unavailable(f'runtime failed for "{launch.container_id}": {detail}')
+    return pid
+
+
+def _read_sync(fd: int) -> dict[str, object] | None:
+    """The first JSON message on conmon's sync pipe, None if it closed without one."""
+    data = b""
+    while b"\n" not in data:
+        ready, _, _ = select.select([fd], [], [], _SYNC_TIMEOUT)
+        if not ready:
+            raise Unavailable("conmon did not report within 60 s")
+        chunk = os.read(fd, 4096)
+        if not chunk:
+            break
+        data += chunk
+    line = data.split(b"\n", 1)[0]
+    if not line:
+        return None
+    try:
+        message = json.loads(line)
+    except json.JSONDecodeError:
+        raise Unavailable(f"conmon sent {line[:200]!r}") from None
+    return message if isinstance(message, dict) else None
+
+
+def read_int(path: Path) -> int | None:
+    """The integer in a pid or exit file; None while it is absent or half-written."""
+    try:
+        return int(path.read_text().strip())
+    except (FileNotFoundError, ValueError):
+        return None
+
+
+def is_alive(files: MonitorFiles, monitor_id: str) -> bool:
+    """Whether the conmon that wrote `files.conmon_pid` still runs (its command line
+    names `monitor_id`, so a recycled pid is not mistaken for it)."""
+    pid = read_int(files.conmon_pid)
+    if pid is None:
+        return False
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return monitor_id.encode() in cmdline.split(b"\0")
+
+
+def connect_attach(files: MonitorFiles) -> socket.socket:
+    """A connection to conmon's attach socket, used only to send stdin: its receiving
+    side is shut so conmon never blocks writing the process's output back to it.
+    Closing the connection closes the process's stdin."""
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET | socket.SOCK_CLOEXEC)
+    # The path may exceed sun_path's 108 bytes; reach it through an O_PATH descriptor.
+    dir_fd = os.open(files.dir, os.O_PATH | os.O_CLOEXEC)
+    try:
+        sock.connect(f"/proc/self/fd/{dir_fd}/{files.attach.name}")
+        sock.shutdown(socket.SHUT_RD)
+    except OSError as e:
+        sock.close()
+        raise Unavailable(f"attach {files.attach}: {e.strerror}") from None
+    finally:
+        os.close(dir_fd)
+    return sock

@@ -1,0 +1,73 @@
+"""The OCI runtime's command line (runc and compatibles), one method per subcommand.
+
+Each cdfs namespace gets its own `--root`, so ids need only be unique per namespace.
+A failing command raises Unavailable quoting the runtime's own complaint.
+"""
+
+import contextlib
+import json
+import re
+import subprocess
+from pathlib import Path
+from typing import Any
+
+from cdfs.errors import NotFound, Unavailable
+
+_TIMEOUT = 60.0
+
+
+def runtime_message(line: str) -> str:
+    """The message of a runc log line (`time=... level=error msg="..."`), or the line."""
+    quoted = re.search(r'msg="((?:[^"\\]|\\.)*)"', line)
+    return quoted.group(1).replace('\\"', '"') if quoted else line.strip()
+
+
+class Runc:
+    def __init__(self, binary: str, root: Path) -> None:
+        self.binary = binary
+        self.root = root
+
+    def _run(self, *args: str, stdin: bytes | None = None) -> bytes:
+        argv = [self.binary, "--root", str(self.root), *args]
+        try:
+            result = subprocess.run(
+                argv, input=stdin, capture_output=True, close_fds=True, timeout=_TIMEOUT,
+                stdin=None if stdin is not None else subprocess.DEVNULL,
+            )  # fmt: skip
+        except (OSError, subprocess.TimeoutExpired) as e:
+            raise Unavailable(f"{self.binary} {args[0]}: {e}") from None
+        if result.returncode != 0:
+            message = result.stderr.decode(errors="replace").strip().splitlines()
+            text = runtime_message(message[-1] if message else f"exit status {result.returncode}")
+            if "does not exist" in text:
+                raise NotFound(f'{self.binary} {args[0]} "{args[-1]}": {text}')
+            raise Unavailable(f'{self.binary} {args[0]} "{args[-1]}": {text}')
+        return result.stdout
+
+    def state(self, container_id: str) -> dict[str, Any] | None:
+        """runc's view of the container (status, pid...), None when it does not know it."""
+        try:
+            return dict(json.loads(self._run("state", container_id)))
+        except NotFound:
+            return None
+
+    def start(self, container_id: str) -> None:
+        self._run("start", container_id)
+
+    def kill(self, container_id: str, signum: int, all_processes: bool = False) -> None:
+        self._run("kill", *(["--all"] if all_processes else []), container_id, str(signum))
+
+    def pause(self, container_id: str) -> None:
+        self._run("pause", container_id)
+
+    def resume(self, container_id: str) -> None:
+        self._run("resume", container_id)
+
+    def update(self, container_id: str, resources: dict[str, Any]) -> None:
+        self._run("update", "--resources", "-", container_id,
+                  stdin=json.dumps(resources).encode())
+
+    def delete(self, container_id: str, force: bool = False) -> None:
+        """Forget the container (killing it first when forced); unknown ids are fine."""
+        with contextlib.suppress(NotFound):
+            self._run("delete", *(["--force"] if force else []), container_id)

@@ -1,0 +1,520 @@
+"""The task service: containers and their execs, run by runc and watched by conmon.
+
+Every fact lives in files under the state dir, so a new daemon on the same dir sees what
+the last one left (`recover`): runc's state, conmon's pid/exit/log files, and our own
+small records written atomically (write + rename).
+
+    <state>/runc/<namespace>/               runc --root: ids are unique per namespace
+    <state>/sockets/                        conmon's links to attach-socket directories
+    <state>/tasks/<namespace>/<id>/         the bundle (0700): config.json, rootfs/,
+                                            task.json, conmon's pid, exit, log, attach
+    <state>/tasks/<namespace>/<id>/execs/<exec_id>/
+                                            process.json, exec.json and its conmon files
+
+Verbs take `exec_id=None` for the container's init or an exec id for one of its execs.
+All methods are synchronous and safe to call from several threads at once.
+"""
+
+import builtins
+import contextlib
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cdfs.errors import AlreadyExists, Busy, InvalidArgument, NotFound, Unavailable
+from cdfs.runtime import conmon, mounts, spec
+from cdfs.runtime.conmon import MonitorFiles
+from cdfs.runtime.logs import LogReader
+from cdfs.runtime.runc import Runc
+from cdfs.runtime.state import Status, Verb, check
+from cdfs.types import Mount
+
+DEFAULT_LOG_SIZE_MAX = 64 << 20
+# The exit status of a process whose monitor died before recording it.
+EXIT_UNKNOWN = 255
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+_EXIT_WAIT_AFTER_KILL = 10.0
+
+
+@dataclass(frozen=True)
+class TaskInfo:
+    """A container's init or one exec, as of now."""
+
+    namespace: str
+    id: str
+    exec_id: str | None
+    status: Status
+    pid: int | None
+    exit_status: int | None
+    exited_at: float | None  # seconds since the epoch
+
+
+def _check_name(kind: str, name: str) -> None:
+    if not _NAME.fullmatch(name):
+        raise InvalidArgument(
+            f'bad {kind}: "{name}" (letters, digits, "_.-", at most 64, not starting with'
+            ' a symbol)')
+
+
+def _write_json(path: Path, value: object) -> None:
+    """Write `value` so that readers see the old file or the new, never a part."""
+    temporary = path.with_name(f".{path.name}.tmp")
+    with open(temporary, "w") as f:
+        json.dump(value, f, indent=1)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(temporary, path)
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    with open(path) as f:
+        return dict(json.load(f))
+
+
+class TaskService:
+    """Create, run, signal, pause, exec into and delete containers; see the module doc."""
+
+    def __init__(self, state_dir: Path, runtime_binary: str = "runc",
+                 log_size_max: int = DEFAULT_LOG_SIZE_MAX) -> None:  # fmt: skip
+        self.state_dir = Path(state_dir)
+        self.runtime_binary = runtime_binary
+        self.log_size_max = log_size_max
+        self._sockets = self.state_dir / "sockets"
+        self._stdin: dict[Path, socket.socket] = {}
+        self._stdin_lock = threading.Lock()
+        self._readers: dict[Path, LogReader] = {}
+        for path in (self.state_dir, self._sockets, self.state_dir / "tasks",
+                     self.state_dir / "runc"):  # fmt: skip
+            path.mkdir(mode=0o700, parents=True, exist_ok=True)
+
+    # --- paths --------------------------------------------------------------------------
+
+    def bundle(self, namespace: str, container_id: str) -> Path:
+        return self.state_dir / "tasks" / namespace / container_id
+
+    def _runc(self, namespace: str, runtime: str | None = None) -> Runc:
+        return Runc(runtime or self.runtime_binary, self.state_dir / "runc" / namespace)
+
+    def _dir(self, namespace: str, container_id: str, exec_id: str | None) -> Path:
+        _check_name("namespace", namespace)
+        _check_name("container id", container_id)
+        bundle = self.bundle(namespace, container_id)
+        if not (bundle / "task.json").exists():
+            raise NotFound(f'no container "{container_id}" in namespace "{namespace}"')
+        if exec_id is None:
+            return bundle
+        _check_name("exec id", exec_id)
+        path = bundle / "execs" / exec_id
+        if not (path / "exec.json").exists():
+            raise NotFound(f'no exec "{exec_id}" in container "{container_id}"')
+        return path
+
+    def files(self, namespace: str, container_id: str, exec_id: str | None = None
+              ) -> MonitorFiles:  # fmt: skip
+        """The monitor's files (log, exit...) for the daemon to watch with inotify."""
+        return MonitorFiles(self._dir(namespace, container_id, exec_id))
+
+    def logs(self, namespace: str, container_id: str, exec_id: str | None = None
+             ) -> LogReader:  # fmt: skip
+        """The reader of stdout, stderr and the combined log of a container or exec."""
+        path = self.files(namespace, container_id, exec_id).log
+        with self._stdin_lock:
+            return self._readers.setdefault(path, LogReader(path))
+
+    # --- containers ---------------------------------------------------------------------
+
+    def create(self, namespace: str, container_id: str, oci_spec: dict[str, Any],
+               rootfs: Sequence[Mount] = (), stdin: bool = False,
+               runtime: str | None = None) -> TaskInfo:  # fmt: skip
+        """Create the container (its init exists, stopped before the user's program) under
+        conmon. `rootfs` is mounted at `<bundle>/rootfs` unless root.path is absolute
+        (bring-your-own rootfs). `runtime` is the OCI runtime binary for this container
+        (default: the service's). InvalidArgument for a bad spec or id, AlreadyExists,
+        Unavailable when mounting or the runtime fails; a failure leaves nothing behind."""
+        _check_name("namespace", namespace)
+        _check_name("container id", container_id)
+        spec.validate(oci_spec)
+        own_root = os.path.isabs(oci_spec["root"]["path"])
+        if not own_root and not rootfs:
+            raise InvalidArgument(
+                f'container "{container_id}": no rootfs (give mounts or an absolute root.path)')
+        runtime = runtime or self.runtime_binary
+        if shutil.which(runtime) is None:
+            raise InvalidArgument(f'runtime: "{runtime}" is not an executable')
+        bundle = self.bundle(namespace, container_id)
+        bundle.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        try:
+            bundle.mkdir(mode=0o700)
+        except FileExistsError:
+            raise AlreadyExists(f'container "{container_id}" exists in "{namespace}"') from None
+        mounted = False
+        try:
+            if not own_root:
+                oci_spec = spec.merge(oci_spec, {"root": {"path": str(bundle / "rootfs")}})
+                (bundle / "rootfs").mkdir()
+                mounts.mount_all(rootfs, bundle / "rootfs")
+                mounted = True
+            _write_json(bundle / "config.json", oci_spec)
+            monitor_id = uuid.uuid4().hex
+            record = {"namespace": namespace, "id": container_id, "runtime": runtime,
+                      "stdin": stdin, "monitor_id": monitor_id, "rootfs_mounted": mounted,
+                      "created_at": time.time()}  # fmt: skip
+            _write_json(bundle / "task.json", record)
+            (self.state_dir / "runc" / namespace).mkdir(mode=0o700, exist_ok=True)
+            conmon.spawn(self._launch(namespace, container_id, monitor_id, runtime,
+                                      MonitorFiles(bundle), stdin))
+        except BaseException:
+            self._runc(namespace, runtime).delete(container_id, force=True)
+            if mounted:
+                mounts.unmount_all(bundle / "rootfs")
+            shutil.rmtree(bundle, ignore_errors=True)
+            raise
+        return self.state(namespace, container_id)
+
+    def _launch(self, namespace: str, container_id: str, monitor_id: str, runtime: str,
+                files: MonitorFiles, stdin: bool, exec_spec: Path | None = None
+                ) -> conmon.Launch:  # fmt: skip
+        return conmon.Launch(
+            container_id=container_id, monitor_id=monitor_id, files=files,
+            runtime_path=runtime, runtime_root=self.state_dir / "runc" / namespace,
+            socket_dir=self._sockets, stdin=stdin, log_size_max=self.log_size_max,
+            exec_spec=exec_spec,
+        )  # fmt: skip
+
+    def list(self, namespace: str | None = None) -> list[tuple[str, str]]:
+        """(namespace, id) of every container, sorted."""
+        root = self.state_dir / "tasks"
+        spaces = [namespace] if namespace is not None else sorted(os.listdir(root))
+        return [(ns, cid) for ns in spaces if (root / ns).is_dir()
+                for cid in sorted(os.listdir(root / ns))
+                if (root / ns / cid / "task.json").exists()]  # fmt: skip
+
+    def list_execs(self, namespace: str, container_id: str) -> builtins.list[str]:
+        execs = self._dir(namespace, container_id, None) / "execs"
+        if not execs.is_dir():
+            return []
+        return sorted(e for e in os.listdir(execs) if (execs / e / "exec.json").exists())
+
+    def config(self, namespace: str, container_id: str) -> dict[str, Any]:
+        """The container's spec as created (root.path made absolute)."""
+        return _read_json(self._dir(namespace, container_id, None) / "config.json")
+
+    # --- state --------------------------------------------------------------------------
+
+    def state(self, namespace: str, container_id: str, exec_id: str | None = None
+              ) -> TaskInfo:  # fmt: skip
+        """Status, pid and exit of the init or an exec, from conmon's exit file and runc."""
+        path = self._dir(namespace, container_id, exec_id)
+        files = MonitorFiles(path)
+
+        def info(status: Status, exit_status: int | None = None) -> TaskInfo:
+            exited_at = files.exit.stat().st_mtime if exit_status is not None else None
+            return TaskInfo(namespace, container_id, exec_id, status,
+                            conmon.read_int(files.pid), exit_status, exited_at)  # fmt: skip
+
+        for attempt in range(20):
+            exit_status = conmon.read_int(files.exit)
+            if exit_status is not None:
+                return info(Status.STOPPED, exit_status)
+            if exec_id is not None:
+                record = _read_json(path / "exec.json")
+                if record.get("monitor_id") is None:
+                    return info(Status.CREATED)
+                live = self._process_alive(conmon.read_int(files.pid))
+                status = Status.RUNNING if live else Status.STOPPED
+            else:
+                record = _read_json(path / "task.json")
+                runc_state = self._runc(namespace, record["runtime"]).state(container_id)
+                status = Status(runc_state["status"]) if runc_state else Status.STOPPED
+            if status != Status.STOPPED:
+                return info(status)
+            if not conmon.is_alive(files, record["monitor_id"]):
+                # It may have written the exit file just before it exited.
+                return info(Status.STOPPED, conmon.read_int(files.exit))
+            # Stopped, and conmon is about to write the exit file: give it a moment.
+            time.sleep(0.01 * (attempt + 1))
+        return info(Status.STOPPED)
+
+    @staticmethod
+    def _process_alive(pid: int | None) -> bool:
+        if pid is None:
+            return False
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+        except FileNotFoundError:
+            return False
+        return stat.rpartition(")")[2].split()[0] != "Z"
+
+    def wait(self, namespace: str, container_id: str, exec_id: str | None = None,
+             timeout: float | None = None) -> TaskInfo:  # fmt: skip
+        """Block until the init or exec has exited (or `timeout` passed), then its state.
+        For threads and tests; the daemon watches `files().exit` with inotify instead."""
+        from cdfs.runtime.inotify import IN_CLOSE_WRITE, IN_CREATE, IN_MOVED_TO, Inotify
+
+        deadline = None if timeout is None else time.monotonic() + timeout
+        files = self.files(namespace, container_id, exec_id)
+        with Inotify() as watch:
+            watch.add_watch(files.dir, IN_CREATE | IN_CLOSE_WRITE | IN_MOVED_TO)
+            while True:
+                info = self.state(namespace, container_id, exec_id)
+                if info.status == Status.STOPPED:
+                    return info
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    return info
+                watch.wait(min(left, 1.0) if left is not None else 1.0)
+
+    # --- verbs --------------------------------------------------------------------------
+
+    def _what(self, container_id: str, exec_id: str | None) -> str:
+        if exec_id is None:
+            return f'container "{container_id}"'
+        return f'exec "{exec_id}" of container "{container_id}"'
+
+    def _checked(self, verb: Verb, namespace: str, container_id: str,
+                 exec_id: str | None) -> TaskInfo:  # fmt: skip
+        info = self.state(namespace, container_id, exec_id)
+        check(verb, info.status, self._what(container_id, exec_id))
+        return info
+
+    def _runtime(self, namespace: str, container_id: str) -> Runc:
+        record = _read_json(self.bundle(namespace, container_id) / "task.json")
+        return self._runc(namespace, record["runtime"])
+
+    def start(self, namespace: str, container_id: str, exec_id: str | None = None
+              ) -> TaskInfo:  # fmt: skip
+        """Run the user's program (init: `runc start`; exec: conmon runs `runc exec`).
+        InvalidArgument unless created; Unavailable when the runtime fails."""
+        self._checked(Verb.START, namespace, container_id, exec_id)
+        if exec_id is None:
+            self._runtime(namespace, container_id).start(container_id)
+        else:
+            self._start_exec(namespace, container_id, exec_id)
+        return self.state(namespace, container_id, exec_id)
+
+    def kill(self, namespace: str, container_id: str, signum: int,
+             exec_id: str | None = None) -> None:  # fmt: skip
+        """Send `signum` to the init (`runc kill`) or the exec's process. A paused
+        container's processes receive it when resumed. InvalidArgument once stopped."""
+        info = self._checked(Verb.KILL, namespace, container_id, exec_id)
+        if exec_id is None:
+            self._runtime(namespace, container_id).kill(container_id, signum)
+        elif info.pid is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(info.pid, signum)
+
+    def stop(self, namespace: str, container_id: str, grace: float = 10.0,
+             exec_id: str | None = None) -> TaskInfo:  # fmt: skip
+        """TERM, then KILL if it has not exited after `grace` seconds; returns the
+        stopped state. A paused container is resumed so that it can handle TERM."""
+        info = self._checked(Verb.STOP, namespace, container_id, exec_id)
+        self.kill(namespace, container_id, signal.SIGTERM, exec_id)
+        if info.status == Status.PAUSED:
+            self.resume(namespace, container_id)
+        info = self.wait(namespace, container_id, exec_id, timeout=grace)
+        if info.status != Status.STOPPED:
+            with contextlib.suppress(InvalidArgument):
+                self.kill(namespace, container_id, signal.SIGKILL, exec_id)
+            info = self.wait(namespace, container_id, exec_id, timeout=_EXIT_WAIT_AFTER_KILL)
+        return info
+
+    def pause(self, namespace: str, container_id: str) -> None:
+        """Freeze every process of the container (cgroup freezer)."""
+        self._checked(Verb.PAUSE, namespace, container_id, None)
+        self._runtime(namespace, container_id).pause(container_id)
+
+    def resume(self, namespace: str, container_id: str) -> None:
+        self._checked(Verb.RESUME, namespace, container_id, None)
+        self._runtime(namespace, container_id).resume(container_id)
+
+    def update(self, namespace: str, container_id: str, resources: dict[str, Any]) -> None:
+        """Change the container's cgroup limits (`runc update --resources -`), e.g.
+        {"memory": {"limit": 67108864}, "pids": {"limit": 100}}."""
+        if not isinstance(resources, dict):
+            raise InvalidArgument(f"resources: must be an object, not {resources!r}")
+        self._checked(Verb.UPDATE, namespace, container_id, None)
+        self._runtime(namespace, container_id).update(container_id, resources)
+
+    # --- stdin --------------------------------------------------------------------------
+
+    def write_stdin(self, namespace: str, container_id: str, data: bytes,
+                    exec_id: str | None = None) -> int:  # fmt: skip
+        """Send `data` to the process's stdin (it must have been created with stdin).
+        The connection to conmon stays open between writes; a daemon restart closes it
+        and with it the process's stdin, as podman's attach without --leave-stdin-open."""
+        path = self._dir(namespace, container_id, exec_id)
+        self._checked(Verb.WRITE_STDIN, namespace, container_id, exec_id)
+        if not self._record(path).get("stdin"):
+            raise InvalidArgument(f"{self._what(container_id, exec_id)} has no stdin")
+        with self._stdin_lock:
+            sock = self._stdin.get(path)
+            if sock is None:
+                if (path / ".stdin-closed").exists():
+                    raise InvalidArgument(
+                        f"{self._what(container_id, exec_id)}: stdin is closed")
+                sock = self._stdin[path] = conmon.connect_attach(MonitorFiles(path))
+            try:
+                for start in range(0, len(data), conmon.ATTACH_PACKET):
+                    sock.sendall(data[start : start + conmon.ATTACH_PACKET])
+            except OSError as e:
+                del self._stdin[path]
+                sock.close()
+                raise Unavailable(f"stdin of {self._what(container_id, exec_id)}: "
+                                  f"{e.strerror}") from None  # fmt: skip
+        return len(data)
+
+    def close_stdin(self, namespace: str, container_id: str, exec_id: str | None = None
+                    ) -> None:  # fmt: skip
+        """Close the process's stdin: it reads end of file."""
+        path = self._dir(namespace, container_id, exec_id)
+        self._checked(Verb.CLOSE_STDIN, namespace, container_id, exec_id)
+        with self._stdin_lock:
+            (path / ".stdin-closed").touch()
+            sock = self._stdin.pop(path, None)
+            if sock is None and self._record(path).get("stdin") and self._monitor_started(path):
+                sock = conmon.connect_attach(MonitorFiles(path))
+            if sock is not None:
+                sock.close()
+
+    def _record(self, path: Path) -> dict[str, Any]:
+        name = "exec.json" if path.parent.name == "execs" else "task.json"
+        return _read_json(path / name)
+
+    def _monitor_started(self, path: Path) -> bool:
+        return self._record(path).get("monitor_id") is not None
+
+    def _drop_stdin(self, path: Path) -> None:
+        with self._stdin_lock:
+            for key in [key for key in self._stdin if key == path or path in key.parents]:
+                self._stdin.pop(key).close()
+            for key in [key for key in self._readers if path in key.parents]:
+                del self._readers[key]
+
+    # --- execs --------------------------------------------------------------------------
+
+    def exec(self, namespace: str, container_id: str, exec_id: str, process: dict[str, Any],
+             stdin: bool = False) -> TaskInfo:  # fmt: skip
+        """Create an exec (status created; `start` runs it). `process` is an OCI process;
+        fields it leaves out (env, cwd, user...) come from the container's process.
+        InvalidArgument for a bad process or a container not running, AlreadyExists."""
+        bundle = self._dir(namespace, container_id, None)
+        _check_name("exec id", exec_id)
+        if not isinstance(process, dict):
+            raise InvalidArgument(f"process.json: must be a JSON object, not {process!r}")
+        base = {k: v for k, v in self.config(namespace, container_id)["process"].items()
+                if k not in ("args", "terminal")}  # fmt: skip
+        full = spec.merge(base, process)
+        spec.validate_process(full)
+        self._checked(Verb.EXEC, namespace, container_id, None)
+        path = bundle / "execs" / exec_id
+        path.parent.mkdir(mode=0o700, exist_ok=True)
+        try:
+            path.mkdir(mode=0o700)
+        except FileExistsError:
+            raise AlreadyExists(f'exec "{exec_id}" exists in "{container_id}"') from None
+        _write_json(path / "process.json", full)
+        _write_json(path / "exec.json", {"id": exec_id, "stdin": stdin, "monitor_id": None})
+        return self.state(namespace, container_id, exec_id)
+
+    def _start_exec(self, namespace: str, container_id: str, exec_id: str) -> None:
+        path = self._dir(namespace, container_id, exec_id)
+        record = _read_json(path / "exec.json")
+        record["monitor_id"] = uuid.uuid4().hex
+        runtime = _read_json(self.bundle(namespace, container_id) / "task.json")["runtime"]
+        launch = self._launch(namespace, container_id, record["monitor_id"], runtime,
+                              MonitorFiles(path), record["stdin"], path / "process.json")
+        _write_json(path / "exec.json", record)
+        try:
+            conmon.spawn(launch)
+        except BaseException:
+            record["monitor_id"] = None
+            _write_json(path / "exec.json", record)
+            raise
+
+    # --- delete and recovery ------------------------------------------------------------
+
+    def delete(self, namespace: str, container_id: str, force: bool = False,
+               exec_id: str | None = None) -> None:  # fmt: skip
+        """Remove a created or stopped container (or exec) and all its files, unmounting
+        its rootfs. Busy while it runs or is paused, unless `force` (then it is killed)."""
+        path = self._dir(namespace, container_id, exec_id)
+        info = self.state(namespace, container_id, exec_id)
+        if not force:
+            check(Verb.DELETE, info.status, self._what(container_id, exec_id))
+        if exec_id is not None:
+            if info.status == Status.RUNNING:
+                self.kill(namespace, container_id, signal.SIGKILL, exec_id)
+                self.wait(namespace, container_id, exec_id, timeout=_EXIT_WAIT_AFTER_KILL)
+            self._drop_stdin(path)
+            shutil.rmtree(path, ignore_errors=True)
+            return
+        record = _read_json(path / "task.json")
+        runtime = self._runc(namespace, record["runtime"])
+        if info.status != Status.STOPPED or force:
+            runtime.delete(container_id, force=True)
+            self.wait(namespace, container_id, timeout=_EXIT_WAIT_AFTER_KILL)
+        runtime.delete(container_id, force=True)
+        self._drop_stdin(path)
+        if record.get("rootfs_mounted"):
+            mounts.unmount_all(path / "rootfs")
+        if mounts.is_mounted(path / "rootfs"):
+            raise Busy(f'container "{container_id}": rootfs is still mounted')
+        self._unlink_sockets(path)
+        shutil.rmtree(path, ignore_errors=True)
+
+    def _unlink_sockets(self, bundle: Path) -> None:
+        """Remove conmon's links (named by monitor id) to the container's directories."""
+        ids = {_read_json(bundle / "task.json").get("monitor_id")}
+        execs = bundle / "execs"
+        if execs.is_dir():
+            for name in os.listdir(execs):
+                with contextlib.suppress(OSError, ValueError):
+                    ids.add(_read_json(execs / name / "exec.json").get("monitor_id"))
+        for monitor_id in ids - {None}:
+            with contextlib.suppress(FileNotFoundError):
+                (self._sockets / str(monitor_id)).unlink()
+
+    def recover(self) -> builtins.list[TaskInfo]:
+        """After a daemon restart: the state of every container and exec. A process whose
+        conmon died can no longer be watched, so it is killed and recorded as exited
+        (137 when cdfs killed it, 255 when it had exited unseen) rather than lost."""
+        infos = []
+        for namespace, container_id in self.list():
+            bundle = self.bundle(namespace, container_id)
+            self._reap_orphan(namespace, container_id, None, bundle)
+            infos.append(self.state(namespace, container_id))
+            for exec_id in self.list_execs(namespace, container_id):
+                self._reap_orphan(namespace, container_id, exec_id,
+                                  bundle / "execs" / exec_id)  # fmt: skip
+                infos.append(self.state(namespace, container_id, exec_id))
+        return infos
+
+    def _reap_orphan(self, namespace: str, container_id: str, exec_id: str | None,
+                     path: Path) -> None:  # fmt: skip
+        files = MonitorFiles(path)
+        record = self._record(path)
+        monitor_id = record.get("monitor_id")
+        if monitor_id is None or files.exit.exists() or conmon.is_alive(files, monitor_id):
+            return
+        info = self.state(namespace, container_id, exec_id)
+        status = EXIT_UNKNOWN
+        if info.status != Status.STOPPED:
+            if exec_id is None:
+                self._runc(namespace, record["runtime"]).delete(container_id, force=True)
+            elif info.pid is not None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(info.pid, signal.SIGKILL)
+            status = 128 + signal.SIGKILL
+        temporary = files.dir / ".exit.tmp"
+        temporary.write_text(str(status))
+        os.replace(temporary, files.exit)
