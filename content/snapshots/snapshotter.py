@@ -1,0 +1,172 @@
+"""The snapshotter lifecycle shared by every implementation (containerd's Snapshotter).
+
+A snapshot is *active* (prepared from a committed parent, writable), a *view*
+(read-only) or *committed* (immutable, may be a parent). Keys name active snapshots
+and views, names name committed ones; both live in one namespace. Layer import is
+prepare(tmpkey, parent) -> apply the layer into apply_dir(tmpkey) -> commit(chainid,
+tmpkey); a container is prepare(id, image_top) -> mount mounts(id).
+
+On disk every snapshot is `<root>/snapshots/<id>/` holding `fs` (and `work` for
+overlay); a new one is assembled in `<root>/snapshots/new-*` and renamed into place
+inside the metadata transaction that creates its row, so a crash leaves either
+nothing or an orphan directory that the next open removes.
+"""
+
+import builtins
+import os
+import shutil
+import tempfile
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from pathlib import Path
+
+from cdfs.content.snapshots.metadata import Info, Kind, Metadata, Row, check_key
+from cdfs.content.unpack import WhiteoutMode
+from cdfs.errors import Busy, InvalidArgument, NotFound
+from cdfs.types import Mount
+
+
+@dataclass(frozen=True)
+class Usage:
+    """Disk used by a snapshot's own files: allocated bytes and distinct inodes."""
+
+    size: int
+    inodes: int
+
+
+class Snapshotter(ABC):
+    """Common lifecycle; subclasses say how a new fs is populated and mounted."""
+
+    #: how unpack.apply_layer must write whiteouts into apply_dir()
+    whiteouts: WhiteoutMode
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.snapshots_dir = root / "snapshots"
+        self.snapshots_dir.mkdir(parents=True, exist_ok=True)
+        self._meta = Metadata(root / "metadata.db")
+        self._remove_orphans()
+
+    def close(self) -> None:
+        self._meta.close()
+
+    # -- lifecycle ---------------------------------------------------------------
+    def prepare(self, key: str, parent: str | None = None,
+                labels: dict[str, str] | None = None) -> list[Mount]:
+        """Create the active (writable) snapshot `key` on top of committed `parent`.
+        AlreadyExists if the key is taken, NotFound/InvalidArgument for a bad parent."""
+        return self._create(key, parent, "active", labels or {})
+
+    def view(self, key: str, parent: str | None = None,
+             labels: dict[str, str] | None = None) -> list[Mount]:
+        """Create a read-only view `key` of committed `parent`."""
+        return self._create(key, parent, "view", labels or {})
+
+    def mounts(self, key: str) -> list[Mount]:
+        """The mounts of an active snapshot or view (InvalidArgument if committed)."""
+        row = self._meta.get(key)
+        if row.info.kind == "committed":
+            raise InvalidArgument(f'snapshot "{key}" is committed and cannot be mounted')
+        return self._mounts(row)
+
+    def commit(self, name: str, key: str, labels: dict[str, str] | None = None) -> None:
+        """Turn active snapshot `key` into committed, immutable `name`. AlreadyExists
+        if `name` is taken (another unpack won the race); the active one stays."""
+        check_key(name)
+        with self._meta.transaction():
+            row = self._meta.get(key)
+            if row.info.kind != "active":
+                raise InvalidArgument(f'snapshot "{key}" is {row.info.kind}, not active')
+            self._meta.commit(row, name, labels or {})
+
+    def remove(self, key: str) -> None:
+        """Remove a snapshot of any kind; Busy while another snapshot builds on it."""
+        with self._meta.transaction():
+            row = self._meta.get(key)
+            if self._meta.has_children(row.id):
+                raise Busy(f'snapshot "{key}" has children')
+            self._meta.delete(row)
+        # After the row is gone: a crash here leaves an orphan, removed on open.
+        shutil.rmtree(self._dir(row.id), ignore_errors=True)
+
+    def stat(self, key: str) -> Info:
+        return self._meta.get(key).info
+
+    def list(self) -> list[Info]:
+        return self._meta.list()
+
+    def usage(self, key: str) -> Usage:
+        """Bytes allocated and inodes used by the snapshot's own directory (for overlay,
+        what it adds over its parents; for native, the full copy)."""
+        return _disk_usage(self._fs(self._meta.get(key).id))
+
+    def apply_dir(self, key: str) -> Path:
+        """Where to apply a layer for active snapshot `key` (with `self.whiteouts`)."""
+        row = self._meta.get(key)
+        if row.info.kind != "active":
+            raise InvalidArgument(f'snapshot "{key}" is {row.info.kind}, not active')
+        return self._fs(row.id)
+
+    # -- for subclasses ------------------------------------------------------------
+    @abstractmethod
+    def _populate(self, new: Path, parent_fs: Path | None) -> None:
+        """Fill the new snapshot directory `new` (its `fs` and whatever else)."""
+
+    @abstractmethod
+    def _mounts(self, row: Row) -> builtins.list[Mount]:
+        """The mounts of an active snapshot or a view."""
+
+    def _dir(self, snapshot_id: int) -> Path:
+        return self.snapshots_dir / str(snapshot_id)
+
+    def _fs(self, snapshot_id: int) -> Path:
+        return self._dir(snapshot_id) / "fs"
+
+    # -- internals -----------------------------------------------------------------
+    def _create(self, key: str, parent: str | None, kind: Kind,
+                labels: dict[str, str]) -> builtins.list[Mount]:
+        check_key(key)
+        parent_row = self._committed(parent) if parent is not None else None
+        new = Path(tempfile.mkdtemp(prefix="new-", dir=self.snapshots_dir))
+        try:
+            self._populate(new, self._fs(parent_row.id) if parent_row else None)
+            with self._meta.transaction():
+                if parent is not None:
+                    self._committed(parent)  # still there after the copy
+                snapshot_id = self._meta.insert(key, kind, parent_row, labels)
+                final = self._dir(snapshot_id)
+                if final.exists():  # an orphan from a crash before its row committed
+                    shutil.rmtree(final)
+                os.rename(new, final)
+        except BaseException:
+            shutil.rmtree(new, ignore_errors=True)
+            raise
+        return self._mounts(self._meta.get(key))
+
+    def _committed(self, name: str) -> Row:
+        try:
+            row = self._meta.get(name)
+        except NotFound:
+            raise NotFound(f'no parent snapshot "{name}"') from None
+        if row.info.kind != "committed":
+            raise InvalidArgument(f'parent snapshot "{name}" is not committed')
+        return row
+
+    def _remove_orphans(self) -> None:
+        """Directories without a row: half-made snapshots and half-removed ones."""
+        known = {str(i) for i in self._meta.ids()}
+        for entry in os.scandir(self.snapshots_dir):
+            if entry.name not in known:
+                shutil.rmtree(entry.path, ignore_errors=True)
+
+
+def _disk_usage(path: Path) -> Usage:
+    size = 0
+    seen: set[int] = set()
+    for dirpath, dirnames, filenames in os.walk(path):
+        for name in (*dirnames, *filenames):
+            info = os.lstat(os.path.join(dirpath, name))
+            if info.st_ino not in seen:
+                seen.add(info.st_ino)
+                size += info.st_blocks * 512
+    return Usage(size, len(seen))

@@ -1,0 +1,358 @@
+"""Apply one OCI layer tar onto a directory, never touching anything outside it.
+
+Layers are hostile input and cdfs runs as root, so tarfile is used only to parse
+headers; every file operation here goes through directory fds, one path component
+at a time, with O_NOFOLLOW: a name can never be resolved through a symlink, `..`
+is refused, and an absolute name is taken relative to the target (as tar does).
+An entry whose parent path passes through a symlink or a non-directory is refused
+rather than followed; layer tars produced by a diff never need that.
+
+Whiteouts (OCI image-spec layer.md) are applied in one of two modes:
+  "overlay" -- the target is an overlayfs upper dir: `.wh.NAME` becomes a 0/0 char
+              device and `.wh..wh..opq` the xattr trusted.overlay.opaque=y;
+  "delete"  -- the target is a full copy of the parent layers: `.wh.NAME` deletes
+              NAME and `.wh..wh..opq` deletes what this layer did not itself add.
+Layer-supplied `trusted.overlay.*` xattrs are dropped: they would let a layer forge
+whiteouts or redirects in the overlay.
+"""
+
+import errno
+import os
+import shutil
+import stat
+import tarfile
+from pathlib import Path
+from typing import BinaryIO, Literal
+
+from cdfs.content.compression import LayerStream, Limits
+from cdfs.errors import InvalidArgument
+
+WhiteoutMode = Literal["overlay", "delete"]
+
+WHITEOUT_PREFIX = ".wh."
+OPAQUE_MARKER = ".wh..wh..opq"
+_OVERLAY_XATTR_PREFIX = "trusted.overlay."
+_CHUNK = 1 << 20
+_PATH_DIR = os.O_PATH | os.O_NOFOLLOW | os.O_DIRECTORY | os.O_CLOEXEC
+_READ_DIR = os.O_RDONLY | os.O_NOFOLLOW | os.O_DIRECTORY | os.O_CLOEXEC
+_NEW_FILE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+
+Parts = tuple[str, ...]
+
+
+def entry_parts(name: str) -> Parts:
+    """The components of a tar entry name, relative to the target. `.` and empty
+    components vanish, a leading `/` is dropped; `..` anywhere is refused."""
+    parts = tuple(p for p in name.split("/") if p not in ("", "."))
+    if ".." in parts:
+        raise InvalidArgument(f'layer entry escapes the target: "{name}"')
+    return parts
+
+
+def whiteout_target(parts: Parts) -> str | None:
+    """For a whiteout entry, the name it deletes in its directory ("" for an opaque
+    marker); None for an ordinary entry. Refuses whiteouts that name `.` or `..`."""
+    if not parts or not parts[-1].startswith(WHITEOUT_PREFIX):
+        return None
+    base = parts[-1]
+    if base == OPAQUE_MARKER:
+        return ""
+    victim = base[len(WHITEOUT_PREFIX):]
+    if victim in ("", ".", ".."):
+        raise InvalidArgument(f'bad whiteout: "{"/".join(parts)}"')
+    return victim
+
+
+def apply_layer(source: BinaryIO, target: Path, media_type: str, whiteouts: WhiteoutMode,
+                limits: Limits | None = None) -> str:
+    """Apply the layer read from `source` (compressed as `media_type` says) onto
+    `target` and return its diff_id, the sha256 of the uncompressed tar.
+    InvalidArgument for a malformed, hostile or over-limit layer; the target may
+    then hold part of the layer, so callers apply into a snapshot they can drop."""
+    if whiteouts not in ("overlay", "delete"):
+        raise InvalidArgument(f'unknown whiteout mode: "{whiteouts}"')
+    limits = limits or Limits()
+    root_fd = os.open(target, _PATH_DIR)
+    try:
+        with LayerStream(source, media_type, limits) as stream:
+            extractor = _Extractor(root_fd, whiteouts)
+            try:
+                archive = tarfile.TarFile(fileobj=stream, mode="r",  # type: ignore[arg-type]
+                                          encoding="utf-8", errors="surrogateescape")
+                entries = 0
+                while (member := archive.next()) is not None:
+                    # tarfile would keep every header in memory
+                    archive.members.clear()  # type: ignore[attr-defined]
+                    entries += 1
+                    if entries > limits.max_entries:
+                        raise InvalidArgument(f"layer has more than {limits.max_entries} entries")
+                    extractor.apply(member, stream)
+                extractor.finish()
+            except tarfile.TarError as exc:
+                raise InvalidArgument(f"layer is not a valid tar: {exc}") from None
+            finally:
+                extractor.close()
+            return stream.finish()
+    finally:
+        os.close(root_fd)
+
+
+class _Extractor:
+    """Applies entries one by one below `root_fd`. Holds one cached parent dir fd,
+    since tar entries come grouped by directory."""
+
+    def __init__(self, root_fd: int, whiteouts: WhiteoutMode) -> None:
+        self.root_fd = root_fd
+        self.whiteouts = whiteouts
+        self._cached: tuple[Parts, int] | None = None
+        self._dir_times: dict[Parts, tuple[int, int]] = {}
+        self._unpacked: set[Parts] = set()
+
+    # -- resolution --------------------------------------------------------------
+    def _open_dir(self, parts: Parts, create: bool) -> int | None:
+        """A borrowed O_PATH fd of directory `parts`, created (0755) if missing and
+        `create`, else None if missing. Never follows a symlink."""
+        if self._cached is not None and self._cached[0] == parts:
+            return self._cached[1]
+        self._forget_cached()
+        fd = os.dup(self.root_fd)
+        try:
+            for depth, part in enumerate(parts):
+                try:
+                    next_fd = os.open(part, _PATH_DIR, dir_fd=fd)
+                except FileNotFoundError:
+                    if not create:
+                        os.close(fd)
+                        return None
+                    os.mkdir(part, 0o755, dir_fd=fd)
+                    self._unpacked.add(parts[: depth + 1])
+                    next_fd = os.open(part, _PATH_DIR, dir_fd=fd)
+                except OSError as exc:
+                    if exc.errno not in (errno.ENOTDIR, errno.ELOOP):
+                        raise
+                    raise InvalidArgument(
+                        f'layer path passes through a non-directory: "{"/".join(parts)}"'
+                    ) from None
+                os.close(fd)
+                fd = next_fd
+        except BaseException:
+            os.close(fd)
+            raise
+        self._cached = (parts, fd)
+        return fd
+
+    def _forget_cached(self) -> None:
+        if self._cached is not None:
+            os.close(self._cached[1])
+            self._cached = None
+
+    def close(self) -> None:
+        self._forget_cached()
+
+    # -- entries -----------------------------------------------------------------
+    def apply(self, member: tarfile.TarInfo, stream: LayerStream) -> None:
+        parts = entry_parts(member.name)
+        try:
+            victim = whiteout_target(parts)
+            if victim is not None:
+                self._whiteout(parts[:-1], victim)
+            elif not parts:
+                self._root(member)
+            else:
+                self._entry(parts, member, stream)
+        except OSError as exc:
+            raise InvalidArgument(
+                f'cannot apply layer entry "{member.name}": {exc.strerror}') from None
+
+    def _root(self, member: tarfile.TarInfo) -> None:
+        """The `./` entry carries the target directory's own metadata."""
+        if not member.isdir():
+            raise InvalidArgument(f'layer root entry is not a directory: "{member.name}"')
+        fd = os.open(".", _READ_DIR, dir_fd=self.root_fd)
+        try:
+            self._set_metadata_fd(fd, member)
+        finally:
+            os.close(fd)
+        self._dir_times[()] = _times(member)
+
+    def _entry(self, parts: Parts, member: tarfile.TarInfo, stream: LayerStream) -> None:
+        parent = self._open_dir(parts[:-1], create=True)
+        assert parent is not None
+        name = parts[-1]
+        existing = _lstat(name, parent)
+        if member.isdir():
+            if existing is not None and not stat.S_ISDIR(existing.st_mode):
+                self._remove(parent, name, existing, parts)
+            if existing is None or not stat.S_ISDIR(existing.st_mode):
+                os.mkdir(name, 0o700, dir_fd=parent)
+            fd = os.open(name, _READ_DIR, dir_fd=parent)
+            try:
+                self._set_metadata_fd(fd, member)
+            finally:
+                os.close(fd)
+            self._dir_times[parts] = _times(member)
+        else:
+            if existing is not None:
+                self._remove(parent, name, existing, parts)
+            self._create(parent, name, member, stream)
+        self._unpacked.add(parts)
+
+    def _create(self, parent: int, name: str, member: tarfile.TarInfo,
+                stream: LayerStream) -> None:
+        if member.isreg():
+            if member.sparse is not None:
+                raise InvalidArgument(f'sparse layer entries are not supported: "{member.name}"')
+            fd = os.open(name, _NEW_FILE, 0o600, dir_fd=parent)
+            try:
+                _copy(stream, fd, member.size, member.name)
+                self._set_metadata_fd(fd, member)
+            finally:
+                os.close(fd)
+        elif member.issym():
+            os.symlink(member.linkname, name, dir_fd=parent)
+            os.chown(name, member.uid, member.gid, dir_fd=parent, follow_symlinks=False)
+            os.utime(name, ns=_times(member), dir_fd=parent, follow_symlinks=False)
+        elif member.islnk():
+            self._hardlink(parent, name, member)
+        elif member.ischr() or member.isblk() or member.isfifo():
+            kind = (stat.S_IFCHR if member.ischr() else
+                    stat.S_IFBLK if member.isblk() else stat.S_IFIFO)
+            os.mknod(name, kind | 0o600, os.makedev(member.devmajor, member.devminor),
+                     dir_fd=parent)
+            self._set_metadata_at(parent, name, member)
+        else:
+            raise InvalidArgument(
+                f'unsupported layer entry type {member.type!r}: "{member.name}"')
+
+    def _hardlink(self, parent: int, name: str, member: tarfile.TarInfo) -> None:
+        """Link to an entry already inside the target, resolved as strictly as any
+        other name (a link through a symlink or out of the target is refused)."""
+        source = entry_parts(member.linkname)
+        if not source:
+            raise InvalidArgument(f'hardlink to the layer root: "{member.name}"')
+        link_parent = os.dup(parent)  # resolving the source moves the dir cache
+        try:
+            source_parent = self._open_dir(source[:-1], create=False)
+            if source_parent is None:
+                raise InvalidArgument(f'hardlink to a missing entry: "{member.linkname}"')
+            os.link(source[-1], name, src_dir_fd=source_parent, dst_dir_fd=link_parent,
+                    follow_symlinks=False)
+        finally:
+            os.close(link_parent)
+
+    def _whiteout(self, dir_parts: Parts, victim: str) -> None:
+        overlay = self.whiteouts == "overlay"
+        parent = self._open_dir(dir_parts, create=overlay)
+        if parent is None:
+            return
+        if overlay and victim:
+            existing = _lstat(victim, parent)
+            if existing is not None:
+                self._remove(parent, victim, existing, (*dir_parts, victim))
+            os.mknod(victim, stat.S_IFCHR, os.makedev(0, 0), dir_fd=parent)
+        elif overlay:
+            fd = os.open(".", _READ_DIR, dir_fd=parent)
+            try:
+                os.setxattr(fd, "trusted.overlay.opaque", b"y")
+            finally:
+                os.close(fd)
+        elif victim:
+            existing = _lstat(victim, parent)
+            if existing is not None:
+                self._remove(parent, victim, existing, (*dir_parts, victim))
+        else:
+            self._empty_except_unpacked(parent, dir_parts)
+
+    def _empty_except_unpacked(self, dir_fd: int, dir_parts: Parts) -> None:
+        """An opaque directory in delete mode: drop all the lower layers put there,
+        keeping what this layer has already added."""
+        fd = os.open(".", _READ_DIR, dir_fd=dir_fd)
+        try:
+            for entry in list(os.scandir(fd)):
+                child = (*dir_parts, entry.name)
+                info = entry.stat(follow_symlinks=False)
+                if child not in self._unpacked:
+                    self._remove(fd, entry.name, info, child)
+                elif stat.S_ISDIR(info.st_mode):
+                    sub = os.open(entry.name, _PATH_DIR, dir_fd=fd)
+                    try:
+                        self._empty_except_unpacked(sub, child)
+                    finally:
+                        os.close(sub)
+        finally:
+            os.close(fd)
+
+    def _remove(self, parent: int, name: str, info: os.stat_result, parts: Parts) -> None:
+        """Remove `name` (at `parts`) in `parent` without following symlinks; a
+        directory goes with everything below it."""
+        if stat.S_ISDIR(info.st_mode):
+            if self._cached is not None and self._cached[0][: len(parts)] == parts:
+                self._forget_cached()
+            shutil.rmtree(name, dir_fd=parent)
+        else:
+            os.unlink(name, dir_fd=parent)
+
+    # -- metadata ----------------------------------------------------------------
+    def _set_metadata_fd(self, fd: int, member: tarfile.TarInfo) -> None:
+        """Owner, then mode (chown clears setuid), then xattrs (chown clears file
+        capabilities), then times (writing changes them)."""
+        os.fchown(fd, member.uid, member.gid)
+        os.fchmod(fd, member.mode & 0o7777)
+        for key, value in _xattrs(member):
+            os.setxattr(fd, key, value)
+        if not member.isdir():
+            os.utime(fd, ns=_times(member))
+
+    def _set_metadata_at(self, parent: int, name: str, member: tarfile.TarInfo) -> None:
+        """Metadata of a device or fifo, which must not be opened."""
+        os.chown(name, member.uid, member.gid, dir_fd=parent, follow_symlinks=False)
+        os.chmod(name, member.mode & 0o7777, dir_fd=parent, follow_symlinks=False)
+        for key, value in _xattrs(member):
+            os.setxattr(f"/proc/self/fd/{parent}/{name}", key, value, follow_symlinks=False)
+        os.utime(name, ns=_times(member), dir_fd=parent, follow_symlinks=False)
+
+    def finish(self) -> None:
+        """Directory times last: creating their children changed them."""
+        for parts, times in self._dir_times.items():
+            try:
+                fd = self._open_dir(parts, create=False)
+            except InvalidArgument:  # a later entry replaced it with a non-directory
+                continue
+            if fd is not None:
+                os.utime(f"/proc/self/fd/{fd}", ns=times)
+
+
+def _lstat(name: str, dir_fd: int) -> os.stat_result | None:
+    try:
+        return os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+    except FileNotFoundError:
+        return None
+
+
+def _times(member: tarfile.TarInfo) -> tuple[int, int]:
+    mtime = int(float(member.mtime) * 1_000_000_000)
+    return mtime, mtime
+
+
+def _xattrs(member: tarfile.TarInfo) -> list[tuple[str, bytes]]:
+    """PAX SCHILY.xattr.* records, minus the overlay's own."""
+    found = []
+    for key, value in member.pax_headers.items():
+        if key.startswith("SCHILY.xattr."):
+            name = key[len("SCHILY.xattr."):]
+            if not name.startswith(_OVERLAY_XATTR_PREFIX):
+                found.append((name, value.encode("utf-8", "surrogateescape")))
+    return found
+
+
+def _copy(stream: LayerStream, fd: int, size: int, name: str) -> None:
+    """Stream `size` bytes of member data into `fd`, in chunks."""
+    left = size
+    while left:
+        data = stream.read(min(left, _CHUNK))
+        if not data:
+            raise InvalidArgument(f'layer ends inside the data of "{name}"')
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+        left -= len(data)
