@@ -233,8 +233,9 @@ def merge(base: Mapping[str, Any], partial: Mapping[str, Any]) -> Spec:
     for key, value in partial.items():
         if value is None:
             result.pop(key, None)
-        elif isinstance(value, Mapping) and isinstance(result.get(key), Mapping):
-            result[key] = merge(result[key], value)
+        elif isinstance(value, Mapping):
+            target = result.get(key)
+            result[key] = merge(target if isinstance(target, Mapping) else {}, value)
         else:
             result[key] = copy.deepcopy(value)
     return result

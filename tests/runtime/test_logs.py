@@ -1,0 +1,85 @@
+"""Reading k8s-file logs, and following them with inotify."""
+
+import os
+from pathlib import Path
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from cdfs.runtime.inotify import Inotify
+from cdfs.runtime.logs import LogReader, parse_record
+
+TS = "2026-01-01T00:00:00.000000000+00:00"
+
+
+def test_parse_record() -> None:
+    record = parse_record(f"{TS} stdout F hello world".encode())
+    assert record is not None and (record.stream, record.data) == ("stdout", b"hello world\n")
+    partial = parse_record(f"{TS} stderr P part".encode())
+    assert partial is not None and partial.data == b"part"
+    assert parse_record(f"{TS} stdout F".encode()).data == b"\n"  # type: ignore[union-attr]
+    assert parse_record(b"garbage") is None
+
+
+chunks = st.lists(st.tuples(st.sampled_from(["stdout", "stderr"]), st.booleans(),
+                            st.binary(max_size=20).filter(lambda b: b"\n" not in b)),
+                  max_size=30)  # fmt: skip
+
+
+@settings(max_examples=50)
+@given(chunks, st.integers(1, 50))
+def test_streams_read_in_any_pieces(tmp_path_factory: object, records: list, piece: int) -> None:
+    path = tmp_path_factory.mktemp("log") / "log"  # type: ignore[attr-defined]
+    lines = b"".join(f"{TS} {s} {'P' if p else 'F'} ".encode() + text + b"\n"
+                     for s, p, text in records)  # fmt: skip
+    path.write_bytes(lines)
+    reader = LogReader(path)
+    for stream in ("stdout", "stderr"):
+        expected = b"".join(text + (b"" if p else b"\n") for s, p, text in records if s == stream)
+        got = b""
+        while chunk := reader.read_stream(stream, len(got), piece):
+            got += chunk
+        assert got == expected
+        assert reader.read_stream(stream, 1, 5) == expected[1:6], "a read from behind rescans"
+
+
+def test_half_written_line_waits(tmp_path: Path) -> None:
+    path = tmp_path / "log"
+    path.write_bytes(f"{TS} stdout F one\n{TS} stdout F tw".encode())
+    reader = LogReader(path)
+    assert reader.read_stream("stdout", 0, 100) == b"one\n"
+    with open(path, "ab") as f:
+        f.write(b"o\n")
+    assert reader.read_stream("stdout", 4, 100) == b"two\n"
+    assert reader.read_combined(0, 10) == TS[:10].encode()
+
+
+def test_replaced_log_is_read_afresh(tmp_path: Path) -> None:
+    path = tmp_path / "log"
+    path.write_bytes(f"{TS} stdout F old old old\n".encode())
+    reader = LogReader(path)
+    assert reader.read_stream("stdout", 0, 100) == b"old old old\n"
+    path.with_name("new").write_bytes(f"{TS} stdout F new\n".encode())
+    os.replace(path.with_name("new"), path)
+    assert reader.read_stream("stdout", 0, 100) == b"new\n"
+
+
+def test_missing_log_reads_empty(tmp_path: Path) -> None:
+    assert LogReader(tmp_path / "none").read_stream("stdout", 0, 10) == b""
+
+
+def test_inotify_sees_growth_and_creation(tmp_path: Path) -> None:
+    log = tmp_path / "log"
+    log.write_bytes(b"")
+    with Inotify() as watch:
+        file_wd = watch.add_watch(log)
+        dir_wd = watch.add_watch(tmp_path)
+        assert watch.drain() == []
+        assert watch.wait(0.05) == []
+        with open(log, "ab") as f:
+            f.write(b"x")
+        (tmp_path / "exit").write_text("0")
+        events = watch.wait(2.0)
+        assert any(e.wd == file_wd for e in events)
+        assert any(e.wd == dir_wd and e.name == "exit" for e in events)
+        assert watch.fileno() >= 0
