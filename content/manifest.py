@@ -19,7 +19,6 @@ from typing import Any
 
 from cdfs.content import mediatypes as mt
 from cdfs.content.descriptor import Descriptor, parse_digest
-
 from cdfs.errors import InvalidArgument, NotFound
 
 _COMPONENT = re.compile(r"[A-Za-z0-9_.-]+")

@@ -14,7 +14,6 @@ import re
 from dataclasses import dataclass
 
 from cdfs.content.descriptor import parse_digest
-
 from cdfs.errors import InvalidArgument
 
 DEFAULT_DOMAIN = "docker.io"

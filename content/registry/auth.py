@@ -65,6 +65,7 @@ class Authenticator:
         self._session = session
         self._credentials = credentials
         self._lock = threading.Lock()
+        self._fetching = threading.Lock()
         self._challenge: Challenge | None = None
         self._tokens: dict[tuple[str, ...], tuple[str, float]] = {}
 
@@ -98,15 +99,20 @@ class Authenticator:
             raise PermissionDenied(f"{url}: access denied for {who}")
         return header
 
-    def _token(self, challenge: Challenge, scopes: tuple[str, ...]) -> str:
+    def _cached(self, scopes: tuple[str, ...]) -> str | None:
         with self._lock:
             cached = self._tokens.get(scopes)
-        if cached and cached[1] > time.monotonic():
-            return cached[0]
-        token, lifetime = self._fetch_token(challenge, scopes)
-        with self._lock:
-            self._tokens[scopes] = (token, time.monotonic() + lifetime - EXPIRY_MARGIN)
-        return token
+        return cached[0] if cached and cached[1] > time.monotonic() else None
+
+    def _token(self, challenge: Challenge, scopes: tuple[str, ...]) -> str:
+        # One fetch at a time, so parallel blob workers share a token, not race for three.
+        with self._fetching:
+            token = self._cached(scopes)
+            if token is None:
+                token, lifetime = self._fetch_token(challenge, scopes)
+                with self._lock:
+                    self._tokens[scopes] = (token, time.monotonic() + lifetime - EXPIRY_MARGIN)
+            return token
 
     def _fetch_token(self, challenge: Challenge, scopes: tuple[str, ...]) -> tuple[str, float]:
         realm = challenge.params.get("realm", "")

@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, NoReturn
 from urllib.parse import urlencode, urljoin, urlsplit
 
 import requests
@@ -129,6 +129,8 @@ class RegistryClient:
                 if attempt == ATTEMPTS - 1:
                     raise Unavailable(f"{method} {url}: {e}") from None
                 time.sleep(BACKOFF * 2 ** attempt)
+            except requests.RequestException as e:  # bad redirect, too many redirects…
+                raise Unavailable(f"{method} {url}: {e}") from None
         raise AssertionError("unreachable")
 
     def _authorized(self, method: str, url: str, scopes: Sequence[str],
@@ -158,7 +160,7 @@ class RegistryClient:
                                     allow_redirects=allow_redirects,
                                     timeout=(CONNECT_TIMEOUT, READ_TIMEOUT))
 
-    def _fail(self, resp: requests.Response, what: str) -> None:
+    def _fail(self, resp: requests.Response, what: str) -> NoReturn:
         """Turn a failed response into the error vocabulary."""
         resp.close()
         where = f"{resp.request.method} {resp.url}"
@@ -196,7 +198,10 @@ class RegistryClient:
         if resp.status_code != 200:
             self._fail(resp, f'manifest "{path}:{reference}"')
         with resp:
-            data = _read_limited(resp, MAX_MANIFEST_SIZE, url)
+            try:
+                data = _read_limited(resp, MAX_MANIFEST_SIZE, url)
+            except (*_TRANSIENT, requests.RequestException) as e:
+                raise Unavailable(f"GET {resp.url}: {e}") from None
         digest = "sha256:" + hashlib.sha256(data).hexdigest()
         claimed = reference if reference.startswith("sha256:") else \
             resp.headers.get("Docker-Content-Digest", "")
@@ -252,6 +257,8 @@ class RegistryClient:
                     if attempt == ATTEMPTS - 1:
                         raise Unavailable(f'blob "{desc.digest}" from {self.base}: {e}') from None
                     time.sleep(BACKOFF * 2 ** attempt)
+                except (requests.RequestException, urllib3.exceptions.HTTPError) as e:
+                    raise Unavailable(f'blob "{desc.digest}" from {self.base}: {e}') from None
             try:
                 writer.commit()
             except InvalidArgument as e:

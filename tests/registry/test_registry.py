@@ -36,6 +36,9 @@ def test_push_then_pull_by_tag_and_digest(registry: str, store: ContentStore, tm
     inspected = json.loads(_skopeo("inspect", "--tls-verify=false",
                                    f"docker://{registry}/test/app:v1"))
     assert inspected["Digest"] == root.digest
+    client = Registries().client(registry)
+    assert client.resolve("test/app", "v1") == Descriptor(mt.OCI_MANIFEST, root.digest, root.size)
+    client.close()
     assert len(inspected["Layers"]) == 2
 
     fresh = ContentStore(tmp_path / "fresh")
