@@ -6,6 +6,7 @@ import os
 import shutil
 import signal
 import subprocess
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -66,7 +67,8 @@ def service(tmp_path: Path) -> Iterator[TaskService]:
 
 
 def container_spec(rootfs: Path, args: list[str], **process: Any) -> dict[str, Any]:
-    """The default spec running `args` in the bring-your-own `rootfs`."""
-    base = spec.default_spec("test", "x", spec.host_rlimits())
+    """The default spec running `args` in the bring-your-own `rootfs`, in a cgroup of
+    its own."""
+    base = spec.default_spec("test", f"t{uuid.uuid4().hex[:12]}", spec.host_rlimits())
     return spec.merge(base, {"root": {"path": str(rootfs)},
                              "process": {"args": args, **process}})  # fmt: skip

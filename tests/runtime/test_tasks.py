@@ -220,11 +220,26 @@ def test_same_id_in_two_namespaces(service: TaskService, busybox_rootfs: Path) -
 
 
 def test_no_daemon_fd_leaks_into_container(service: TaskService, busybox_rootfs: Path) -> None:
-    leak = os.open("/dev/null", os.O_RDONLY)  # inheritable would be a bug; make one anyway
+    leak = os.open("/dev/null", os.O_RDONLY)  # an inheritable fd of the "daemon"
     os.set_inheritable(leak, True)
     try:
-        run(service, "fds", busybox_rootfs, "ls /proc/self/fd")
+        run(service, "fds", busybox_rootfs, "ls /proc/1/fd; true")  # sh stays pid 1
         assert service.wait("test", "fds", timeout=10).exit_status == 0
     finally:
         os.close(leak)
-    assert sorted(stdout(service, "fds").split()) == [b"0", b"1", b"2", b"3"]  # 3: ls's dir
+    assert sorted(stdout(service, "fds").split()) == [b"0", b"1", b"2"]
+
+
+def test_update_resources(service: TaskService, busybox_rootfs: Path) -> None:
+    run(service, "u", busybox_rootfs, "sleep 100")
+    service.update("test", "u", {"pids": {"limit": 42}})
+    pid = service.state("test", "u").pid
+    for line in Path(f"/proc/{pid}/cgroup").read_text().splitlines():
+        _, controllers, path = line.split(":", 2)
+        if controllers == "pids":
+            assert Path(f"/sys/fs/cgroup/pids{path}/pids.max").read_text().strip() == "42"
+            break
+    else:
+        pytest.fail("no pids cgroup")
+    with pytest.raises(InvalidArgument):
+        service.update("test", "u", [])  # type: ignore[arg-type]
