@@ -34,6 +34,7 @@ from typing import Any
 from cdfs.errors import AlreadyExists, Busy, InvalidArgument, NotFound, Unavailable
 from cdfs.runtime import conmon, mounts, spec
 from cdfs.runtime.conmon import MonitorFiles
+from cdfs.runtime.inotify import IN_CLOSE_WRITE, IN_CREATE, IN_MOVED_TO, Inotify
 from cdfs.runtime.logs import LogReader
 from cdfs.runtime.runc import Runc
 from cdfs.runtime.state import Status, Verb, check
@@ -91,7 +92,7 @@ class TaskService:
         self.log_size_max = log_size_max
         self._sockets = self.state_dir / "sockets"
         self._stdin: dict[Path, socket.socket] = {}
-        self._stdin_lock = threading.Lock()
+        self._lock = threading.Lock()
         self._readers: dict[Path, LogReader] = {}
         for path in (self.state_dir, self._sockets, self.state_dir / "tasks",
                      self.state_dir / "runc"):  # fmt: skip
@@ -128,7 +129,7 @@ class TaskService:
              ) -> LogReader:  # fmt: skip
         """The reader of stdout, stderr and the combined log of a container or exec."""
         path = self.files(namespace, container_id, exec_id).log
-        with self._stdin_lock:
+        with self._lock:
             return self._readers.setdefault(path, LogReader(path))
 
     # --- containers ---------------------------------------------------------------------
@@ -259,8 +260,6 @@ class TaskService:
              timeout: float | None = None) -> TaskInfo:  # fmt: skip
         """Block until the init or exec has exited (or `timeout` passed), then its state.
         For threads and tests; the daemon watches `files().exit` with inotify instead."""
-        from cdfs.runtime.inotify import IN_CLOSE_WRITE, IN_CREATE, IN_MOVED_TO, Inotify
-
         deadline = None if timeout is None else time.monotonic() + timeout
         files = self.files(namespace, container_id, exec_id)
         with Inotify() as watch:
@@ -356,7 +355,7 @@ class TaskService:
         self._checked(Verb.WRITE_STDIN, namespace, container_id, exec_id)
         if not self._record(path).get("stdin"):
             raise InvalidArgument(f"{self._what(container_id, exec_id)} has no stdin")
-        with self._stdin_lock:
+        with self._lock:
             sock = self._stdin.get(path)
             if sock is None:
                 if (path / ".stdin-closed").exists():
@@ -378,7 +377,7 @@ class TaskService:
         """Close the process's stdin: it reads end of file."""
         path = self._dir(namespace, container_id, exec_id)
         self._checked(Verb.CLOSE_STDIN, namespace, container_id, exec_id)
-        with self._stdin_lock:
+        with self._lock:
             (path / ".stdin-closed").touch()
             sock = self._stdin.pop(path, None)
             if sock is None and self._record(path).get("stdin") and self._monitor_started(path):
@@ -394,7 +393,7 @@ class TaskService:
         return self._record(path).get("monitor_id") is not None
 
     def _drop_stdin(self, path: Path) -> None:
-        with self._stdin_lock:
+        with self._lock:
             for key in [key for key in self._stdin if key == path or path in key.parents]:
                 self._stdin.pop(key).close()
             for key in [key for key in self._readers if path in key.parents]:
