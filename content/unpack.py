@@ -117,7 +117,7 @@ class _Extractor:
         self._forget_cached()
         fd = os.dup(self.root_fd)
         try:
-            for depth, part in enumerate(parts):
+            for part in parts:
                 try:
                     next_fd = os.open(part, _PATH_DIR, dir_fd=fd)
                 except FileNotFoundError:
@@ -125,7 +125,6 @@ class _Extractor:
                         os.close(fd)
                         return None
                     os.mkdir(part, 0o755, dir_fd=fd)
-                    self._unpacked.add(parts[: depth + 1])
                     next_fd = os.open(part, _PATH_DIR, dir_fd=fd)
                 except OSError as exc:
                     if exc.errno not in (errno.ENOTDIR, errno.ELOOP):
@@ -195,7 +194,14 @@ class _Extractor:
             if existing is not None:
                 self._remove(parent, name, existing, parts)
             self._create(parent, name, member, stream)
-        self._unpacked.add(parts)
+        self._mark_unpacked(parts)
+
+    def _mark_unpacked(self, parts: Parts) -> None:
+        """Remember `parts` and its ancestors as this layer's: an opaque marker in
+        delete mode keeps them."""
+        while parts and parts not in self._unpacked:
+            self._unpacked.add(parts)
+            parts = parts[:-1]
 
     def _create(self, parent: int, name: str, member: tarfile.TarInfo,
                 stream: LayerStream) -> None:

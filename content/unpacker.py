@@ -1,0 +1,80 @@
+"""Unpacking an image's layers into committed snapshots named by chain ID.
+
+A chain ID names a layer *together with everything below it* (OCI image-spec
+config.md), so two images that share their bottom layers share those snapshots and
+the second unpack skips them. Each missing layer is applied into a uniquely named
+active snapshot and committed under its chain ID: if two unpacks race, the loser's
+commit fails with AlreadyExists and it drops its copy (containerd's scheme).
+"""
+
+import hashlib
+import uuid
+
+from cdfs.content.compression import Limits
+from cdfs.content.descriptor import Descriptor, parse_digest
+from cdfs.content.snapshots import Snapshotter
+from cdfs.content.store import ContentStore
+from cdfs.content.unpack import apply_layer
+from cdfs.errors import AlreadyExists, InvalidArgument, NotFound
+
+
+def chain_ids(diff_ids: list[str]) -> list[str]:
+    """ChainID(L0) = DiffID(L0); ChainID(Ln) = sha256(ChainID(Ln-1) + " " + DiffID(Ln))."""
+    chain: list[str] = []
+    for diff_id in diff_ids:
+        parse_digest(diff_id)
+        if not chain:
+            chain.append(diff_id)
+        else:
+            text = f"{chain[-1]} {diff_id}".encode()
+            chain.append("sha256:" + hashlib.sha256(text).hexdigest())
+    return chain
+
+
+def unpack(store: ContentStore, snapshotter: Snapshotter, layers: list[Descriptor],
+           diff_ids: list[str], key_prefix: str = "", limits: Limits | None = None) -> str:
+    """Make sure a committed snapshot named `key_prefix + chain ID` exists for every
+    layer, applying only the missing ones, and return the top chain ID.
+    InvalidArgument if the counts differ, a layer is malformed, or its uncompressed
+    digest is not the config's diff_id (nothing is committed for that layer);
+    NotFound if a needed layer blob is missing from the store."""
+    if len(layers) != len(diff_ids):
+        raise InvalidArgument(
+            f"image has {len(layers)} layers but {len(diff_ids)} diff_ids")
+    if not layers:
+        raise InvalidArgument("image has no layers")
+    chain = chain_ids(diff_ids)
+    parent: str | None = None
+    for layer, diff_id, chain_id in zip(layers, diff_ids, chain, strict=True):
+        name = key_prefix + chain_id
+        if not _is_committed(snapshotter, name):
+            _apply_one(store, snapshotter, layer, diff_id, name, parent, limits)
+        parent = name
+    return chain[-1]
+
+
+def _is_committed(snapshotter: Snapshotter, name: str) -> bool:
+    try:
+        return snapshotter.stat(name).kind == "committed"
+    except NotFound:
+        return False
+
+
+def _apply_one(store: ContentStore, snapshotter: Snapshotter, layer: Descriptor, diff_id: str,
+               name: str, parent: str | None, limits: Limits | None) -> None:
+    blob = store.blob_path(layer.digest)
+    key = f"{name}.extract-{uuid.uuid4().hex[:12]}"
+    snapshotter.prepare(key, parent)
+    try:
+        with open(blob, "rb") as source:
+            actual = apply_layer(source, snapshotter.apply_dir(key), layer.media_type,
+                                 snapshotter.whiteouts, limits)
+        if actual != diff_id:
+            raise InvalidArgument(
+                f'layer "{layer.digest}" unpacks to {actual}, config says {diff_id}')
+        snapshotter.commit(name, key)
+    except AlreadyExists:
+        snapshotter.remove(key)  # another unpack of this chain committed first: use theirs
+    except BaseException:
+        snapshotter.remove(key)
+        raise
