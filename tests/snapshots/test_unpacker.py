@@ -1,0 +1,126 @@
+"""unpack(): image layers into chain-ID snapshots, checked by mounting the result."""
+
+import hashlib
+import os
+import stat
+import tarfile
+import threading
+from pathlib import Path
+
+import pytest
+
+from cdfs.content.descriptor import Descriptor
+from cdfs.content.snapshots import Snapshotter
+from cdfs.content.store import ContentStore
+from cdfs.content.unpacker import chain_ids, unpack
+from cdfs.errors import InvalidArgument
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> ContentStore:
+    return ContentStore(tmp_path / "content")
+
+
+def add_layer(store: ContentStore, layers, entries, compression: str = "gzip"):
+    blob, media_type, diff_id = layers.build(entries, compression)
+    digest = store.add(blob)
+    return Descriptor(media_type, digest, len(blob)), diff_id
+
+
+def test_chain_ids() -> None:
+    a, b, c = ("sha256:" + ch * 64 for ch in "abc")
+    ab = "sha256:" + hashlib.sha256(f"{a} {b}".encode()).hexdigest()
+    abc = "sha256:" + hashlib.sha256(f"{ab} {c}".encode()).hexdigest()
+    assert chain_ids([a, b, c]) == [a, ab, abc]
+    assert chain_ids([]) == []
+    with pytest.raises(InvalidArgument):
+        chain_ids(["md5:1"])
+
+
+def test_merged_layers_across_whiteouts_links_and_devices(
+        store: ContentStore, snapshotter: Snapshotter, layers, mounted) -> None:
+    l0 = add_layer(store, layers, [
+        layers.file("etc/passwd", b"root:x:0:0\n"), layers.file("etc/gone", b"g"),
+        layers.file("opt/app/old", b"o"), layers.file("opt/app/keep-not", b"o"),
+        layers.dir("var", mode=0o755), layers.file("var/log/x", b"x"),
+        layers.symlink("lib", "usr/lib"), layers.file("usr/lib/libc.so", b"libc"),
+        layers.file("bin/sh", b"sh", mode=0o755), layers.hardlink("bin/ash", "bin/sh"),
+    ], "zstd")
+    l1 = add_layer(store, layers, [
+        layers.file("etc/.wh.gone"),
+        layers.file("opt/app/.wh..wh..opq"), layers.file("opt/app/new", b"n"),
+        layers.file(".wh.var"),
+        layers.file("bin/sh", b"new sh", mode=0o4755, uid=7),
+        layers.hardlink("bin/bash", "bin/sh"),
+        layers.symlink("etc/localtime", "/usr/share/zoneinfo/UTC"),
+        layers.device("dev/null", tarfile.CHRTYPE, 1, 3),
+    ], "none")
+    top = unpack(store, snapshotter, [l0[0], l1[0]], [l0[1], l1[1]], key_prefix="ns/")
+    assert top == chain_ids([l0[1], l1[1]])[-1]
+    assert snapshotter.stat("ns/" + top).kind == "committed"
+    assert snapshotter.stat("ns/" + top).parent == "ns/" + l0[1]
+    assert [i.kind for i in snapshotter.list()] == ["committed", "committed"]
+
+    with mounted(snapshotter.view("ctr", "ns/" + top)) as root:
+        assert sorted(os.listdir(root)) == ["bin", "dev", "etc", "lib", "opt", "usr"]
+        assert sorted(os.listdir(root / "etc")) == ["localtime", "passwd"]
+        assert os.readlink(root / "etc/localtime") == "/usr/share/zoneinfo/UTC"
+        assert sorted(os.listdir(root / "opt/app")) == ["new"]
+        assert os.readlink(root / "lib") == "usr/lib"
+        assert (root / "lib/libc.so").read_bytes() == b"libc"
+        sh, bash, ash = ((root / "bin" / n).stat() for n in ("sh", "bash", "ash"))
+        assert sh.st_ino == bash.st_ino and (root / "bin/bash").read_bytes() == b"new sh"
+        assert stat.S_IMODE(sh.st_mode) == 0o4755 and sh.st_uid == 7
+        assert (root / "bin/ash").read_bytes() == b"sh" and ash.st_ino != sh.st_ino
+        assert (root / "dev/null").lstat().st_rdev == os.makedev(1, 3)
+
+
+def test_diff_id_mismatch_commits_nothing(store: ContentStore, snapshotter: Snapshotter,
+                                          layers) -> None:
+    good = add_layer(store, layers, [layers.file("a", b"a")])
+    bad = add_layer(store, layers, [layers.file("b", b"b")])
+    wrong = "sha256:" + "0" * 64
+    with pytest.raises(InvalidArgument, match="config says"):
+        unpack(store, snapshotter, [good[0], bad[0]], [good[1], wrong])
+    assert [i.name for i in snapshotter.list()] == [good[1]]  # the good layer stays
+    assert len(os.listdir(snapshotter.snapshots_dir)) == 1
+    with pytest.raises(InvalidArgument, match="2 layers but 1"):
+        unpack(store, snapshotter, [good[0], bad[0]], [good[1]])
+
+
+def test_shared_layers_unpack_once(store: ContentStore, snapshotter: Snapshotter,
+                                   layers) -> None:
+    base = add_layer(store, layers, [layers.file("base", b"b" * 10000)])
+    one = add_layer(store, layers, [layers.file("one", b"1")])
+    two = add_layer(store, layers, [layers.file("two", b"2")])
+    unpack(store, snapshotter, [base[0], one[0]], [base[1], one[1]])
+    created = snapshotter.stat(base[1]).created
+    store.delete(base[0].digest)  # the shared layer is not needed again
+    top = unpack(store, snapshotter, [base[0], two[0]], [base[1], two[1]])
+    assert snapshotter.stat(base[1]).created == created
+    assert snapshotter.stat(top).parent == base[1]
+    assert len(snapshotter.list()) == 3
+
+
+def test_concurrent_unpacks_of_one_chain(store: ContentStore, snapshotter: Snapshotter,
+                                         layers) -> None:
+    image = [add_layer(store, layers, [layers.file(f"f{i}/{j}", os.urandom(20000))
+                                       for j in range(30)]) for i in range(3)]
+    results: list[str] = []
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            results.append(unpack(store, snapshotter, [d for d, _ in image],
+                                  [i for _, i in image]))
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert not errors and len(set(results)) == 1 and len(results) == 4
+    assert [i.kind for i in snapshotter.list()] == ["committed"] * 3
+    assert len(os.listdir(snapshotter.snapshots_dir)) == 3
