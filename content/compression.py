@@ -1,10 +1,13 @@
 """Layer streams: the uncompressed bytes of a layer blob, hashed and bounded as they flow.
 
 A layer's diff_id is the sha256 of its *uncompressed* tar, so the hash is taken here,
-on the way to the tar parser, and never needs a second pass. Decompression runs in a
-producer thread (zlib and zstd release the GIL), which measured ~35% faster than
-decompressing inline and faster than piping through `gzip -dc`, whose inflate is
-slower than Python's zlib on this machine.
+on the way to the tar parser, and never needs a second pass. Decompression and
+hashing run in a producer thread (zlib, zstd and hashlib release the GIL) while the
+caller parses and writes. Measured on this (shared, 2-core) machine with a 160 MB
+tar (78 MB gzip, 8,753 entries) applied to tmpfs: 1.3-1.5 s threaded against 1.7 s
+inline, and 1.1-1.6 s for GNU tar -xzf in the same minutes. Piping through
+`gzip -dc` was not used: it inflates slower than Python's zlib here (2.4 s against
+1.95 s for 136 MB of gzip).
 
 Bombs are bounded by a cap on uncompressed bytes and on the expansion ratio; the
 entry count is bounded by the extractor, which is where entries are counted.
@@ -14,7 +17,7 @@ import hashlib
 import queue
 import threading
 import zlib
-from collections.abc import Callable
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import BinaryIO, Literal
 
@@ -39,6 +42,7 @@ _COMPRESSION_BY_MEDIA_TYPE: dict[str, Compression] = {
 
 _CHUNK = 1 << 20
 _QUEUE_DEPTH = 8
+_ZSTD_SLICE = 1024
 
 
 @dataclass(frozen=True)
@@ -60,35 +64,64 @@ def compression_for(media_type: str) -> Compression:
         raise InvalidArgument(f'not a layer media type: "{media_type}"') from None
 
 
-class _Decoder:
-    """One compressed format as a restartable decompressor: concatenated gzip
-    members and zstd frames are legal and must all be read."""
+class _Gunzip:
+    """gzip, member after member (concatenated members are legal). Output per call
+    is capped by zlib's max_length so a bomb cannot fill memory before the byte
+    limit sees it."""
 
-    def __init__(self, compression: Compression) -> None:
-        self._new: Callable[[], zlib._Decompress | zstandard.ZstdDecompressionObj]
-        if compression == "gzip":
-            self._new = lambda: zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
-        else:
-            decompressor = zstandard.ZstdDecompressor()
-            self._new = decompressor.decompressobj
-        self._obj = self._new()
+    def __init__(self) -> None:
+        self._obj = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
+        self._in_member = False
+
+    def decode(self, data: bytes) -> Iterator[bytes]:
+        self._in_member = self._in_member or bool(data)
+        while True:
+            out = self._obj.decompress(data, _CHUNK)
+            if out:
+                yield out
+            if self._obj.eof:
+                data = self._obj.unused_data
+                self._obj = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
+                self._in_member = bool(data)
+                if not data:
+                    return
+                continue
+            data = self._obj.unconsumed_tail
+            if not data and not out:  # all input taken and no output pending
+                return
+
+    def check_complete(self) -> None:
+        if self._in_member:
+            raise InvalidArgument("layer is truncated: gzip stream ends mid-member")
+
+
+class _Unzstd:
+    """zstd, frame after frame. zstandard's decompressobj has no output cap, so it
+    is fed 1 KiB at a time: a zstd RLE block expands at most 32768 times, 32 MiB per
+    call (measured: 0.20 s for 160 MB, against 0.16 s when fed whole)."""
+
+    def __init__(self) -> None:
+        self._decompressor = zstandard.ZstdDecompressor()
+        self._obj = self._decompressor.decompressobj()
         self._in_frame = False
 
-    def decode(self, data: bytes) -> bytes:
-        out = []
-        while data:
-            self._in_frame = True
-            out.append(self._obj.decompress(data))
-            if not self._obj.eof:
-                break
-            data = self._obj.unused_data
-            self._obj = self._new()
-            self._in_frame = False
-        return b"".join(out)
+    def decode(self, data: bytes) -> Iterator[bytes]:
+        for start in range(0, len(data), _ZSTD_SLICE):
+            piece = data[start:start + _ZSTD_SLICE]
+            while piece:
+                self._in_frame = True
+                out = self._obj.decompress(piece)
+                if out:
+                    yield out
+                piece = b""
+                if self._obj.eof:
+                    piece = self._obj.unused_data
+                    self._obj = self._decompressor.decompressobj()
+                    self._in_frame = False
 
     def check_complete(self) -> None:
         if self._in_frame:
-            raise InvalidArgument("layer is truncated: compressed stream ends mid-frame")
+            raise InvalidArgument("layer is truncated: zstd stream ends mid-frame")
 
 
 class LayerStream:
@@ -134,12 +167,11 @@ class LayerStream:
         return data
 
     def _produce(self) -> None:
-        decoder = _Decoder(self.compression)
+        decoder = _Gunzip() if self.compression == "gzip" else _Unzstd()
         item: bytes | BaseException | None = None
         try:
             while data := self._read_source():
-                out = decoder.decode(data)
-                if out:
+                for out in decoder.decode(data):
                     self._account(out)
                     self._put(out)
             decoder.check_complete()

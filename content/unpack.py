@@ -198,7 +198,9 @@ class _Extractor:
 
     def _mark_unpacked(self, parts: Parts) -> None:
         """Remember `parts` and its ancestors as this layer's: an opaque marker in
-        delete mode keeps them."""
+        delete mode keeps them (overlay mode needs no such memory)."""
+        if self.whiteouts != "delete":
+            return
         while parts and parts not in self._unpacked:
             self._unpacked.add(parts)
             parts = parts[:-1]
