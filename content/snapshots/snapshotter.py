@@ -131,8 +131,8 @@ class Snapshotter(ABC):
         try:
             self._populate(new, self._fs(parent_row.id) if parent_row else None)
             with self._meta.transaction():
-                if parent is not None:
-                    self._committed(parent)  # still there after the copy
+                if parent_row is not None and self._committed(parent_row.info.name) != parent_row:
+                    raise NotFound(f'parent snapshot "{parent}" was removed meanwhile')
                 snapshot_id = self._meta.insert(key, kind, parent_row, labels)
                 final = self._dir(snapshot_id)
                 if final.exists():  # an orphan from a crash before its row committed

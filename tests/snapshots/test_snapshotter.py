@@ -3,6 +3,11 @@ each test runs against overlay and native, mounting for real with mount(8)."""
 
 import errno
 import os
+import select
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -182,3 +187,48 @@ def test_overlay_probe_and_choice(tmp_path: Path) -> None:
     native = NativeSnapshotter(tmp_path / "n")
     assert native.whiteouts == "delete"
     native.close()
+
+
+CHURN = """
+import sys
+from pathlib import Path
+from cdfs.content.snapshots import NativeSnapshotter, OverlaySnapshotter
+kind = OverlaySnapshotter if sys.argv[1] == "OverlaySnapshotter" else NativeSnapshotter
+snapshotter = kind(Path(sys.argv[2]))
+snapshotter.prepare("base")
+(snapshotter.apply_dir("base") / "file").write_text("x")
+snapshotter.commit("B", "base")
+print("ready", flush=True)
+i = 0
+while True:
+    snapshotter.prepare(f"k{i}", "B")
+    if i % 3:
+        snapshotter.remove(f"k{i}")
+    else:
+        snapshotter.commit(f"c{i}", f"k{i}")
+    i += 1
+"""
+
+
+def test_kill_9_leaves_a_consistent_state(snapshotter: Snapshotter, tmp_path: Path) -> None:
+    root = tmp_path / "churn"
+    churn = subprocess.Popen([sys.executable, "-c", CHURN, type(snapshotter).__name__, str(root)],
+                             stdout=subprocess.PIPE, start_new_session=True)
+    try:
+        ready, _, _ = select.select([churn.stdout], [], [], 60)
+        assert ready and churn.stdout is not None and churn.stdout.readline() == b"ready\n"
+        time.sleep(0.5)
+    finally:
+        os.killpg(churn.pid, signal.SIGKILL)  # its own group: the script and any cp it runs
+        churn.wait(timeout=30)
+    again = type(snapshotter)(root)
+    try:
+        rows = {again._meta.get(info.name).id for info in again.list()}
+        assert len(rows) > 2
+        assert sorted(os.listdir(again.snapshots_dir)) == sorted(str(i) for i in rows)
+        for snapshot_id in rows:
+            assert (again.snapshots_dir / str(snapshot_id) / "fs").is_dir()
+        again.prepare("after", "B")
+        assert (again.apply_dir("after") / "file").exists() == isinstance(again, NativeSnapshotter)
+    finally:
+        again.close()
