@@ -44,7 +44,7 @@ typecheck: $(VENV)/.installed
 	@rm -rf build/typecheck && mkdir -p build/typecheck/cdfs
 	@for f in cdfs/*.py; do ln -s ../../../$$f build/typecheck/cdfs/; done
 	@for p in mountpoint content runtime; do ln -s ../../../$$p build/typecheck/cdfs/$$p; done
-	cd build/typecheck && ../../$(VENV)/bin/mypy -p cdfs.content -p cdfs.runtime -p cdfs
+	cd build/typecheck && ../../$(VENV)/bin/mypy -p cdfs
 
 docs: $(VENV)/.installed
 	$(VENV)/bin/cdfs docs > docs/filesystem.md

@@ -1,0 +1,122 @@
+"""`cdfs serve`: mount the tree, serve it until SIGINT or SIGTERM, unmount cleanly."""
+
+import errno
+import fcntl
+import grp
+import logging
+import os
+import signal
+import subprocess
+from pathlib import Path
+from typing import IO
+
+import pyfuse3
+import trio
+
+from cdfs.app import App
+from cdfs.config import Config
+from cdfs.mountpoint.fs import Filesystem, Owner
+from cdfs.mountpoint.rootdir import ROOT
+
+log = logging.getLogger(__name__)
+
+# Blocked stream readers each hold a pyfuse3 worker task: allow thousands (FUSE-NOTES.md).
+MIN_TASKS, MAX_TASKS = 8, 10000
+FSNAME = "cdfs"
+
+
+class StartupError(Exception):
+    """The daemon cannot start; the message says why."""
+
+
+def mounted_filesystem(path: Path) -> str | None:
+    """The filesystem type mounted exactly at `path`, if any (from mountinfo)."""
+    target = str(path)
+    with open("/proc/self/mountinfo") as mountinfo:
+        for line in mountinfo:
+            fields = line.split()
+            mount_point = fields[4].encode().decode("unicode_escape")
+            if mount_point == target:
+                return fields[fields.index("-") + 1]
+    return None
+
+
+def prepare_mountpoint(path: Path) -> None:
+    """Make `path` ready to mount on: recover a stale mount left by a crashed daemon,
+    refuse one a live daemon serves."""
+    path.mkdir(parents=True, exist_ok=True)
+    kind = mounted_filesystem(path)
+    if kind is None:
+        return
+    if not kind.startswith("fuse"):
+        raise StartupError(f"{path} is a mount point ({kind}); choose an empty directory")
+    try:
+        os.statvfs(path)  # always asks the daemon: attributes may be cached
+    except OSError as exc:
+        if exc.errno != errno.ENOTCONN:
+            raise
+        log.warning("%s is a stale mount from a crashed daemon: unmounting it", path)
+        subprocess.run(["fusermount3", "-uz", str(path)], check=True)
+        return
+    raise StartupError(f"{path} is already served by a live FUSE daemon ({kind}); stop it first")
+
+
+def lock_state(state: Path) -> IO[str]:
+    """Hold the state dir's lock for the daemon's lifetime: one daemon per state."""
+    state.mkdir(parents=True, exist_ok=True)
+    lock = open(state / "cdfs.lock", "a+")  # noqa: SIM115 - held until exit
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        lock.seek(0)
+        raise StartupError(f"another cdfs (pid {lock.read().strip() or '?'}) uses {state}") \
+            from None
+    lock.truncate(0)
+    lock.write(f"{os.getpid()}\n")
+    lock.flush()
+    return lock
+
+
+def owner_of(config: Config) -> tuple[Owner, set[str]]:
+    """Who may use the mount: root alone, or also the members of `allow_group`."""
+    if config.allow_group is None:
+        return Owner(), set()
+    try:
+        gid = grp.getgrnam(config.allow_group).gr_gid
+    except KeyError:
+        raise StartupError(f'no group "{config.allow_group}"') from None
+    return Owner(gid=gid, group_access=True), {"allow_other"}
+
+
+async def _stop_on_signal(filesystem: Filesystem) -> None:
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async for signum in signals:
+            log.info("received %s: unmounting", signal.Signals(signum).name)
+            filesystem.shutdown()
+            pyfuse3.terminate()
+            return
+
+
+async def serve(config: Config, banner: str | None = None) -> None:
+    """Serve the tree at config.mount until a signal ends it."""
+    owner, extra_options = owner_of(config)
+    lock = lock_state(config.state)
+    prepare_mountpoint(config.mount)
+    app = await App.open(config)
+    filesystem = Filesystem(app, ROOT, owner)
+    options = {f"fsname={FSNAME}", f"subtype={FSNAME}", "default_permissions", *extra_options}
+    pyfuse3.init(filesystem, str(config.mount), options)
+    log.info("cdfs %s serving %s (root %s, state %s)", app.version, config.mount,
+             config.root, config.state)
+    if banner:
+        print(banner, flush=True)
+    try:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(_stop_on_signal, filesystem)
+            await pyfuse3.main(MIN_TASKS, MAX_TASKS)
+            nursery.cancel_scope.cancel()
+    finally:
+        app.close()
+        pyfuse3.close(unmount=True)
+        lock.close()
+    log.info("unmounted %s", config.mount)

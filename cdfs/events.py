@@ -1,0 +1,105 @@
+"""The event bus: every event of every namespace, fanned out to readers.
+
+An event is one JSON object a line, `{"time", "namespace", "topic", "id", …}`,
+with containerd's topic names (/namespaces/create, /tasks/exit, …). Each reader
+has a bounded queue of its own: a reader that is slow or stops reading never blocks
+the daemon; what overflows its queue is dropped and counted, and once the reader has
+read what was kept it sees a `/events/lost` event saying how many were dropped.
+`publish` runs on the trio loop; worker threads hand events over with
+`trio.from_thread.run_sync(bus.publish, …)`.
+"""
+
+import json
+import time
+from collections import deque
+from typing import Any
+
+import trio
+
+QUEUE_LENGTH = 4096
+
+
+def encode(event: dict[str, Any]) -> bytes:
+    return json.dumps(event, separators=(",", ":"), sort_keys=False).encode() + b"\n"
+
+
+class Subscription:
+    """One reader's view of the bus from the moment it subscribed: a byte stream of
+    JSON lines, optionally limited to one namespace."""
+
+    def __init__(self, bus: "EventBus", namespace: str | None, maxlen: int) -> None:
+        self._bus = bus
+        self.namespace = namespace
+        self._queue: deque[bytes] = deque()
+        self._maxlen = maxlen
+        self._pending = b""
+        self._lost = 0
+        self._wakeup = trio.Event()
+        self.closed = False
+
+    def _offer(self, event: dict[str, Any], line: bytes) -> None:
+        if self.namespace is not None and event.get("namespace") != self.namespace:
+            return
+        if len(self._queue) >= self._maxlen:
+            self._lost += 1
+        else:
+            self._queue.append(line)
+        self._wakeup.set()
+
+    def _take(self, size: int) -> bytes:
+        if not self._pending:
+            if self._queue:
+                self._pending = self._queue.popleft()
+            elif self._lost:
+                lost_event = {"time": _now(), "namespace": self.namespace or "",
+                              "topic": "/events/lost", "lost": self._lost}
+                self._pending, self._lost = encode(lost_event), 0
+        data, self._pending = self._pending[:size], self._pending[size:]
+        return data
+
+    async def read(self, size: int) -> bytes:
+        """The next bytes of the stream, waiting for an event if there is none.
+        Cancel-safe: nothing is taken from the queue until it is returned."""
+        while not (self._pending or self._queue or self._lost):
+            if self.closed:
+                return b""
+            self._wakeup = trio.Event()
+            await self._wakeup.wait()
+        return self._take(size)
+
+    def close(self) -> None:
+        self.closed = True
+        self._wakeup.set()
+        self._bus._subscribers.discard(self)
+
+
+class EventBus:
+    """Publishes events to every current subscriber."""
+
+    def __init__(self) -> None:
+        self._subscribers: set[Subscription] = set()
+        self.published = 0
+
+    def subscribe(self, namespace: str | None = None,
+                  maxlen: int = QUEUE_LENGTH) -> Subscription:
+        subscription = Subscription(self, namespace, maxlen)
+        self._subscribers.add(subscription)
+        return subscription
+
+    def publish(self, namespace: str, topic: str, id: str = "", **fields: Any) -> None:
+        event = {"time": _now(), "namespace": namespace, "topic": topic, "id": id, **fields}
+        line = encode(event)
+        self.published += 1
+        for subscription in list(self._subscribers):
+            subscription._offer(event, line)
+
+    def close(self) -> None:
+        """End every reader's stream (the daemon is stopping)."""
+        for subscription in list(self._subscribers):
+            subscription.close()
+
+
+def _now() -> str:
+    """RFC 3339 UTC with nanoseconds, as containerd stamps its events."""
+    ns = time.time_ns()
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ns // 10**9)) + f".{ns % 10**9:09d}Z"

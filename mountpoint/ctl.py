@@ -1,0 +1,79 @@
+"""ctl messages: one parser and a verb table, after Plan 9's Cmdtab.
+
+A ctl write is text, one verb per line: `verb arg…`. The table says how many
+arguments each verb takes, which handler runs it and a one-line help; reading the
+ctl file prints that help from the same table. Parsing is pure and refuses bad input
+before any handler runs, quoting what it refused.
+"""
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from cdfs.errors import InvalidArgument
+
+Handler = Callable[[Any, Any, list[str]], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class Verb:
+    """One ctl verb. `usage` names the arguments (`REF [TARGET_REF]`); brackets mark
+    optional ones. With `rest`, the last argument takes the rest of the line as is
+    (JSON, say)."""
+
+    name: str
+    usage: str
+    help: str
+    handler: Handler
+    rest: bool = False
+
+    @property
+    def min_args(self) -> int:
+        return sum(1 for word in self.usage.split() if not word.startswith("["))
+
+    @property
+    def max_args(self) -> int | None:
+        words = self.usage.split()
+        return None if any(w.endswith("...]") or w.endswith("…]") for w in words) else len(words)
+
+
+class VerbTable:
+    """The verbs a ctl file accepts."""
+
+    def __init__(self, *verbs: Verb) -> None:
+        self.verbs = {verb.name: verb for verb in verbs}
+
+    def help(self) -> str:
+        """What `cat ctl` prints: one verb a line with its usage and help."""
+        width = max((len(self._synopsis(v)) for v in self.verbs.values()), default=0)
+        return "".join(f"{self._synopsis(v):<{width}}  {v.help}\n" for v in self.verbs.values())
+
+    @staticmethod
+    def _synopsis(verb: Verb) -> str:
+        return f"{verb.name} {verb.usage}".strip()
+
+    def parse(self, line: str) -> tuple[Verb, list[str]]:
+        """Split one line into its verb and arguments, checking the argument count."""
+        words = line.split(None, 1)
+        if not words:
+            raise InvalidArgument("empty ctl message")
+        verb = self.verbs.get(words[0])
+        if verb is None:
+            known = ", ".join(self.verbs)
+            raise InvalidArgument(f'unknown control message "{line}" (verbs: {known})')
+        rest = words[1] if len(words) > 1 else ""
+        max_args = verb.max_args
+        args = rest.split(None, max_args - 1) if verb.rest and max_args else rest.split()
+        if len(args) < verb.min_args or (max_args is not None and len(args) > max_args):
+            raise InvalidArgument(f'bad arguments in "{line}": usage: {self._synopsis(verb)}')
+        return verb, args
+
+
+def split_lines(buffer: bytes) -> tuple[list[str], bytes]:
+    """The complete lines of `buffer` (blank ones dropped) and the unfinished rest."""
+    *lines, rest = buffer.split(b"\n")
+    try:
+        texts = [line.decode().strip() for line in lines]
+    except UnicodeDecodeError:
+        raise InvalidArgument("ctl messages must be UTF-8 text") from None
+    return [text for text in texts if text], rest

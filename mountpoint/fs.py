@@ -1,0 +1,468 @@
+"""The pyfuse3 Operations over the tables: the only FUSE-facing class.
+
+Handlers follow the VFS order. Each request finds its node, runs the row's handler
+and turns a domain error into an errno in one place (`_refuse`), which also writes the
+`err` line of the directory when a write, mkdir, rmdir, create or unlink is refused.
+Writes act in write() rather than close(), since shells ignore errors at close.
+"""
+
+import errno
+import logging
+import os
+import stat
+import time
+from collections.abc import Awaitable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, NoReturn, TypeVar
+
+import pyfuse3
+import trio
+
+from cdfs.errors import InvalidArgument, NotFound, PermissionDenied
+from cdfs.mountpoint.ctl import split_lines
+from cdfs.mountpoint.errors import err_line, errno_of
+from cdfs.mountpoint.interrupt import POLL_SECONDS, interrupted
+from cdfs.mountpoint.nodes import Node, NodeTable, Resolved, resolve_child, resolve_fixed
+from cdfs.mountpoint.table import (
+    Ctl,
+    Err,
+    HostFile,
+    Link,
+    Sink,
+    Stream,
+    StreamReader,
+    Table,
+    Value,
+)
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+FIXED_TIMEOUT = 5.0  # seconds the kernel may cache names and attributes of fixed paths
+
+
+@dataclass(frozen=True)
+class Owner:
+    """Who owns the tree: root, and a group when the mount is opened to one."""
+
+    uid: int = 0
+    gid: int = 0
+    group_access: bool = False
+
+
+@dataclass
+class _ValueHandle:
+    node: Node
+    content: bytes = b""
+    buffer: bytearray = field(default_factory=bytearray)
+
+
+@dataclass
+class _StreamHandle:
+    node: Node
+    reader: StreamReader
+    pid: int
+
+
+@dataclass
+class _HostHandle:
+    node: Node
+    fd: int
+
+
+@dataclass
+class _SinkHandle:
+    """A sink acts at the first close after bytes were written: a shell's `>` closes
+    the descriptor once before writing, when it moves it to stdout."""
+
+    node: Node
+    sink: Sink
+    written: bool = False
+    closed: bool = False
+
+
+_Handle = _ValueHandle | _StreamHandle | _HostHandle | _SinkHandle
+
+
+class Filesystem(pyfuse3.Operations):
+    """Serves the tree rooted at `root` over the daemon's `services`."""
+
+    enable_writeback_cache = False
+
+    def __init__(self, services: Any, root: Table, owner: Owner = Owner()) -> None:
+        super().__init__()
+        self.services = services
+        self.nodes = NodeTable(root)
+        self.owner = owner
+        self.errors: dict[tuple[str, ...], str] = {}
+        self._handles: dict[int, _Handle] = {}
+        self._listings: dict[int, list[tuple[str, Node]]] = {}
+        self._next_fh = 1
+        self._started_ns = time.time_ns()
+
+    # -- errors -------------------------------------------------------------
+    def _refuse(self, exc: BaseException, node: Node, what: str) -> NoReturn:
+        """Answer a refused request: the errno, and the `err` line of its directory."""
+        code = errno_of(exc)
+        err_dir = node.err_dir
+        if err_dir is not None:
+            self.errors[err_dir.path] = err_line(what, exc)
+        log.debug("refused %s in /%s: %s", what, "/".join(node.path), exc)
+        raise pyfuse3.FUSEError(code) from None
+
+    async def _quietly(self, work: Awaitable[T]) -> T:
+        """Run a read-side request, mapping errors to errno without an `err` line."""
+        try:
+            return await work
+        except pyfuse3.FUSEError:
+            raise
+        except Exception as exc:
+            raise pyfuse3.FUSEError(errno_of(exc)) from None
+
+    # -- attributes -----------------------------------------------------------
+    def _attrs(self, node: Node, size: int = 0) -> pyfuse3.EntryAttributes:
+        attrs = pyfuse3.EntryAttributes()
+        attrs.st_ino = node.ino
+        attrs.generation = 0
+        timeout = 0.0 if node.volatile else FIXED_TIMEOUT
+        attrs.entry_timeout = timeout
+        attrs.attr_timeout = timeout
+        attrs.st_mode = self._mode(node)
+        attrs.st_nlink = 2 if node.table is not None else 1
+        attrs.st_uid = self.owner.uid
+        attrs.st_gid = self.owner.gid
+        attrs.st_size = size
+        attrs.st_blksize = 4096
+        attrs.st_blocks = (size + 511) // 512
+        attrs.st_atime_ns = attrs.st_mtime_ns = attrs.st_ctime_ns = self._started_ns
+        return attrs
+
+    def _mode(self, node: Node) -> int:
+        group = 0o050 if self.owner.group_access else 0
+        if node.table is not None:
+            writable = node.table.children is not None and (
+                node.table.children.mkdir is not None or node.table.children.create is not None)
+            return stat.S_IFDIR | (0o755 if writable else 0o555) | group
+        entry = node.entry
+        if isinstance(entry, Link):
+            return stat.S_IFLNK | 0o777
+        readable = not isinstance(entry, Value) or entry.read is not None
+        writable = isinstance(entry, Ctl) or (isinstance(entry, Value) and entry.write is not None)
+        perm = (0o444 if readable else 0) | (0o200 if writable else 0)
+        if self.owner.group_access:
+            perm |= 0o040 if readable else 0
+            perm |= 0o020 if writable else 0
+        return stat.S_IFREG | perm
+
+    async def _node_attrs(self, node: Node) -> pyfuse3.EntryAttributes:
+        if isinstance(node.entry, HostFile):
+            path = await node.entry.path(self.services, node.scope)
+            return self._attrs(node, os.stat(path).st_size)
+        return self._attrs(node)
+
+    async def getattr(self, inode: int, ctx: pyfuse3.RequestContext | None = None
+                      ) -> pyfuse3.EntryAttributes:
+        return await self._quietly(self._node_attrs(self.nodes.get(inode)))
+
+    async def setattr(self, inode: int, attr: pyfuse3.EntryAttributes,
+                      fields: pyfuse3.SetattrFields, fh: int | None,
+                      ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
+        # `echo x > file` truncates first; values are replaced whole anyway.
+        node = self.nodes.get(inode)
+        if fields.update_size and not (isinstance(node.entry, Value | Ctl)):
+            raise pyfuse3.FUSEError(errno.EACCES)
+        return await self._quietly(self._node_attrs(node))
+
+    # -- names --------------------------------------------------------------
+    async def _resolve(self, parent: Node, name: str) -> Resolved:
+        if parent.table is None:
+            raise NotFound(f'"{name}": not a directory')
+        fixed = resolve_fixed(parent, name)
+        if fixed is not None:
+            return fixed
+        children = parent.table.children
+        if children is None:
+            raise NotFound(f'no "{name}" here')
+        if children.lookup is not None:
+            table = await children.lookup(self.services, parent.scope, name)
+            if table is None:
+                raise NotFound(f'no "{name}" here')
+            return resolve_child(parent, children, name, table)
+        if children.exists is not None:
+            found = await children.exists(self.services, parent.scope, name)
+        else:
+            found = name in await children.list(self.services, parent.scope)
+        if not found:
+            raise NotFound(f'no "{name}" here')
+        return resolve_child(parent, children, name)
+
+    async def lookup(self, parent_inode: int, name: bytes,
+                     ctx: pyfuse3.RequestContext | None = None) -> pyfuse3.EntryAttributes:
+        parent = self.nodes.get(parent_inode)
+        text = os.fsdecode(name)
+        if text == ".":
+            return await self.getattr(parent_inode)
+        if text == "..":
+            return await self.getattr((parent.parent or parent).ino)
+
+        async def find() -> pyfuse3.EntryAttributes:
+            node = self.nodes.add(parent, await self._resolve(parent, text))
+            attrs = await self._node_attrs(node)
+            self.nodes.remember(node)
+            return attrs
+
+        return await self._quietly(find())
+
+    async def forget(self, inode_list: Sequence[tuple[int, int]]) -> None:
+        for inode, nlookup in inode_list:
+            self.nodes.forget(inode, nlookup)
+
+    async def readlink(self, inode: int, ctx: pyfuse3.RequestContext) -> bytes:
+        entry = self.nodes.get(inode).entry
+        if not isinstance(entry, Link):
+            raise pyfuse3.FUSEError(errno.EINVAL)
+        if isinstance(entry.target, str):
+            return os.fsencode(entry.target)
+        node = self.nodes.get(inode)
+        return os.fsencode(await self._quietly(entry.target(self.services, node.scope)))
+
+    # -- directories ----------------------------------------------------------
+    async def opendir(self, inode: int, ctx: pyfuse3.RequestContext) -> int:
+        node = self.nodes.get(inode)
+        if node.table is None:
+            raise pyfuse3.FUSEError(errno.ENOTDIR)
+        listing = await self._quietly(self._list(node))
+        fh = self._new_fh()
+        self._listings[fh] = listing
+        return fh
+
+    async def _list(self, node: Node) -> list[tuple[str, Node]]:
+        assert node.table is not None
+        found = [resolve_fixed(node, entry.name) for entry in node.table.entries]
+        children = node.table.children
+        if children is not None:
+            names = await children.list(self.services, node.scope)
+            for name in sorted(names):
+                table = None
+                if children.lookup is not None:
+                    table = await children.lookup(self.services, node.scope, name)
+                    if table is None:
+                        continue
+                found.append(resolve_child(node, children, name, table))
+        return [(r.name, self.nodes.add(node, r)) for r in found if r is not None]
+
+    async def readdir(self, fh: int, start_id: int, token: pyfuse3.ReaddirToken) -> None:
+        listing = self._listings.get(fh, [])
+        for index in range(start_id, len(listing)):
+            name, node = listing[index]
+            try:
+                attrs = await self._node_attrs(node)
+            except Exception:
+                continue  # vanished since the listing was taken
+            if not pyfuse3.readdir_reply(token, os.fsencode(name), attrs, index + 1):
+                return
+            self.nodes.remember(node)
+
+    async def releasedir(self, fh: int) -> None:
+        self._listings.pop(fh, None)
+
+    async def mkdir(self, parent_inode: int, name: bytes, mode: int,
+                    ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
+        parent = self.nodes.get(parent_inode)
+        text = os.fsdecode(name)
+        children = parent.table.children if parent.table else None
+        try:
+            if children is None or children.mkdir is None:
+                raise PermissionDenied(f'cannot mkdir "{text}" here')
+            if parent.table is not None and text in parent.table.index:
+                raise InvalidArgument(f'"{text}" is a fixed name here')
+            await children.mkdir(self.services, parent.scope, text)
+            node = self.nodes.add(parent, await self._resolve(parent, text))
+        except Exception as exc:
+            self._refuse(exc, parent, f'mkdir "{text}"')
+        self.nodes.remember(node)
+        return self._attrs(node)
+
+    async def rmdir(self, parent_inode: int, name: bytes, ctx: pyfuse3.RequestContext) -> None:
+        parent = self.nodes.get(parent_inode)
+        text = os.fsdecode(name)
+        table = parent.table
+        try:
+            children = table.children if table is not None else None
+            if table is None or children is None or children.rmdir is None \
+                    or text in table.index:
+                raise PermissionDenied(f'cannot rmdir "{text}" here')
+            await children.rmdir(self.services, parent.scope, text)
+        except Exception as exc:
+            self._refuse(exc, parent, f'rmdir "{text}"')
+
+    async def unlink(self, parent_inode: int, name: bytes, ctx: pyfuse3.RequestContext) -> None:
+        parent = self.nodes.get(parent_inode)
+        text = os.fsdecode(name)
+        table = parent.table
+        try:
+            children = table.children if table is not None else None
+            if table is None or children is None or children.unlink is None \
+                    or text in table.index:
+                raise PermissionDenied(f'cannot remove "{text}" here')
+            await children.unlink(self.services, parent.scope, text)
+        except Exception as exc:
+            self._refuse(exc, parent, f'rm "{text}"')
+
+    async def create(self, parent_inode: int, name: bytes, mode: int, flags: int,
+                     ctx: pyfuse3.RequestContext) -> tuple[pyfuse3.FileInfo,
+                                                           pyfuse3.EntryAttributes]:
+        parent = self.nodes.get(parent_inode)
+        text = os.fsdecode(name)
+        children = parent.table.children if parent.table else None
+        try:
+            if children is None or children.create is None:
+                raise PermissionDenied(f'cannot create "{text}" here')
+            sink = await children.create(self.services, parent.scope, text)
+            node = self.nodes.add(parent, resolve_child(parent, children, text))
+        except Exception as exc:
+            self._refuse(exc, parent, f'create "{text}"')
+        self.nodes.remember(node)
+        fh = self._add_handle(_SinkHandle(node, sink))
+        return pyfuse3.FileInfo(fh=fh, direct_io=True, keep_cache=False), self._attrs(node)
+
+    # -- files --------------------------------------------------------------
+    def _new_fh(self) -> int:
+        fh = self._next_fh
+        self._next_fh += 1
+        return fh
+
+    def _add_handle(self, handle: _Handle) -> int:
+        fh = self._new_fh()
+        self._handles[fh] = handle
+        return fh
+
+    async def open(self, inode: int, flags: int, ctx: pyfuse3.RequestContext) -> pyfuse3.FileInfo:
+        node = self.nodes.get(inode)
+        entry = node.entry
+        writing = flags & os.O_ACCMODE != os.O_RDONLY
+        reading = flags & os.O_ACCMODE != os.O_WRONLY
+        if isinstance(entry, HostFile):
+            if writing:
+                raise pyfuse3.FUSEError(errno.EACCES)
+            path = await self._quietly(entry.path(self.services, node.scope))
+            fd = await trio.to_thread.run_sync(os.open, path, os.O_RDONLY | os.O_CLOEXEC)
+            return pyfuse3.FileInfo(fh=self._add_handle(_HostHandle(node, fd)), keep_cache=True)
+        if isinstance(entry, Stream):
+            if writing:
+                raise pyfuse3.FUSEError(errno.EACCES)
+            reader = await self._quietly(entry.open(self.services, node.scope))
+            fh = self._add_handle(_StreamHandle(node, reader, ctx.pid))
+            return pyfuse3.FileInfo(fh=fh, direct_io=True, keep_cache=False, nonseekable=True)
+        if isinstance(entry, Value | Ctl | Err):
+            handle = _ValueHandle(node)
+            if writing and not (isinstance(entry, Ctl) or getattr(entry, "write", None)):
+                raise pyfuse3.FUSEError(errno.EACCES)
+            if reading:
+                if isinstance(entry, Value) and entry.read is None:
+                    raise pyfuse3.FUSEError(errno.EACCES)
+                handle.content = await self._quietly(self._render(node))
+            return pyfuse3.FileInfo(fh=self._add_handle(handle), direct_io=True, keep_cache=False)
+        raise pyfuse3.FUSEError(errno.EACCES)
+
+    async def _render(self, node: Node) -> bytes:
+        entry = node.entry
+        if isinstance(entry, Ctl):
+            text: str | bytes = entry.verbs.help()
+        elif isinstance(entry, Err):
+            text = self.errors.get(node.scope.path, "")
+        else:
+            assert isinstance(entry, Value) and entry.read is not None
+            text = await entry.read(self.services, node.scope)
+        return text.encode() if isinstance(text, str) else text
+
+    async def read(self, fh: int, off: int, size: int) -> bytes:
+        handle = self._handles.get(fh)
+        if isinstance(handle, _ValueHandle):
+            return handle.content[off:off + size]
+        if isinstance(handle, _HostHandle):
+            return await trio.to_thread.run_sync(os.pread, handle.fd, size, off)
+        if isinstance(handle, _StreamHandle):
+            return await self._read_stream(handle, size)
+        raise pyfuse3.FUSEError(errno.EBADF)
+
+    async def _read_stream(self, handle: _StreamHandle, size: int) -> bytes:
+        """Wait for stream data, giving up with EINTR once the reader has a signal."""
+        while True:
+            with trio.move_on_after(POLL_SECONDS):
+                return await self._quietly(handle.reader.read(size))
+            if interrupted(handle.pid):
+                raise pyfuse3.FUSEError(errno.EINTR)
+
+    async def write(self, fh: int, off: int, buf: bytes) -> int:
+        handle = self._handles.get(fh)
+        if isinstance(handle, _SinkHandle):
+            try:
+                await handle.sink.write(off, buf)
+                handle.written = True
+            except Exception as exc:
+                self._refuse(exc, handle.node, f'write to "{handle.node.name}"')
+            return len(buf)
+        if not isinstance(handle, _ValueHandle):
+            raise pyfuse3.FUSEError(errno.EBADF)
+        handle.buffer += buf
+        await self._store(handle, final=False)
+        return len(buf)
+
+    async def _store(self, handle: _ValueHandle, final: bool) -> None:
+        """Act on what was written: complete ctl lines, or a complete value."""
+        node, entry = handle.node, handle.node.entry
+        try:
+            if isinstance(entry, Ctl):
+                lines, rest = split_lines(bytes(handle.buffer))
+                if final and rest.strip():
+                    lines.append(rest.decode().strip())
+                    rest = b""
+                handle.buffer = bytearray(rest)
+                for line in lines:
+                    verb, args = entry.verbs.parse(line)
+                    await verb.handler(self.services, node.scope, args)
+            elif isinstance(entry, Value) and entry.write is not None:
+                data = bytes(handle.buffer)
+                if data and (final or entry.complete(data)):
+                    handle.buffer.clear()
+                    await entry.write(self.services, node.scope, data)
+        except Exception as exc:
+            handle.buffer.clear()
+            self._refuse(exc, node, node.name)
+
+    async def flush(self, fh: int) -> None:
+        handle = self._handles.get(fh)
+        if isinstance(handle, _ValueHandle) and handle.buffer:
+            await self._store(handle, final=True)
+        elif isinstance(handle, _SinkHandle) and handle.written and not handle.closed:
+            handle.closed = True
+            try:
+                await handle.sink.close()
+            except Exception as exc:
+                self._refuse(exc, handle.node, f'close "{handle.node.name}"')
+
+    async def release(self, fh: int) -> None:
+        handle = self._handles.pop(fh, None)
+        if isinstance(handle, _StreamHandle):
+            handle.reader.close()
+        elif isinstance(handle, _HostHandle):
+            os.close(handle.fd)
+        elif isinstance(handle, _SinkHandle) and not handle.closed:
+            handle.closed = True
+            try:
+                await handle.sink.close()
+            except Exception as exc:
+                log.warning("closing %s: %s", handle.node.name, exc)
+
+    def shutdown(self) -> None:
+        """End every open stream, so blocked readers see EOF and the daemon can stop."""
+        for handle in self._handles.values():
+            if isinstance(handle, _StreamHandle):
+                handle.reader.close()
+
+    async def statfs(self, ctx: pyfuse3.RequestContext) -> pyfuse3.StatvfsData:
+        data = pyfuse3.StatvfsData()
+        data.f_bsize = data.f_frsize = 4096
+        data.f_namemax = 255
+        return data

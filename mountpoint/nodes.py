@@ -1,0 +1,133 @@
+"""The generic node layer: paths resolved through the tables, inodes, lookup counts.
+
+An inode stands for a path, not for an object: handlers find their object anew from
+the scope on every request, so an inode the kernel still caches for a container that
+was deleted and made again simply serves the new one, and one for a deleted object
+answers ENOENT. Nodes below a dynamic directory are `volatile` and get no kernel
+caching, so what mkdir, rmdir and the daemon itself change shows at once.
+"""
+
+from dataclasses import dataclass
+from itertools import count
+
+from cdfs.errors import NotFound
+from cdfs.mountpoint.table import Children, Dir, Entry, Err, HostFile, Scope, Table, Value
+
+ROOT_INODE = 1
+
+
+@dataclass(eq=False)
+class Node:
+    """A path in the tree: a directory (with its table) or a file or link (with its row).
+    `scope` is the directory's own scope for a directory, the parent's for a fixed
+    row, and the child's for a dynamic file (so its handler sees its name)."""
+
+    ino: int
+    path: tuple[str, ...]
+    scope: Scope
+    parent: "Node | None"
+    table: Table | None = None
+    entry: Entry | Value | HostFile | None = None
+    volatile: bool = False
+    lookups: int = 0
+
+    @property
+    def name(self) -> str:
+        return self.path[-1] if self.path else ""
+
+    @property
+    def err_dir(self) -> "Node | None":
+        """The nearest directory, this one or above, with an `err` file."""
+        node: Node | None = self if self.table is not None else self.parent
+        while node is not None:
+            if node.table is not None and node.table.has_err():
+                return node
+            node = node.parent
+        return None
+
+
+@dataclass(frozen=True)
+class Resolved:
+    """What a name in a directory turned out to be, before it has an inode."""
+
+    name: str
+    scope: Scope
+    table: Table | None = None
+    entry: Entry | Value | HostFile | None = None
+    dynamic: bool = False
+
+
+def resolve_fixed(parent: Node, name: str) -> Resolved | None:
+    """A fixed row of the parent's table, if `name` is one."""
+    assert parent.table is not None
+    entry = parent.table.index.get(name)
+    if entry is None:
+        return None
+    if isinstance(entry, Dir):
+        return Resolved(name, parent.scope.child(name), table=entry.table)
+    return Resolved(name, parent.scope, entry=entry)
+
+
+def resolve_child(parent: Node, children: Children, name: str,
+                  table: Table | None = None) -> Resolved:
+    """A dynamic child of the parent, known to exist, laid out by `table` (or the
+    children's own table or file row)."""
+    value = name
+    if children.join and children.param in parent.scope:
+        value = f"{parent.scope[children.param]}/{name}"
+    scope = parent.scope.child(name, children.param, value)
+    if table is not None or children.table is not None:
+        return Resolved(name, scope, table=table or children.table, dynamic=True)
+    return Resolved(name, scope, entry=children.file, dynamic=True)
+
+
+class NodeTable:
+    """Inodes for paths, kept while the kernel holds a lookup on them."""
+
+    def __init__(self, root: Table) -> None:
+        self._next = count(ROOT_INODE + 1)
+        self.root = Node(ROOT_INODE, (), Scope(), None, table=root, lookups=1)
+        self._by_ino: dict[int, Node] = {ROOT_INODE: self.root}
+        self._by_path: dict[tuple[str, ...], Node] = {(): self.root}
+
+    def get(self, ino: int) -> Node:
+        node = self._by_ino.get(ino)
+        if node is None:
+            raise NotFound(f"stale inode {ino}")
+        return node
+
+    def add(self, parent: Node, found: Resolved) -> Node:
+        """The node for a resolved name, reusing the inode its path already has.
+        The caller counts the kernel's lookup (`remember`)."""
+        path = (*parent.path, found.name)
+        node = self._by_path.get(path)
+        if node is None:
+            node = Node(next(self._next), path, found.scope, parent)
+            self._by_path[path] = node
+            self._by_ino[node.ino] = node
+        node.scope, node.table, node.entry = found.scope, found.table, found.entry
+        node.volatile = parent.volatile or found.dynamic
+        return node
+
+    @staticmethod
+    def remember(node: Node) -> Node:
+        node.lookups += 1
+        return node
+
+    def forget(self, ino: int, n: int) -> None:
+        node = self._by_ino.get(ino)
+        if node is None or node is self.root:
+            return
+        node.lookups -= n
+        if node.lookups <= 0:
+            del self._by_ino[ino]
+            if self._by_path.get(node.path) is node:
+                del self._by_path[node.path]
+
+    def __len__(self) -> int:
+        return len(self._by_ino)
+
+
+def is_err(node: Node) -> bool:
+    return isinstance(node.entry, Err)
+

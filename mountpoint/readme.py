@@ -1,0 +1,94 @@
+"""The reference of the tree, generated from its tables: the root `README` file and
+docs/filesystem.md are this text, so neither can drift from what the tree serves."""
+
+from cdfs.mountpoint.table import (
+    Children,
+    Ctl,
+    Dir,
+    Entry,
+    Err,
+    HostFile,
+    Link,
+    Stream,
+    Table,
+    Value,
+)
+
+INTRO = """\
+# The cdfs filesystem
+
+cdfs is a container runtime whose whole API is this tree. `mkdir` creates an
+object, `rmdir` deletes it (EBUSY while in use); files hold one value, or
+`key value` lines, or JSON; `ctl` files take text verbs, one per line, and
+`cat ctl` lists them; streams block until there is data.
+
+A refused write fails that write() with an errno (EINVAL bad input, ENOENT
+unknown name, EEXIST, EBUSY, EACCES, EIO when a registry or the runtime failed)
+and the directory's `err` file says why in one line, quoting what was refused.
+Bad input changes nothing.
+
+Every path below, with what it is. `<name>/` stands for objects made by mkdir
+(or by the daemon); a trailing `/` marks a directory, `->` a symbolic link.
+"""
+
+
+def _kind(entry: Entry) -> str:
+    if isinstance(entry, Ctl):
+        return "ctl"
+    if isinstance(entry, Stream):
+        return "stream"
+    if isinstance(entry, Link):
+        return "link"
+    if isinstance(entry, HostFile):
+        return "read-only"
+    if isinstance(entry, Err):
+        return "read-only"
+    if isinstance(entry, Value):
+        if entry.read and entry.write:
+            return "read-write"
+        return "write-only" if entry.write else "read-only"
+    return ""
+
+
+def _row(lines: list[str], depth: int, name: str, kind: str, doc: str) -> None:
+    label = "  " * depth + name
+    first, *more = doc.splitlines() or [""]
+    lines.append(f"{label:<34} {kind:<10} {first}".rstrip())
+    lines.extend(f"{'':<34} {'':<10} {line}".rstrip() for line in more)
+
+
+def _table(lines: list[str], table: Table, depth: int) -> None:
+    for entry in table.entries:
+        if isinstance(entry, Dir):
+            _row(lines, depth, entry.name + "/", "dir", entry.doc)
+            _table(lines, entry.table, depth + 1)
+            continue
+        name = entry.name
+        if isinstance(entry, Link) and isinstance(entry.target, str):
+            name = f"{entry.name} -> {entry.target}"
+        _row(lines, depth, name, _kind(entry), entry.doc)
+        if isinstance(entry, Ctl):
+            for verb in entry.verbs.verbs.values():
+                synopsis = f"{verb.name} {verb.usage}".strip()
+                _row(lines, depth + 1, f"» {synopsis}", "", verb.help)
+    if table.children is not None:
+        _children(lines, table.children, depth)
+
+
+def _children(lines: list[str], children: Children, depth: int) -> None:
+    making = [word for word, able in (("mkdir", children.mkdir), ("rmdir", children.rmdir),
+                                      ("create", children.create), ("rm", children.unlink))
+              if able is not None]
+    kind = "/".join(making) or "listed"
+    if children.table is not None:
+        _row(lines, depth, f"<{children.param}>/", kind, children.doc)
+        _table(lines, children.table, depth + 1)
+    else:
+        _row(lines, depth, f"<{children.param}>", kind, children.doc)
+
+
+def reference(root: Table) -> str:
+    """The whole reference: the introduction and every path, file and verb."""
+    lines: list[str] = []
+    _table(lines, root, 0)
+    return INTRO + "\n```\n" + "\n".join(lines) + "\n```\n"

@@ -1,0 +1,58 @@
+"""The root of the tree."""
+
+import logging
+
+from cdfs.errors import InvalidArgument
+from cdfs.mountpoint.contentdir import CONTENT
+from cdfs.mountpoint.ctl import Verb, VerbTable
+from cdfs.mountpoint.namespacedir import NAMESPACES
+from cdfs.mountpoint.readme import reference
+from cdfs.mountpoint.table import Ctl, Dir, Err, Link, Scope, Stream, StreamReader, Table, Value
+from cdfs.mountpoint.table import Services as S
+
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
+async def _readme(app: S, scope: Scope) -> str:
+    return reference(ROOT)
+
+
+async def _version(app: S, scope: Scope) -> str:
+    return f"cdfs {app.version}\n"
+
+
+async def _events(app: S, scope: Scope) -> StreamReader:
+    reader: StreamReader = app.bus.subscribe()
+    return reader
+
+
+async def _log_level(app: S, scope: Scope, args: list[str]) -> None:
+    level = args[0].lower()
+    if level not in LOG_LEVELS:
+        raise InvalidArgument(f'unknown log level "{args[0]}" (levels: {", ".join(LOG_LEVELS)})')
+    logging.getLogger().setLevel(level.upper())
+
+
+ROOT_VERBS = VerbTable(
+    Verb("log-level", "LEVEL", "set the daemon's log level: debug, info, warning or error",
+         _log_level),
+)
+
+ROOT = Table(
+    "the root",
+    entries=(
+        Value("README", "this reference", read=_readme),
+        Value("version", '"cdfs X.Y.Z"', read=_version),
+        Ctl("ctl", "global verbs", ROOT_VERBS),
+        Err(),
+        Stream("events", "every event of every namespace, one JSON object a line:\n"
+               '{"time", "namespace", "topic", "id", …}, from the moment the reader opened',
+               _events),
+        Dir("content", "the content-addressed store, shared by every namespace", CONTENT),
+        Dir("namespaces", "tenants", NAMESPACES),
+        Link("images", "the default namespace's images", "namespaces/default/images"),
+        Link("containers", "the default namespace's containers",
+             "namespaces/default/containers"),
+        Dir("netns", "named network namespaces", Table("named network namespaces")),
+    ),
+)

@@ -1,0 +1,219 @@
+"""The foundation through the mounted tree, driven with plain os calls and shell."""
+
+import errno
+import hashlib
+import json
+import os
+import queue
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from support import CDFS, REPO, Daemon, is_mounted, wait_until
+
+
+def read(path: Path) -> str:
+    return path.read_text()
+
+
+def test_readme_version_and_docs_match(daemon: Daemon) -> None:
+    assert read(daemon.path("version")).startswith("cdfs ")
+    assert read(daemon.path("version")).endswith("\n")
+    readme = read(daemon.path("README"))
+    for name in ("version", "ctl", "err", "events", "content/", "namespaces/", "netns/",
+                 "ingest/", "<ns>/", "log-level"):
+        assert name in readme
+    assert readme == (REPO / "docs" / "filesystem.md").read_text(), \
+        "docs/filesystem.md is stale: run `make docs`"
+
+
+def test_tree_layout(daemon: Daemon) -> None:
+    assert sorted(os.listdir(daemon.mount)) == sorted(
+        ["README", "version", "ctl", "err", "events", "content", "namespaces", "images",
+         "containers", "netns"])
+    assert os.readlink(daemon.path("images")) == "namespaces/default/images"
+    assert os.readlink(daemon.path("containers")) == "namespaces/default/containers"
+    assert sorted(os.listdir(daemon.path("namespaces", "default"))) == [
+        "containers", "events", "images", "snapshots"]
+    assert daemon.path("containers").is_dir() and daemon.path("images").is_dir()
+    assert os.stat(daemon.mount).st_uid == 0
+
+
+def test_bogus_ctl_verb_fails_write_and_err_quotes_it(daemon: Daemon) -> None:
+    result = daemon.sh('echo frobnicate now > "$M/ctl"', check=False)
+    assert result.returncode == 1
+    assert "Invalid argument" in result.stderr
+    assert 'frobnicate now' in read(daemon.path("err"))
+    fd = os.open(daemon.path("ctl"), os.O_WRONLY)
+    try:
+        with pytest.raises(OSError) as refused:
+            os.write(fd, b"log-level loud\n")
+        assert refused.value.errno == errno.EINVAL
+    finally:
+        os.close(fd)
+    assert '"loud"' in read(daemon.path("err"))
+    assert "log-level" in read(daemon.path("ctl"))
+
+
+def test_namespaces_mkdir_rmdir(daemon: Daemon) -> None:
+    ns = daemon.path("namespaces")
+    (ns / "tenant-1").mkdir()
+    assert "tenant-1" in os.listdir(ns)
+    assert sorted(os.listdir(ns / "tenant-1")) == ["containers", "events", "images", "snapshots"]
+    with pytest.raises(FileExistsError):
+        (ns / "tenant-1").mkdir()
+    with pytest.raises(OSError) as bad:
+        (ns / "bad..name").mkdir()
+    assert bad.value.errno == errno.EINVAL
+    (ns / "tenant-1").rmdir()
+    assert "tenant-1" not in os.listdir(ns)
+    with pytest.raises(FileNotFoundError):
+        (ns / "tenant-1").rmdir()
+
+
+class LineReader:
+    """A process's stdout lines, collected by a thread so that a test can wait for
+    them with a timeout."""
+
+    def __init__(self, *command: str) -> None:
+        self.proc = subprocess.Popen(command, stdout=subprocess.PIPE, text=True,
+                                     start_new_session=True)
+        self._lines: queue.Queue[str] = queue.Queue()
+        threading.Thread(target=self._pump, daemon=True).start()
+
+    def _pump(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self._lines.put(line)
+
+    def lines(self, count: int, timeout: float = 10) -> list[str]:
+        found: list[str] = []
+        deadline = time.monotonic() + timeout
+        while len(found) < count:
+            try:
+                found.append(self._lines.get(timeout=max(0.0, deadline - time.monotonic())))
+            except queue.Empty:
+                break
+        return found
+
+    def kill(self) -> None:
+        """Kill the whole process group (`timeout` and the `cat` it runs)."""
+        os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(timeout=10)
+
+
+def test_events_are_json_lines(daemon: Daemon) -> None:
+    everything = LineReader("timeout", "20", "cat", str(daemon.path("events")))
+    mine = LineReader("timeout", "20", "cat", str(daemon.path("namespaces", "default", "events")))
+    try:
+        time.sleep(0.5)  # both readers open before the event
+        daemon.path("namespaces", "evts").mkdir()
+        daemon.path("namespaces", "evts").rmdir()
+        created, deleted = (json.loads(line) for line in everything.lines(2))
+        assert created["topic"] == "/namespaces/create"
+        assert created["namespace"] == "evts" and created["id"] == "evts"
+        assert deleted["topic"] == "/namespaces/delete"
+        assert {"time", "namespace", "topic", "id"} <= created.keys()
+        assert mine.lines(1, timeout=1) == []  # another namespace's events stay out
+    finally:
+        everything.kill()
+        mine.kill()
+
+
+def test_blocked_events_reader_ends_on_timeout(daemon: Daemon) -> None:
+    started = time.monotonic()
+    result = daemon.sh('timeout 2 cat "$M/events"', check=False, timeout=10)
+    assert result.returncode == 124
+    assert time.monotonic() - started < 3
+
+
+def test_many_readers_do_not_starve_ctl(daemon: Daemon) -> None:
+    readers = [subprocess.Popen(["timeout", "30", "cat", str(daemon.path("events"))],
+                                stdout=subprocess.DEVNULL) for _ in range(200)]
+    try:
+        time.sleep(2)
+        assert all(reader.poll() is None for reader in readers)
+        started = time.monotonic()
+        daemon.sh('echo log-level debug > "$M/ctl"; cat "$M/version"')
+        assert time.monotonic() - started < 1.0
+    finally:
+        for reader in readers:
+            reader.kill()
+        for reader in readers:
+            reader.wait(timeout=10)
+
+
+def test_ingest_commits_by_digest_and_is_read_only(daemon: Daemon, tmp_path: Path) -> None:
+    data = os.urandom(3 * 1024 * 1024)
+    source = tmp_path / "random"
+    source.write_bytes(data)
+    digest = hashlib.sha256(data).hexdigest()
+    daemon.sh(f'cp {source} "$M/content/ingest/upload"')
+    blob = daemon.path("content", "blobs", "sha256", digest)
+    assert blob.read_bytes() == data
+    assert daemon.sh(f'sha256sum "{blob}"').stdout.split()[0] == digest
+    assert oct(blob.stat().st_mode & 0o777) == "0o444"
+    with pytest.raises(PermissionError):
+        open(blob, "wb")  # noqa: SIM115
+    assert "upload" not in os.listdir(daemon.path("content", "ingest"))
+    usage = dict(line.split() for line in read(daemon.path("content", "usage")).splitlines())
+    assert usage == {"blobs": "1", "bytes": str(len(data))}
+
+
+def test_ingest_with_expected_digest_refuses_mismatch(daemon: Daemon) -> None:
+    wrong = "sha256:" + "0" * 64
+    fd = os.open(daemon.path("content", "ingest", wrong), os.O_WRONLY | os.O_CREAT)
+    os.write(fd, b"not what was promised")
+    with pytest.raises(OSError) as refused:
+        os.close(fd)
+    assert refused.value.errno == errno.EINVAL
+    assert os.listdir(daemon.path("content", "blobs", "sha256")) == []
+    assert wrong in read(daemon.path("content", "ingest", "err"))
+
+    good = b"promised bytes\n"
+    good_digest = "sha256:" + hashlib.sha256(good).hexdigest()
+    daemon.sh(f'echo "expect {good_digest} named" > "$M/content/ingest/ctl"')
+    daemon.sh('printf "promised bytes\\n" > "$M/content/ingest/named"')
+    assert os.listdir(daemon.path("content", "blobs", "sha256")) == [good_digest[7:]]
+
+
+def test_kill9_restart_keeps_state_and_recovers_stale_mount(
+        make_daemon: Callable[..., Daemon]) -> None:
+    first: Daemon = make_daemon()
+    first.path("namespaces", "survivor").mkdir()
+    first.sh('printf "kept\\n" > "$M/content/ingest/blob"')
+    first.kill9()
+    assert is_mounted(first.mount)
+    result = first.sh('ls "$M"', check=False)
+    assert "not connected" in result.stderr
+    second = first.start()
+    assert "survivor" in os.listdir(second.path("namespaces"))
+    digest = hashlib.sha256(b"kept\n").hexdigest()
+    assert second.path("content", "blobs", "sha256", digest).read_bytes() == b"kept\n"
+
+
+def test_second_daemon_on_same_mount_is_refused(
+        make_daemon: Callable[..., Daemon], tmp_path: Path) -> None:
+    first: Daemon = make_daemon()
+    other = tmp_path / "other"
+    for sub in ("root", "state"):
+        (other / sub).mkdir(parents=True)
+    result = subprocess.run(
+        [*CDFS, "serve",
+         "--mount", str(first.mount), "--root", str(other / "root"),
+         "--state", str(other / "state")], capture_output=True, text=True, timeout=30)
+    assert result.returncode == 1
+    assert "already served" in result.stderr
+    assert wait_until(lambda: is_mounted(first.mount))
+    assert read(first.path("version")).startswith("cdfs")
+
+
+def test_shell_scripts(daemon: Daemon) -> None:
+    for script in sorted((REPO / "tests" / "shell").glob("foundation*.sh")):
+        result = subprocess.run(["bash", str(script)], env={**os.environ, "M": str(daemon.mount)},
+                                capture_output=True, text=True, timeout=120)
+        assert result.returncode == 0, f"{script.name}:\n{result.stdout}\n{result.stderr}"

@@ -1,0 +1,102 @@
+"""What tests share: a real cdfs daemon on temp dirs, and small helpers."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+CDFS = [sys.executable, "-m", "cdfs.cli"]
+
+
+def mount_id(path: Path) -> str | None:
+    """The id of the topmost mount at `path`, or None."""
+    target, found = str(path), None
+    with open("/proc/self/mountinfo") as mountinfo:
+        for line in mountinfo:
+            fields = line.split()
+            if fields[4] == target:
+                found = fields[0]
+    return found
+
+
+def is_mounted(path: Path) -> bool:
+    return mount_id(path) is not None
+
+
+def is_served(path: Path) -> bool:
+    """Mounted and answered by a live daemon (a dead one's mount says ENOTCONN)."""
+    if not is_mounted(path):
+        return False
+    try:
+        os.statvfs(path)
+    except OSError:
+        return False
+    return True
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float = 20.0,
+               interval: float = 0.05) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(interval)
+    return bool(predicate())
+
+
+@dataclass
+class Daemon:
+    """A `cdfs serve` process on temp dirs, with what a test needs to drive it."""
+
+    mount: Path
+    root: Path
+    state: Path
+    log: Path
+    extra_args: list[str] = field(default_factory=list)
+    proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> "Daemon":
+        with open(self.log, "ab") as log:
+            self.proc = subprocess.Popen(
+                [*CDFS, "serve", "--mount", str(self.mount), "--root", str(self.root),
+                 "--state", str(self.state), "--log-level", "debug", *self.extra_args],
+                stdout=log, stderr=log, stdin=subprocess.DEVNULL)
+        if not wait_until(lambda: is_served(self.mount) or self.proc.poll() is not None):
+            raise RuntimeError(f"cdfs did not mount:\n{self.log.read_text()}")
+        if self.proc.poll() is not None:
+            raise RuntimeError(f"cdfs exited {self.proc.returncode}:\n{self.log.read_text()}")
+        return self
+
+    def stop(self) -> None:
+        """SIGTERM and wait; what does not end is killed and unmounted by force."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=15)
+        self.force_unmount()
+
+    def kill9(self) -> None:
+        assert self.proc is not None
+        self.proc.kill()
+        self.proc.wait(timeout=15)
+
+    def force_unmount(self) -> None:
+        if is_mounted(self.mount):
+            subprocess.run(["fusermount3", "-uz", str(self.mount)], check=False)
+
+    def path(self, *parts: str) -> Path:
+        return self.mount.joinpath(*parts)
+
+    def sh(self, script: str, timeout: float = 60, check: bool = True
+           ) -> subprocess.CompletedProcess[str]:
+        """Run a shell snippet with $M set to the mount."""
+        return subprocess.run(["bash", "-c", script], env={**os.environ, "M": str(self.mount)},
+                              capture_output=True, text=True, timeout=timeout, check=check)

@@ -1,0 +1,57 @@
+"""The ctl parser and verb table, as pure functions."""
+
+import pytest
+
+from cdfs.errors import InvalidArgument
+from cdfs.mountpoint.ctl import Verb, VerbTable, split_lines
+
+
+async def _nothing(app: object, scope: object, args: list[str]) -> None:
+    return None
+
+
+TABLE = VerbTable(
+    Verb("start", "", "start it", _nothing),
+    Verb("kill", "[SIGNAL]", "signal it", _nothing),
+    Verb("tag", "REF NEW_REF", "name it again", _nothing),
+    Verb("update", "JSON", "apply resources", _nothing, rest=True),
+)
+
+
+def test_parse_counts_arguments() -> None:
+    assert TABLE.parse("start")[1] == []
+    assert TABLE.parse("kill")[1] == []
+    assert TABLE.parse("kill  9 ")[1] == ["9"]
+    assert TABLE.parse("tag a b")[1] == ["a", "b"]
+
+
+@pytest.mark.parametrize("line", ["start now", "kill 9 15", "tag a", "tag a b c", "update"])
+def test_wrong_argument_counts_quote_the_line(line: str) -> None:
+    with pytest.raises(InvalidArgument, match=f'"{line}"'):
+        TABLE.parse(line)
+
+
+def test_unknown_verb_is_quoted_with_the_known_ones() -> None:
+    with pytest.raises(InvalidArgument) as refused:
+        TABLE.parse("frobnicate x")
+    assert '"frobnicate x"' in str(refused.value)
+    assert "start, kill, tag, update" in str(refused.value)
+
+
+def test_rest_keeps_the_line_whole() -> None:
+    verb, args = TABLE.parse('update {"memory": {"limit": 1}}')
+    assert verb.name == "update"
+    assert args == ['{"memory": {"limit": 1}}']
+
+
+def test_help_lists_every_verb_with_usage() -> None:
+    lines = TABLE.help().splitlines()
+    assert [line.split()[0] for line in lines] == ["start", "kill", "tag", "update"]
+    assert "tag REF NEW_REF" in TABLE.help()
+    assert all(line.endswith(("it", "again", "resources")) for line in lines)
+
+
+def test_split_lines_keeps_the_unfinished_rest() -> None:
+    assert split_lines(b"start\n\nkill 9\nta") == (["start", "kill 9"], b"ta")
+    with pytest.raises(InvalidArgument):
+        split_lines(b"\xff\n")
