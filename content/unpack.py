@@ -21,6 +21,7 @@ import os
 import shutil
 import stat
 import tarfile
+from collections.abc import Sequence
 from pathlib import Path
 from typing import BinaryIO, Literal
 
@@ -64,18 +65,23 @@ def whiteout_target(parts: Parts) -> str | None:
 
 
 def apply_layer(source: BinaryIO, target: Path, media_type: str, whiteouts: WhiteoutMode,
-                limits: Limits | None = None) -> str:
+                limits: Limits | None = None, lowers: Sequence[Path] = ()) -> str:
     """Apply the layer read from `source` (compressed as `media_type` says) onto
     `target` and return its diff_id, the sha256 of the uncompressed tar.
+    `lowers` (overlay mode: the parent layers' dirs, nearest first) lend their
+    owner, mode and mtime to directories the layer implies without listing, so an
+    upper dir created for `tmp/.wh.x` does not turn a 1777 /tmp into 0755.
     InvalidArgument for a malformed, hostile or over-limit layer; the target may
     then hold part of the layer, so callers apply into a snapshot they can drop."""
     if whiteouts not in ("overlay", "delete"):
         raise InvalidArgument(f'unknown whiteout mode: "{whiteouts}"')
     limits = limits or Limits()
     root_fd = os.open(target, _PATH_DIR)
+    lower_fds: list[int] = []
     try:
+        lower_fds.extend(os.open(lower, _PATH_DIR) for lower in lowers)
         with LayerStream(source, media_type, limits) as stream:
-            extractor = _Extractor(root_fd, whiteouts)
+            extractor = _Extractor(root_fd, whiteouts, lower_fds)
             try:
                 archive = tarfile.TarFile(fileobj=stream, mode="r",  # type: ignore[arg-type]
                                           encoding="utf-8", errors="surrogateescape")
@@ -94,16 +100,18 @@ def apply_layer(source: BinaryIO, target: Path, media_type: str, whiteouts: Whit
                 extractor.close()
             return stream.finish()
     finally:
-        os.close(root_fd)
+        for fd in (root_fd, *lower_fds):
+            os.close(fd)
 
 
 class _Extractor:
     """Applies entries one by one below `root_fd`. Holds one cached parent dir fd,
     since tar entries come grouped by directory."""
 
-    def __init__(self, root_fd: int, whiteouts: WhiteoutMode) -> None:
+    def __init__(self, root_fd: int, whiteouts: WhiteoutMode, lower_fds: list[int]) -> None:
         self.root_fd = root_fd
         self.whiteouts = whiteouts
+        self.lower_fds = lower_fds
         self._cached: tuple[Parts, int] | None = None
         self._dir_times: dict[Parts, tuple[int, int]] = {}
         self._unpacked: set[Parts] = set()
@@ -117,7 +125,7 @@ class _Extractor:
         self._forget_cached()
         fd = os.dup(self.root_fd)
         try:
-            for part in parts:
+            for depth, part in enumerate(parts):
                 try:
                     next_fd = os.open(part, _PATH_DIR, dir_fd=fd)
                 except FileNotFoundError:
@@ -126,6 +134,7 @@ class _Extractor:
                         return None
                     os.mkdir(part, 0o755, dir_fd=fd)
                     next_fd = os.open(part, _PATH_DIR, dir_fd=fd)
+                    self._inherit_from_lowers(parts[: depth + 1], next_fd)
                 except OSError as exc:
                     if exc.errno not in (errno.ENOTDIR, errno.ELOOP):
                         raise
@@ -139,6 +148,29 @@ class _Extractor:
             raise
         self._cached = (parts, fd)
         return fd
+
+    def _inherit_from_lowers(self, parts: Parts, fd: int) -> None:
+        """Give an implied directory the metadata of the same directory below."""
+        for lower_fd in self.lower_fds:
+            below = _lookup_dir(lower_fd, parts)
+            if below is None:
+                continue
+            try:
+                info = os.fstat(below)
+            finally:
+                os.close(below)
+            path = f"/proc/self/fd/{fd}"
+            os.chown(path, info.st_uid, info.st_gid)
+            os.chmod(path, stat.S_IMODE(info.st_mode))
+            self._dir_times[parts] = (info.st_atime_ns, info.st_mtime_ns)
+            return
+
+    def _keep_times(self, parts: Parts, fd: int) -> None:
+        """A directory the layer changes without listing keeps its times (as in the
+        overlay, where the upper entry lands beside the untouched lower dir)."""
+        if parts not in self._dir_times:
+            info = os.fstat(fd)
+            self._dir_times[parts] = (info.st_atime_ns, info.st_mtime_ns)
 
     def _forget_cached(self) -> None:
         if self._cached is not None:
@@ -177,6 +209,7 @@ class _Extractor:
     def _entry(self, parts: Parts, member: tarfile.TarInfo, stream: LayerStream) -> None:
         parent = self._open_dir(parts[:-1], create=True)
         assert parent is not None
+        self._keep_times(parts[:-1], parent)
         name = parts[-1]
         existing = _lstat(name, parent)
         if member.isdir():
@@ -253,6 +286,7 @@ class _Extractor:
         parent = self._open_dir(dir_parts, create=overlay)
         if parent is None:
             return
+        self._keep_times(dir_parts, parent)
         if overlay and victim:
             existing = _lstat(victim, parent)
             if existing is not None:
@@ -328,6 +362,21 @@ class _Extractor:
                 continue
             if fd is not None:
                 os.utime(f"/proc/self/fd/{fd}", ns=times)
+
+
+def _lookup_dir(root_fd: int, parts: Parts) -> int | None:
+    """An O_PATH fd of directory `parts` below `root_fd`, or None if it is missing
+    or any component is not a real directory."""
+    fd = os.dup(root_fd)
+    for part in parts:
+        try:
+            next_fd = os.open(part, _PATH_DIR, dir_fd=fd)
+        except OSError:
+            os.close(fd)
+            return None
+        os.close(fd)
+        fd = next_fd
+    return fd
 
 
 def _lstat(name: str, dir_fd: int) -> os.stat_result | None:

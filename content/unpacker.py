@@ -68,7 +68,7 @@ def _apply_one(store: ContentStore, snapshotter: Snapshotter, layer: Descriptor,
     try:
         with open(blob, "rb") as source:
             actual = apply_layer(source, snapshotter.apply_dir(key), layer.media_type,
-                                 snapshotter.whiteouts, limits)
+                                 snapshotter.whiteouts, limits, snapshotter.apply_lowers(key))
         if actual != diff_id:
             raise InvalidArgument(
                 f'layer "{layer.digest}" unpacks to {actual}, config says {diff_id}')

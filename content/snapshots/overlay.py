@@ -25,6 +25,10 @@ class OverlaySnapshotter(Snapshotter):
             raise InvalidArgument(f'overlay snapshotter root may not contain "," or ":": "{root}"')
         super().__init__(root)
 
+    def apply_lowers(self, key: str) -> list[Path]:
+        """The parents' upper dirs, nearest first."""
+        return [self._fs(i) for i in self._meta.get(key).ancestors]
+
     def _populate(self, new: Path, parent_fs: Path | None) -> None:
         (new / "fs").mkdir(mode=0o755)
         (new / "work").mkdir(mode=0o700)

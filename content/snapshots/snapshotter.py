@@ -107,6 +107,12 @@ class Snapshotter(ABC):
             raise InvalidArgument(f'snapshot "{key}" is {row.info.kind}, not active')
         return self._fs(row.id)
 
+    def apply_lowers(self, key: str) -> builtins.list[Path]:
+        """The directories below apply_dir(key) that unpack.apply_layer should consult
+        for implied directories: none when apply_dir is already a full copy."""
+        self._meta.get(key)
+        return []
+
     # -- for subclasses ------------------------------------------------------------
     @abstractmethod
     def _populate(self, new: Path, parent_fs: Path | None) -> None:

@@ -124,3 +124,17 @@ def test_concurrent_unpacks_of_one_chain(store: ContentStore, snapshotter: Snaps
     assert not errors and len(set(results)) == 1 and len(results) == 4
     assert [i.kind for i in snapshotter.list()] == ["committed"] * 3
     assert len(os.listdir(snapshotter.snapshots_dir)) == 3
+
+
+def test_implied_directories_keep_the_lower_metadata(
+        store: ContentStore, snapshotter: Snapshotter, layers, mounted) -> None:
+    l0 = add_layer(store, layers, [layers.dir("tmp", mode=0o1777, uid=5, gid=6),
+                                   layers.file("tmp/x"), layers.file("tmp/y")])
+    l1 = add_layer(store, layers, [layers.file("tmp/.wh.x"), layers.file("var/new")])
+    top = unpack(store, snapshotter, [l0[0], l1[0]], [l0[1], l1[1]])
+    with mounted(snapshotter.view("v", top)) as root:
+        tmp = (root / "tmp").stat()
+        assert (stat.S_IMODE(tmp.st_mode), tmp.st_uid, tmp.st_gid) == (0o1777, 5, 6)
+        assert tmp.st_mtime == 1_600_000_000
+        assert os.listdir(root / "tmp") == ["y"]
+        assert stat.S_IMODE((root / "var").stat().st_mode) == 0o755
