@@ -27,6 +27,7 @@ from cdfs.mountpoint.table import (
     Ctl,
     Err,
     HostFile,
+    Input,
     Link,
     Sink,
     Stream,
@@ -146,8 +147,10 @@ class Filesystem(pyfuse3.Operations):
         entry = node.entry
         if isinstance(entry, Link):
             return stat.S_IFLNK | 0o777
-        readable = not isinstance(entry, Value) or entry.read is not None
-        writable = isinstance(entry, Ctl) or (isinstance(entry, Value) and entry.write is not None)
+        readable = not isinstance(entry, Input) and (
+            not isinstance(entry, Value) or entry.read is not None)
+        writable = isinstance(entry, Ctl | Input) or (
+            isinstance(entry, Value) and entry.write is not None)
         perm = (0o444 if readable else 0) | (0o200 if writable else 0)
         if self.owner.group_access:
             perm |= 0o040 if readable else 0
@@ -169,7 +172,7 @@ class Filesystem(pyfuse3.Operations):
                       ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
         # `echo x > file` truncates first; values are replaced whole anyway.
         node = self.nodes.get(inode)
-        if fields.update_size and not (isinstance(node.entry, Value | Ctl)):
+        if fields.update_size and not (isinstance(node.entry, Value | Ctl | Input)):
             raise pyfuse3.FUSEError(errno.EACCES)
         return await self._quietly(self._node_attrs(node))
 
@@ -353,6 +356,12 @@ class Filesystem(pyfuse3.Operations):
                 raise pyfuse3.FUSEError(errno.EACCES)
             reader = await self._quietly(entry.open(self.services, node.scope))
             fh = self._add_handle(_StreamHandle(node, reader, ctx.pid))
+            return pyfuse3.FileInfo(fh=fh, direct_io=True, keep_cache=False, nonseekable=True)
+        if isinstance(entry, Input):
+            if reading:
+                raise pyfuse3.FUSEError(errno.EACCES)
+            sink = await self._quietly(entry.open(self.services, node.scope))
+            fh = self._add_handle(_SinkHandle(node, sink))
             return pyfuse3.FileInfo(fh=fh, direct_io=True, keep_cache=False, nonseekable=True)
         if isinstance(entry, Value | Ctl | Err):
             handle = _ValueHandle(node)

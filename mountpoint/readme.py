@@ -8,6 +8,7 @@ from cdfs.mountpoint.table import (
     Entry,
     Err,
     HostFile,
+    Input,
     Link,
     Stream,
     Table,
@@ -43,6 +44,8 @@ def _kind(entry: Entry) -> str:
         return "read-only"
     if isinstance(entry, Err):
         return "read-only"
+    if isinstance(entry, Input):
+        return "write-only"
     if isinstance(entry, Value):
         if entry.read and entry.write:
             return "read-write"

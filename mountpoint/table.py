@@ -114,6 +114,17 @@ class Stream:
 
 
 @dataclass(frozen=True)
+class Input:
+    """A write-only file whose writes go straight to a `Sink` made at each open (a
+    process's stdin): nothing is buffered, and the first close after writing closes
+    the sink, which is how `printf 'a\\n' > stdin` sends its bytes and then EOF."""
+
+    name: str
+    doc: str
+    open: Callable[[Services, Scope], Awaitable[Sink]]
+
+
+@dataclass(frozen=True)
 class HostFile:
     """A read-only file whose bytes live in a host file (blobs): served with pread
     in a worker thread, cacheable since the bytes never change under that name."""
@@ -165,7 +176,7 @@ class Children:
     join: bool = False
 
 
-Entry = Value | Err | Ctl | Stream | HostFile | Link | Dir
+Entry = Value | Err | Ctl | Stream | Input | HostFile | Link | Dir
 
 
 @dataclass(frozen=True)
