@@ -1,0 +1,56 @@
+"""stats/ in each container: its cgroup's resource usage, read afresh at every open.
+
+Exports `STATS`, the table of a container's `stats/` directory. The container table
+(mountpoint/containersdir.py) includes it as `Dir("stats", "resource usage …", STATS)`;
+its handlers read `scope["ns"]` and `scope["id"]` and call `app.metrics`
+(cdfs/metrics.py). The usage files and the stream answer ENOENT while the container has no task.
+"""
+
+from cdfs.metrics import DEFAULT_INTERVAL, MAX_INTERVAL, MIN_INTERVAL, render
+from cdfs.mountpoint.table import Err, Scope, Stream, StreamReader, Table, Value
+from cdfs.mountpoint.table import Services as S
+
+
+def _group(group: str) -> Value:
+    async def read(app: S, scope: Scope) -> str:
+        return render(await app.metrics.stats(scope["ns"], scope["id"], group))
+
+    return Value(group, DOCS[group], read=read)
+
+
+async def _stream(app: S, scope: Scope) -> StreamReader:
+    reader: StreamReader = await app.metrics.stream(scope["ns"], scope["id"])
+    return reader
+
+
+async def _interval(app: S, scope: Scope) -> str:
+    return f"{app.metrics.interval(scope['ns'], scope['id']):g}\n"
+
+
+async def _set_interval(app: S, scope: Scope, data: bytes) -> None:
+    app.metrics.set_interval(scope["ns"], scope["id"], data.decode(errors="replace"))
+
+
+DOCS = {
+    "cpu": "`key value` lines, microseconds and counts: usage_usec user_usec system_usec\n"
+           "throttled_usec nr_periods nr_throttled",
+    "memory": "`key value` lines, bytes: usage limit max_usage cache rss shmem swap, and\n"
+              "oom_kills. A limit that is not set reads 18446744073709551615 (2^64-1)",
+    "pids": "`key value` lines: current limit (2^64-1 when not set)",
+    "io": "`key value` lines summed over devices: read_bytes write_bytes read_ops write_ops",
+}
+
+STATS = Table(
+    "resource usage of the container's cgroup (ENOENT while it has no task)",
+    entries=(
+        *(_group(group) for group in DOCS),
+        Stream("stream", "one JSON object a line, at once and then every `interval`:\n"
+               '{"timestamp", "id", "cpu": {…}, "memory": {…}, "pids": {…}, "io": {…}};\n'
+               "blocks in between, ends when the container's cgroup goes", _stream),
+        Value("interval", f"seconds between stream objects, {MIN_INTERVAL:g} to "
+              f"{MAX_INTERVAL:g} (default {DEFAULT_INTERVAL:g}); write to change it\n"
+              "for this container's streams, kept while the daemon runs",
+              read=_interval, write=_set_interval),
+        Err(),
+    ),
+)
