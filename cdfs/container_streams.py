@@ -1,0 +1,200 @@
+"""Following tasks' files without spinning: one inotify watcher for every task, and the
+stream readers behind stdout, stderr, log and wait.
+
+conmon writes each task's log and exit file into the task's own directory. The daemon
+watches every such directory with ONE inotify instance (a watch costs a few hundred
+bytes of kernel memory; an instance per reader would cost a descriptor per `cat`),
+and one trio task turns its events into per-directory change counters. A reader notes
+the counter, reads, and if there was nothing new sleeps until the counter moves: no
+wakeup can be lost between its read and its sleep.
+
+Readers are cancel-safe (the filesystem cancels a waiting read every 0.2 s to look
+for signals): their position moves only when bytes are returned.
+"""
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import trio
+
+from cdfs.runtime.conmon import MonitorFiles
+from cdfs.runtime.inotify import (
+    IN_CLOSE_WRITE,
+    IN_CREATE,
+    IN_MODIFY,
+    IN_MOVED_TO,
+    Inotify,
+)
+from cdfs.runtime.logs import LogReader
+
+IN_IGNORED = 0x00008000
+_MASK = IN_MODIFY | IN_CLOSE_WRITE | IN_CREATE | IN_MOVED_TO
+ChangeCallback = Callable[[Path, set[str]], None]
+
+
+class DirWatcher:
+    """Change counters for watched directories, fed by one inotify instance."""
+
+    def __init__(self) -> None:
+        self._inotify = Inotify()
+        self._by_wd: dict[int, Path] = {}
+        self._wd: dict[Path, int] = {}
+        self._version: dict[Path, int] = {}
+        self._changed: dict[Path, trio.Event] = {}
+
+    def watch(self, path: Path) -> None:
+        """Start counting changes in `path` (idempotent)."""
+        if path in self._wd:
+            return
+        wd = self._inotify.add_watch(path, _MASK)
+        self._by_wd[wd] = path
+        self._wd[path] = wd
+        self._version.setdefault(path, 0)
+
+    def unwatch(self, path: Path) -> None:
+        """Stop watching `path` and wake its readers, who then find it gone."""
+        wd = self._wd.pop(path, None)
+        if wd is not None:
+            self._by_wd.pop(wd, None)
+            self._inotify.remove_watch(wd)
+        self._version.pop(path, None)
+        self._wake(path)
+
+    def watching(self, path: Path) -> bool:
+        return path in self._wd
+
+    def version(self, path: Path) -> int:
+        return self._version.get(path, -1)
+
+    async def wait_changed(self, path: Path, version: int) -> None:
+        """Sleep until `path` changed since `version` was read (or is unwatched)."""
+        while self._version.get(path, -1) == version and path in self._wd:
+            event = self._changed.get(path)
+            if event is None:
+                event = self._changed[path] = trio.Event()
+            await event.wait()
+
+    def _wake(self, path: Path) -> None:
+        event = self._changed.pop(path, None)
+        if event is not None:
+            event.set()
+
+    async def run(self, on_change: ChangeCallback) -> None:
+        """Forever: wait for events, bump counters, wake readers, and tell `on_change`
+        which names changed in which directory (how exits are noticed)."""
+        fd = self._inotify.fileno()
+        while True:
+            await trio.lowlevel.wait_readable(fd)
+            names: dict[Path, set[str]] = {}
+            for event in self._inotify.drain():
+                path = self._by_wd.get(event.wd)
+                if path is None:
+                    continue
+                if event.mask & IN_IGNORED:  # the directory is gone
+                    self._by_wd.pop(event.wd, None)
+                    self._wd.pop(path, None)
+                names.setdefault(path, set()).add(event.name)
+            for path, changed in names.items():
+                self._version[path] = self._version.get(path, 0) + 1
+                self._wake(path)
+                on_change(path, changed)
+
+    def close(self) -> None:
+        self._inotify.close()
+
+
+class _Follower:
+    """What the readers share: follow a task's directory until its process exited."""
+
+    def __init__(self, watcher: DirWatcher, files: MonitorFiles) -> None:
+        self._watcher = watcher
+        self._files = files
+        self._closed = False
+
+    async def _next(self, read_now: Callable[[], bytes]) -> bytes:
+        """Bytes from `read_now` (run in a thread) as soon as there are some; b"" once
+        the process has exited and all it wrote was read, or the task is gone."""
+        path = self._files.dir
+        while not self._closed:
+            version = self._watcher.version(path)
+            exited, data = await trio.to_thread.run_sync(self._exited_then_read, read_now)
+            if data or exited or not self._watcher.watching(path):
+                return data
+            await self._watcher.wait_changed(path, version)
+        return b""
+
+    def _exited_then_read(self, read_now: Callable[[], bytes]) -> tuple[bool, bytes]:
+        # conmon writes the exit file after the last output: reading after seeing it
+        # gets everything.
+        exited = self._files.exit.exists()
+        return exited, read_now()
+
+    def close(self) -> None:
+        self._closed = True
+
+
+class OutputReader(_Follower):
+    """stdout or stderr of a task from its first byte, following while it runs."""
+
+    def __init__(self, watcher: DirWatcher, files: MonitorFiles, logs: LogReader,
+                 stream: str) -> None:  # fmt: skip
+        super().__init__(watcher, files)
+        self._logs = logs
+        self._stream = stream
+        self._offset = 0
+
+    async def read(self, size: int) -> bytes:
+        data = await self._next(lambda: self._logs.read_stream(self._stream, self._offset, size))
+        self._offset += len(data)
+        return data
+
+
+class CombinedLogReader(_Follower):
+    """The timestamped log as conmon writes it; starts over when conmon rotates it."""
+
+    def __init__(self, watcher: DirWatcher, files: MonitorFiles, logs: LogReader) -> None:
+        super().__init__(watcher, files)
+        self._logs = logs
+        self._offset = 0
+        self._inode = -1
+
+    def _read_now(self, size: int) -> bytes:
+        try:
+            status = os.stat(self._files.log)
+        except FileNotFoundError:
+            return b""
+        offset = self._offset
+        if status.st_ino != self._inode or status.st_size < offset:
+            offset = 0  # rotated: the new log from its start
+        data = self._logs.read_combined(offset, size)
+        if data:
+            self._inode, self._offset = status.st_ino, offset + len(data)
+        return data
+
+    async def read(self, size: int) -> bytes:
+        return await self._next(lambda: self._read_now(size))
+
+
+class ExitReader(_Follower):
+    """`wait`: nothing until the process exited, then its exit status and a newline."""
+
+    def __init__(self, watcher: DirWatcher, files: MonitorFiles,
+                 exit_status: Callable[[], int | None]) -> None:  # fmt: skip
+        super().__init__(watcher, files)
+        self._exit_status = exit_status
+        self._text: bytes | None = None
+
+    def _read_now(self) -> bytes:
+        if self._text is None:
+            status = self._exit_status() if self._files.exit.exists() else None
+            if status is None:
+                return b""
+            self._text = f"{status}\n".encode()
+        return self._text
+
+    async def read(self, size: int) -> bytes:
+        data = (await self._next(self._read_now))[:size]
+        if self._text is not None:
+            self._text = self._text[len(data):]
+        return data

@@ -1,0 +1,576 @@
+"""Containers: the records in the database, their tasks in runc, their events.
+
+A container is made in steps, as the tree is written: `mkdir` makes an empty slot (a
+row, so the namespace counts as in use), `image`, `netns`, `runtime` and `labels` fill
+it in, and config.json creates it: the spec is built and validated, the image's
+snapshot prepared, and the task created under conmon, stopped before the user's
+program (runc's "created"). The spec as created is kept in the row; the task's state
+(status, pid, exit, output) lives in the runtime's files, which outlive the daemon.
+
+Every runc, conmon and file call runs in a worker thread. Exits are noticed by the
+shared inotify watcher (container_streams.DirWatcher) on each task's directory, and
+published as /tasks/exit after the task's /tasks/start (or /tasks/exec-started), so
+each task's events come in containerd's order.
+"""
+
+import datetime
+import functools
+import logging
+import os
+import shutil
+import signal
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import trio
+
+from cdfs import container_config, identifiers
+from cdfs.container_streams import CombinedLogReader, DirWatcher, ExitReader, OutputReader
+from cdfs.db import Database, dumps
+from cdfs.errors import AlreadyExists, Busy, CdfsError, InvalidArgument, NotFound
+from cdfs.events import EventBus
+from cdfs.runtime import netns, spec
+from cdfs.runtime.state import Status, parse_signal
+from cdfs.runtime.tasks import TaskInfo, TaskService
+from cdfs.types import Mount
+
+T = TypeVar("T")
+log = logging.getLogger(__name__)
+DEFAULT_RUNTIME = "runc"
+EMPTY = "empty"  # the status of a slot before config.json
+
+
+def utcnow() -> str:
+    return datetime.datetime.now(datetime.UTC).isoformat(timespec="microseconds")
+
+
+def rfc3339(seconds: float | None) -> str:
+    """A time as containerd stamps events (UTC, nanoseconds); "" for none."""
+    if seconds is None:
+        return ""
+    ns = int(seconds * 1e9)
+    whole = datetime.datetime.fromtimestamp(ns // 10**9, datetime.UTC)
+    return whole.strftime("%Y-%m-%dT%H:%M:%S") + f".{ns % 10**9:09d}Z"
+
+
+@dataclass
+class Container:
+    """One row of the containers table, and what the daemon tracks about it."""
+
+    namespace: str
+    id: str
+    created_at: str
+    image: str = ""
+    runtime: str = DEFAULT_RUNTIME
+    netns: str = ""
+    spec: dict[str, Any] | None = None
+    snapshot: str = ""
+    labels: dict[str, str] = field(default_factory=dict)
+    execs: set[str] = field(default_factory=set)  # every exec id, created or not
+    pending_execs: set[str] = field(default_factory=set)  # mkdir'ed, no process.json yet
+    lock: trio.Lock = field(default_factory=trio.Lock, repr=False)
+
+    def require_empty(self, what: str) -> None:
+        if self.spec is not None:
+            raise InvalidArgument(
+                f'{what}: container "{self.id}" is created; write it before config.json')
+
+    def require_created(self, what: str) -> dict[str, Any]:
+        if self.spec is None:
+            raise InvalidArgument(f'{what}: container "{self.id}" has no config.json yet')
+        return self.spec
+
+
+@dataclass
+class _Task:
+    """A container's init or exec, as the exit watcher sees it. Its exit is published
+    once, and only when `ready`: not while its start is being published."""
+
+    namespace: str
+    id: str
+    exec_id: str | None
+    ready: bool = True
+    exit_published: bool = False
+
+
+class Containers:
+    """The service behind containers/: see the module doc. `app` provides `images`
+    and `snapshots` (for image-based rootfs) and, optionally, `metrics` (awaited with
+    `before_exit(ns, id)` before a container's /tasks/exit, so /tasks/oom comes first)."""
+
+    def __init__(self, app: Any, db: Database, bus: EventBus, tasks: TaskService) -> None:
+        self._app = app
+        self._db = db
+        self._bus = bus
+        self.tasks = tasks
+        self._watcher = DirWatcher()
+        self._containers: dict[tuple[str, str], Container] = {}
+        self._watched: dict[Path, _Task] = {}
+        self._nursery: trio.Nursery | None = None
+
+    # --- startup and the watcher --------------------------------------------------------
+
+    async def load(self) -> None:
+        """Read the rows, recover the runtime's tasks (after a restart: conmons that died
+        are reaped) and watch every task that may still exit."""
+        rows = await self._db.aquery("SELECT * FROM containers")
+        await trio.to_thread.run_sync(self.tasks.recover)
+        for row in rows:
+            container = Container(
+                row["namespace"], row["id"], row["created_at"], image=row["image"],
+                runtime=row["runtime"], netns=row["netns"],
+                spec=container_config.spec_or_none(row["spec"]), snapshot=row["snapshot"],
+                labels=dict(container_config.json_object(row["labels"])))  # fmt: skip
+            self._containers[(container.namespace, container.id)] = container
+            if container.spec is None:
+                continue
+            try:
+                execs = await self._thread(self.tasks.list_execs, container.namespace,
+                                           container.id)  # fmt: skip
+            except NotFound:
+                continue  # its state was lost (a reboot): it shows as stopped
+            container.execs.update(execs)
+            for exec_id in (None, *execs):
+                info = await self._thread(self.tasks.state, container.namespace, container.id,
+                                          exec_id)  # fmt: skip
+                self._watch(container.namespace, container.id, exec_id,
+                            exit_published=info.status == Status.STOPPED)  # fmt: skip
+
+    async def run(self) -> None:
+        """The exit and output watcher; runs for the daemon's life."""
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            await self._watcher.run(self._on_change)
+
+    def close(self) -> None:
+        self._watcher.close()
+
+    def _watch(self, namespace: str, container_id: str, exec_id: str | None,
+               exit_published: bool = False, ready: bool = True) -> _Task:  # fmt: skip
+        path = self.tasks.files(namespace, container_id, exec_id).dir
+        task = _Task(namespace, container_id, exec_id, ready, exit_published)
+        self._watched[path] = task
+        self._watcher.watch(path)
+        return task
+
+    def _unwatch(self, namespace: str, container_id: str, exec_id: str | None) -> None:
+        bundle = self.tasks.bundle(namespace, container_id)
+        path = bundle if exec_id is None else bundle / "execs" / exec_id
+        for watched in [p for p in self._watched if p == path or path in p.parents]:
+            del self._watched[watched]
+            self._watcher.unwatch(watched)
+
+    def _on_change(self, path: Path, names: set[str]) -> None:
+        task = self._watched.get(path)
+        if task is not None and "exit" in names and task.ready and not task.exit_published:
+            assert self._nursery is not None
+            self._nursery.start_soon(self._publish_exit, task)
+
+    async def _publish_exit(self, task: _Task) -> None:
+        """/tasks/exit for `task`, once; for an init after metrics' last word (OOM)."""
+        if task.exit_published:
+            return
+        task.exit_published = True
+        try:
+            info = await self._thread(self.tasks.state, task.namespace, task.id, task.exec_id)
+        except CdfsError as e:
+            log.warning("no exit status for %s/%s: %s", task.namespace, task.id, e)
+            return
+        if info.status != Status.STOPPED:
+            task.exit_published = False
+            return
+        metrics = getattr(self._app, "metrics", None)
+        if task.exec_id is None and metrics is not None:
+            await metrics.before_exit(task.namespace, task.id)
+        self._bus.publish(task.namespace, "/tasks/exit", task.exec_id or task.id,
+                          container_id=task.id, pid=info.pid or 0,
+                          exit_status=info.exit_status, exited_at=rfc3339(info.exited_at))
+
+    async def _thread(self, fn: Callable[..., T], *args: Any) -> T:
+        return await trio.to_thread.run_sync(functools.partial(fn, *args))
+
+    # --- the slots --------------------------------------------------------------------
+
+    def names(self, namespace: str) -> list[str]:
+        return sorted(cid for ns, cid in self._containers if ns == namespace)
+
+    def exists(self, namespace: str, container_id: str) -> bool:
+        return (namespace, container_id) in self._containers
+
+    def get(self, namespace: str, container_id: str) -> Container:
+        container = self._containers.get((namespace, container_id))
+        if container is None:
+            raise NotFound(f'no container "{container_id}" in namespace "{namespace}"')
+        return container
+
+    def cgroups_path(self, namespace: str, container_id: str) -> str:
+        """The container's cgroup (the spec's linux.cgroupsPath), for stats/."""
+        container = self.get(namespace, container_id)
+        return container_config.cgroups_path(container.require_created("stats"), namespace,
+                                             container_id)  # fmt: skip
+
+    async def make(self, namespace: str, container_id: str) -> None:
+        """mkdir: an empty slot, a row in the database."""
+        self._app.namespaces.check(namespace)
+        identifiers.validate(container_id, "container id")
+        if self.exists(namespace, container_id):
+            raise AlreadyExists(f'container "{container_id}" exists in "{namespace}"')
+        container = Container(namespace, container_id, utcnow())
+        self._containers[(namespace, container_id)] = container
+        try:
+            await self._db.aexecute(
+                "INSERT INTO containers (namespace, id, runtime, created_at) VALUES (?, ?, ?, ?)",
+                (namespace, container_id, container.runtime, container.created_at))
+        except BaseException:
+            del self._containers[(namespace, container_id)]
+            raise
+
+    async def remove(self, namespace: str, container_id: str) -> None:
+        """rmdir: delete the task, the snapshot and the row. Busy while the task runs or
+        is paused (stop it first)."""
+        container = self.get(namespace, container_id)
+        async with container.lock:
+            info: TaskInfo | None = None
+            if container.spec is not None:
+                info = await self._delete_task(container)
+            if container.snapshot:
+                await self._app.snapshots.remove(namespace, container.snapshot)
+            await self._db.aexecute("DELETE FROM containers WHERE namespace = ? AND id = ?",
+                                    (namespace, container_id))  # fmt: skip
+            del self._containers[(namespace, container_id)]
+        if info is not None:
+            self._bus.publish(namespace, "/tasks/delete", container_id,
+                              container_id=container_id, pid=info.pid or 0,
+                              exit_status=info.exit_status, exited_at=rfc3339(info.exited_at))
+        if container.spec is not None:
+            self._bus.publish(namespace, "/containers/delete", container_id)
+
+    async def _delete_task(self, container: Container) -> TaskInfo | None:
+        namespace, container_id = container.namespace, container.id
+        try:
+            info = await self._thread(self.tasks.state, namespace, container_id)
+        except NotFound:
+            return None  # its state was lost (a reboot)
+        if info.status in (Status.RUNNING, Status.PAUSED):
+            raise Busy(f'container "{container_id}" is {info.status}: stop it first')
+        for watched in list(self._watched.values()):
+            if (watched.namespace, watched.id) == (namespace, container_id) and watched.ready:
+                await self._publish_exit(watched)
+        await self._thread(self.tasks.delete, namespace, container_id)
+        self._unwatch(namespace, container_id, None)
+        return info
+
+    # --- the settings written before config.json --------------------------------------
+
+    async def _update_row(self, container: Container, column: str, value: str) -> None:
+        await self._db.aexecute(
+            f"UPDATE containers SET {column} = ? WHERE namespace = ? AND id = ?",
+            (value, container.namespace, container.id))
+
+    async def set_image(self, namespace: str, container_id: str, ref: str) -> None:
+        """The image to base the rootfs on; refused (NotFound) when the namespace lacks it."""
+        container = self.get(namespace, container_id)
+        async with container.lock:
+            container.require_empty("image")
+            name = ""
+            if ref:
+                name = (await self._app.images.get(namespace, ref)).name
+            await self._update_row(container, "image", name)
+            container.image = name
+
+    async def set_netns(self, namespace: str, container_id: str, value: str) -> None:
+        """A named network namespace (netns/<name>) or the path of a namespace file."""
+        container = self.get(namespace, container_id)
+        async with container.lock:
+            container.require_empty("netns")
+            if value:
+                await self._thread(resolve_netns, value)
+            await self._update_row(container, "netns", value)
+            container.netns = value
+
+    async def set_runtime(self, namespace: str, container_id: str, runtime: str) -> None:
+        container = self.get(namespace, container_id)
+        async with container.lock:
+            container.require_empty("runtime")
+            runtime = runtime or DEFAULT_RUNTIME
+            if await self._thread(shutil.which, runtime) is None:
+                raise InvalidArgument(f'runtime: "{runtime}" is not an executable')
+            await self._update_row(container, "runtime", runtime)
+            container.runtime = runtime
+
+    async def set_labels(self, namespace: str, container_id: str, text: str) -> None:
+        container = self.get(namespace, container_id)
+        labels = container_config.parse_labels(text)
+        await self._update_row(container, "labels", dumps(labels))
+        container.labels = labels
+        if container.spec is not None:
+            self._bus.publish(namespace, "/containers/update", container_id,
+                              image=container.image, labels=labels)
+
+    # --- creation -----------------------------------------------------------------------
+
+    async def create(self, namespace: str, container_id: str, data: bytes) -> None:
+        """config.json: build and validate the spec, prepare the image's snapshot, and
+        create the task. Any refusal leaves the slot as it was."""
+        container = self.get(namespace, container_id)
+        async with container.lock:
+            if container.spec is not None:
+                raise AlreadyExists(f'config.json: container "{container_id}" is created '
+                                    "already")  # fmt: skip
+            user = spec.parse(data)
+            netns_path = await self._thread(resolve_netns, container.netns) \
+                if container.netns else None  # fmt: skip
+            image = await self._app.images.get(namespace, container.image) \
+                if container.image else None  # fmt: skip
+            mounts: list[Mount] = []
+            snapshot = ""
+            try:
+                if image is not None and not _own_root(user):
+                    snapshot = container_id
+                    mounts = await self._app.snapshots.prepare(namespace, snapshot,
+                                                               parent=image.chain_id)
+                passwd, group = await self._read_users(namespace, snapshot)
+                final = container_config.build_spec(
+                    namespace, container_id, user, spec.host_rlimits(),
+                    image_config=_image_config(image), passwd=passwd, group=group,
+                    netns_path=netns_path)  # fmt: skip
+                info = await self._thread(self._create_task, namespace, container_id, final,
+                                          mounts, container.runtime)  # fmt: skip
+                created = await self._thread(self.tasks.config, namespace, container_id)
+                try:
+                    await self._db.aexecute(
+                        "UPDATE containers SET spec = ?, snapshot = ? WHERE namespace = ? "
+                        "AND id = ?", (dumps(created), snapshot, namespace, container_id))
+                except BaseException:
+                    await self._thread(self.tasks.delete, namespace, container_id, True)
+                    raise
+            except BaseException:
+                if snapshot:
+                    with trio.CancelScope(shield=True):
+                        await self._app.snapshots.remove(namespace, snapshot)
+                raise
+            container.spec, container.snapshot = created, snapshot
+            self._bus.publish(namespace, "/containers/create", container_id,
+                              image=container.image, runtime=container.runtime)
+            self._watch(namespace, container_id, None)
+            self._bus.publish(namespace, "/tasks/create", container_id,
+                              container_id=container_id, pid=info.pid or 0,
+                              bundle=str(self.tasks.bundle(namespace, container_id)))
+
+    def _create_task(self, namespace: str, container_id: str, oci_spec: dict[str, Any],
+                     mounts: list[Mount], runtime: str) -> TaskInfo:  # fmt: skip
+        return self.tasks.create(namespace, container_id, oci_spec, rootfs=mounts, stdin=True,
+                                 runtime=runtime)  # fmt: skip
+
+    async def _read_users(self, namespace: str, snapshot: str) -> tuple[str | None, str | None]:
+        """The image's /etc/passwd and /etc/group, to resolve its User."""
+        if not snapshot:
+            return None, None
+        texts = []
+        for path in ("/etc/passwd", "/etc/group"):
+            data = await self._app.snapshots.read_file(namespace, snapshot, path)
+            texts.append(data.decode(errors="replace") if data is not None else None)
+        return texts[0], texts[1]
+
+    # --- state --------------------------------------------------------------------------
+
+    async def state(self, namespace: str, container_id: str, exec_id: str | None = None
+                    ) -> TaskInfo | None:  # fmt: skip
+        """The task's state; None for a slot without config.json (or an exec without
+        process.json); a task whose files were lost (a reboot) reads as stopped."""
+        container = self.get(namespace, container_id)
+        if container.spec is None or exec_id in container.pending_execs:
+            return None
+        if exec_id is not None and exec_id not in container.execs:
+            raise NotFound(f'no exec "{exec_id}" in container "{container_id}"')
+        try:
+            return await self._thread(self.tasks.state, namespace, container_id, exec_id)
+        except NotFound:
+            if exec_id is not None:
+                raise
+            return TaskInfo(namespace, container_id, None, Status.STOPPED, None, None, None)
+
+    def config_json(self, namespace: str, container_id: str) -> dict[str, Any] | None:
+        return self.get(namespace, container_id).spec
+
+    # --- verbs --------------------------------------------------------------------------
+
+    def _task(self, namespace: str, container_id: str, exec_id: str | None) -> _Task:
+        container = self.get(namespace, container_id)
+        container.require_created("ctl")
+        if exec_id in container.pending_execs:
+            raise InvalidArgument(f'exec "{exec_id}" has no process.json yet')
+        path = self.tasks.bundle(namespace, container_id)
+        if exec_id is not None:
+            path = path / "execs" / exec_id
+        task = self._watched.get(path)
+        if task is None:
+            raise NotFound(f'no task for container "{container_id}"')
+        return task
+
+    async def start(self, namespace: str, container_id: str, exec_id: str | None = None) -> None:
+        """Run the user's program; /tasks/start (or /tasks/exec-started) comes before
+        its /tasks/exit however quickly it exits."""
+        task = self._task(namespace, container_id, exec_id)
+        task.ready = False
+        try:
+            info = await self._thread(self.tasks.start, namespace, container_id, exec_id)
+            if exec_id is None:
+                self._bus.publish(namespace, "/tasks/start", container_id,
+                                  container_id=container_id, pid=info.pid or 0)
+            else:
+                self._bus.publish(namespace, "/tasks/exec-started", container_id,
+                                  container_id=container_id, exec_id=exec_id,
+                                  pid=info.pid or 0)  # fmt: skip
+        finally:
+            task.ready = True
+        exit_file = self.tasks.files(namespace, container_id, exec_id).exit
+        if await self._thread(exit_file.exists):
+            await self._publish_exit(task)
+
+    async def kill(self, namespace: str, container_id: str, signal_name: str | None,
+                   exec_id: str | None = None) -> None:  # fmt: skip
+        signum = parse_signal(signal_name) if signal_name else signal.SIGTERM
+        self._task(namespace, container_id, exec_id)
+        await self._thread(self.tasks.kill, namespace, container_id, signum, exec_id)
+
+    async def stop(self, namespace: str, container_id: str, grace: float,
+                   exec_id: str | None = None) -> None:  # fmt: skip
+        """TERM, then KILL after `grace` seconds; returns once it has exited."""
+        self._task(namespace, container_id, exec_id)
+        await self._thread(self.tasks.stop, namespace, container_id, grace, exec_id)
+
+    async def pause(self, namespace: str, container_id: str) -> None:
+        self._task(namespace, container_id, None)
+        await self._thread(self.tasks.pause, namespace, container_id)
+        self._bus.publish(namespace, "/tasks/paused", container_id, container_id=container_id)
+
+    async def resume(self, namespace: str, container_id: str) -> None:
+        self._task(namespace, container_id, None)
+        await self._thread(self.tasks.resume, namespace, container_id)
+        self._bus.publish(namespace, "/tasks/resumed", container_id, container_id=container_id)
+
+    async def close_stdin(self, namespace: str, container_id: str,
+                          exec_id: str | None = None) -> None:  # fmt: skip
+        self._task(namespace, container_id, exec_id)
+        await self._thread(self.tasks.close_stdin, namespace, container_id, exec_id)
+
+    async def update(self, namespace: str, container_id: str, text: str) -> None:
+        """New cgroup limits (linux.resources) for the running container; config.json
+        shows them afterwards."""
+        resources = container_config.parse_resources(text)
+        container = self.get(namespace, container_id)
+        self._task(namespace, container_id, None)
+        async with container.lock:
+            await self._thread(self.tasks.update, namespace, container_id, resources)
+            updated = container_config.with_resources(container.require_created("update"),
+                                                      resources)  # fmt: skip
+            await self._update_row(container, "spec", dumps(updated))
+            container.spec = updated
+
+    async def write_stdin(self, namespace: str, container_id: str, data: bytes,
+                          exec_id: str | None = None) -> None:  # fmt: skip
+        self._task(namespace, container_id, exec_id)
+        await self._thread(self.tasks.write_stdin, namespace, container_id, data, exec_id)
+
+    # --- execs --------------------------------------------------------------------------
+
+    def exec_names(self, namespace: str, container_id: str) -> list[str]:
+        return sorted(self.get(namespace, container_id).execs)
+
+    async def exec_process(self, namespace: str, container_id: str, exec_id: str
+                           ) -> dict[str, Any] | None:  # fmt: skip
+        """The exec's process as created; None before process.json."""
+        if exec_id in self.get(namespace, container_id).pending_execs:
+            return None
+        path = self.tasks.files(namespace, container_id, exec_id).dir / "process.json"
+        return container_config.json_object(await self._thread(path.read_text))
+
+    async def make_exec(self, namespace: str, container_id: str, exec_id: str) -> None:
+        """mkdir exec/<id>: a slot for a process.json."""
+        container = self.get(namespace, container_id)
+        container.require_created("exec")
+        identifiers.validate(exec_id, "exec id")
+        if exec_id in container.execs:
+            raise AlreadyExists(f'exec "{exec_id}" exists in "{container_id}"')
+        container.execs.add(exec_id)
+        container.pending_execs.add(exec_id)
+
+    async def create_exec(self, namespace: str, container_id: str, exec_id: str,
+                          data: bytes) -> None:  # fmt: skip
+        """process.json: the exec's process, merged over the container's process."""
+        container = self.get(namespace, container_id)
+        if exec_id not in container.pending_execs:
+            raise AlreadyExists(f'process.json: exec "{exec_id}" is created already')
+        process = spec.parse(data, "process.json")
+        await self._thread(functools.partial(self.tasks.exec, namespace, container_id,
+                                             exec_id, process, stdin=True))  # fmt: skip
+        container.pending_execs.discard(exec_id)
+        self._watch(namespace, container_id, exec_id)
+        self._bus.publish(namespace, "/tasks/exec-added", container_id,
+                          container_id=container_id, exec_id=exec_id)
+
+    async def remove_exec(self, namespace: str, container_id: str, exec_id: str) -> None:
+        """rmdir exec/<id>: Busy while it runs."""
+        container = self.get(namespace, container_id)
+        if exec_id not in container.execs:
+            raise NotFound(f'no exec "{exec_id}" in container "{container_id}"')
+        if exec_id not in container.pending_execs:
+            await self._thread(self.tasks.delete, namespace, container_id, False, exec_id)
+            self._unwatch(namespace, container_id, exec_id)
+        container.execs.discard(exec_id)
+        container.pending_execs.discard(exec_id)
+
+    # --- streams ------------------------------------------------------------------------
+
+    def output(self, namespace: str, container_id: str, exec_id: str | None,
+               stream: str) -> OutputReader:  # fmt: skip
+        """A follower of stdout or stderr from the start until the process exited."""
+        self._task(namespace, container_id, exec_id)
+        return OutputReader(self._watcher, self.tasks.files(namespace, container_id, exec_id),
+                            self.tasks.logs(namespace, container_id, exec_id), stream)
+
+    def log(self, namespace: str, container_id: str, exec_id: str | None) -> CombinedLogReader:
+        self._task(namespace, container_id, exec_id)
+        return CombinedLogReader(self._watcher,
+                                 self.tasks.files(namespace, container_id, exec_id),
+                                 self.tasks.logs(namespace, container_id, exec_id))
+
+    def wait(self, namespace: str, container_id: str, exec_id: str | None) -> ExitReader:
+        """Nothing until the process exited, then its exit status."""
+        self._task(namespace, container_id, exec_id)
+
+        def exit_status() -> int | None:
+            return self.tasks.state(namespace, container_id, exec_id).exit_status
+
+        return ExitReader(self._watcher, self.tasks.files(namespace, container_id, exec_id),
+                          exit_status)
+
+
+def resolve_netns(value: str) -> str:
+    """The namespace file for a netns name (netns/<name>, /run/netns/<name>) or an
+    absolute path to one; NotFound when there is none."""
+    if os.path.isabs(value):
+        if not os.path.exists(value):
+            raise NotFound(f'netns: no file "{value}"')
+        return value
+    if not netns.exists(value):
+        raise NotFound(f'netns: no network namespace "{value}"')
+    return str(netns.path(value))
+
+
+def _own_root(user: dict[str, Any]) -> bool:
+    root = user.get("root")
+    return isinstance(root, dict) and isinstance(root.get("path"), str) \
+        and os.path.isabs(root["path"])  # fmt: skip
+
+
+def _image_config(image: Any) -> dict[str, Any] | None:
+    if image is None:
+        return None
+    config = image.config
+    return container_config.image_config_mapping(config.entrypoint, config.cmd, config.env,
+                                                 config.working_dir, config.user)
+
