@@ -11,7 +11,10 @@ from cdfs.config import Config
 from cdfs.content.store import ContentStore
 from cdfs.db import Database
 from cdfs.events import EventBus
+from cdfs.gc import Collected, collect
+from cdfs.images import Images
 from cdfs.namespaces import Namespaces
+from cdfs.snapshots import Snapshots
 
 log = logging.getLogger(__name__)
 
@@ -25,6 +28,8 @@ class App:
     bus: EventBus
     cas: Cas
     namespaces: Namespaces
+    snapshots: Snapshots
+    images: Images
     version: str = __version__
 
     @classmethod
@@ -35,10 +40,33 @@ class App:
         bus = EventBus()
         db = await trio.to_thread.run_sync(Database, config.root / "metadata.db")
         store = await trio.to_thread.run_sync(ContentStore, config.root / "content")
-        app = cls(config, db, bus, Cas(store, bus), Namespaces(db, bus))
+        snapshots = await trio.to_thread.run_sync(
+            Snapshots, config.root / "snapshots", config.state / "mnt")
+        namespaces = Namespaces(db, bus)
+        images = Images(db, bus, store, snapshots, namespaces, config.root)
+        app = cls(config, db, bus, Cas(store, bus), namespaces, snapshots, images)
         await app.namespaces.load()
+        await app.images.load()
+        await app.images.ensure_busybox()
         return app
+
+    async def collect_garbage(self) -> Collected:
+        """Free the blobs and snapshots that no image or container uses."""
+        live: dict[str, set[str]] = {}
+        for namespace in self.namespaces.names():
+            keys = {info.key for info in await self.snapshots.list(namespace)
+                    if info.kind != "committed"}
+            keys.update(record.chain_id for record in self.images.all_records()
+                        if record.namespace == namespace)
+            live[namespace] = keys
+        roots = [record.target for record in self.images.all_records()]
+        collected = await collect(self.cas.store, self.snapshots, roots, live)
+        self.bus.publish("", "/gc", "", blobs=collected.blobs, bytes=collected.bytes,
+                         snapshots=collected.snapshots)
+        return collected
 
     def close(self) -> None:
         self.bus.close()
+        self.images.registries.close()
+        self.snapshots.close()
         self.db.close()

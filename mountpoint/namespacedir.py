@@ -1,6 +1,8 @@
 """namespaces/: one directory per tenant, each with its images, containers,
 snapshots and events."""
 
+from cdfs.mountpoint.imagesdir import IMAGES
+from cdfs.mountpoint.snapshotsdir import SNAPSHOTS
 from cdfs.mountpoint.table import Children, Dir, Scope, Stream, StreamReader, Table
 from cdfs.mountpoint.table import Services as S
 
@@ -31,9 +33,9 @@ async def _events(app: S, scope: Scope) -> StreamReader:
 NAMESPACE = Table(
     "one namespace",
     entries=(
-        Dir("images", "the namespace's images", Table("the namespace's images")),
+        Dir("images", "the namespace's images", IMAGES),
         Dir("containers", "the namespace's containers", Table("the namespace's containers")),
-        Dir("snapshots", "the namespace's snapshots", Table("the namespace's snapshots")),
+        Dir("snapshots", "the namespace's snapshots", SNAPSHOTS),
         Stream("events", "this namespace's events only, as JSON lines", _events),
     ),
 )

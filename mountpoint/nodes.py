@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from itertools import count
 
 from cdfs.errors import NotFound
-from cdfs.mountpoint.table import Children, Dir, Entry, Err, HostFile, Scope, Table, Value
+from cdfs.mountpoint.table import Children, Dir, Entry, Err, Scope, Table
 
 ROOT_INODE = 1
 
@@ -27,7 +27,7 @@ class Node:
     scope: Scope
     parent: "Node | None"
     table: Table | None = None
-    entry: Entry | Value | HostFile | None = None
+    entry: Entry | None = None
     volatile: bool = False
     lookups: int = 0
 
@@ -53,7 +53,7 @@ class Resolved:
     name: str
     scope: Scope
     table: Table | None = None
-    entry: Entry | Value | HostFile | None = None
+    entry: Entry | None = None
     dynamic: bool = False
 
 

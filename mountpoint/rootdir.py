@@ -33,7 +33,13 @@ async def _log_level(app: S, scope: Scope, args: list[str]) -> None:
     logging.getLogger().setLevel(level.upper())
 
 
+async def _gc(app: S, scope: Scope, args: list[str]) -> None:
+    await app.collect_garbage()
+
+
 ROOT_VERBS = VerbTable(
+    Verb("gc", "", "free the blobs and snapshots no image or container uses (blobs\n"
+         "younger than an hour are kept: a pull may not have named them yet)", _gc),
     Verb("log-level", "LEVEL", "set the daemon's log level: debug, info, warning or error",
          _log_level),
 )

@@ -166,7 +166,7 @@ class Children:
     doc: str
     list: Callable[[Services, Scope], Awaitable[Iterable[str]]]
     table: "Table | None" = None
-    file: "Value | HostFile | None" = None
+    file: "Value | HostFile | Link | None" = None
     exists: Callable[[Services, Scope, str], Awaitable[bool]] | None = None
     lookup: Callable[[Services, Scope, str], Awaitable["Table | None"]] | None = None
     mkdir: Callable[[Services, Scope, str], Awaitable[None]] | None = None

@@ -4,7 +4,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from support import Daemon
+from support import Daemon, start_registry
 
 
 @pytest.fixture
@@ -30,3 +30,14 @@ def make_daemon(tmp_path: Path) -> Iterator[Callable[..., Daemon]]:
 @pytest.fixture
 def daemon(make_daemon: Callable[..., Daemon]) -> Daemon:
     return make_daemon()
+
+
+@pytest.fixture
+def registry(tmp_path: Path) -> Iterator[str]:
+    """A docker-registry on loopback for this test; yields its host:port."""
+    address, proc = start_registry(tmp_path)
+    try:
+        yield address
+    finally:
+        proc.kill()
+        proc.wait(timeout=10)

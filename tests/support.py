@@ -1,7 +1,9 @@
 """What tests share: a real cdfs daemon on temp dirs, and small helpers."""
 
+import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -100,3 +102,34 @@ class Daemon:
         """Run a shell snippet with $M set to the mount."""
         return subprocess.run(["bash", "-c", script], env={**os.environ, "M": str(self.mount)},
                               capture_output=True, text=True, timeout=timeout, check=check)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def start_registry(workdir: Path) -> tuple[str, subprocess.Popen[bytes]]:
+    """Debian's docker-registry on a free loopback port; returns host:port and the
+    process (the caller kills it)."""
+    port = free_port()
+    config = workdir / "registry.yml"
+    config.write_text(json.dumps({
+        "version": 0.1, "log": {"level": "error"},
+        "storage": {"filesystem": {"rootdirectory": str(workdir / "registry")},
+                    "delete": {"enabled": True}},
+        "http": {"addr": f"127.0.0.1:{port}"},
+    }))
+    proc = subprocess.Popen(["/usr/bin/docker-registry", "serve", str(config)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 15
+    while True:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                return f"127.0.0.1:{port}", proc
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                proc.kill()
+                raise RuntimeError("docker-registry did not start") from None
+            time.sleep(0.05)

@@ -1,0 +1,361 @@
+"""Images per namespace: pull, push, tag, rm, import, export, and their unpacking.
+
+An image is a name pointing at a root descriptor in the shared content store (a
+manifest, or an index of which one manifest was chosen for this host), plus the
+chain ID of its unpacked layers in the namespace's snapshots. The records live in
+sqlite and in memory, so the tree lists and looks images up without waiting on disk.
+Registry, archive and unpack work blocks: it all runs in worker threads.
+"""
+
+import json
+import logging
+import sqlite3
+import threading
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import trio
+
+from cdfs.content import archive, busybox
+from cdfs.content.descriptor import Descriptor
+from cdfs.content.manifest import (
+    MAX_CONFIG_SIZE,
+    MAX_MANIFEST_SIZE,
+    ImageConfig,
+    ImageIndex,
+    ImageManifest,
+    Platform,
+    parse_config,
+    parse_image_manifest,
+    parse_manifest,
+    parse_platform,
+    select_manifest,
+)
+from cdfs.content.reference import parse_reference
+from cdfs.content.registry.client import Registries
+from cdfs.content.registry.credentials import Credentials, load_credentials
+from cdfs.content.registry.fetch import pull as fetch
+from cdfs.content.registry.push import push as upload
+from cdfs.content.store import ContentStore
+from cdfs.content.unpacker import unpack
+from cdfs.db import Database, dumps
+from cdfs.errors import AlreadyExists, CdfsError, InvalidArgument, NotFound
+from cdfs.events import EventBus
+from cdfs.namespaces import Namespaces, utcnow
+from cdfs.snapshots import Snapshots
+
+log = logging.getLogger(__name__)
+
+LOCAL_BUSYBOX = "cdfs.local/busybox:latest"
+REGISTRIES_FILE = "registries.json"
+
+
+@dataclass(frozen=True)
+class ImageRecord:
+    """One image of a namespace: its name, what it points at (`target`), the manifest
+    chosen for this host and its config, and the top snapshot of its layers."""
+
+    namespace: str
+    name: str
+    target: Descriptor
+    manifest: Descriptor
+    image: ImageManifest
+    config: ImageConfig
+    chain_id: str
+    created_at: str
+    updated_at: str
+
+    @property
+    def layers(self) -> tuple[Descriptor, ...]:
+        return self.image.layers
+
+    @property
+    def platform(self) -> Platform:
+        return self.config.platform
+
+    @property
+    def size(self) -> int:
+        """Bytes of its blobs in the store: manifest(s), config and layers."""
+        index = self.target.size if self.target.digest != self.manifest.digest else 0
+        return (index + self.manifest.size + self.image.config.size
+                + sum(layer.size for layer in self.layers))
+
+
+@dataclass
+class Progress:
+    """What a pull or push has done so far, per blob, and how it ended."""
+
+    blobs: dict[str, tuple[int, int]] = field(default_factory=dict)
+    outcome: str = ""
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def update(self, digest: str, done: int, total: int) -> None:
+        with self.lock:
+            self.blobs[digest] = (done, total)
+
+    def render(self) -> str:
+        with self.lock:
+            lines = [f"{digest} {done}/{total}" for digest, (done, total) in self.blobs.items()]
+        if self.outcome:
+            lines.append(self.outcome)
+        return "".join(line + "\n" for line in lines)
+
+
+class Images:
+    """The images of every namespace."""
+
+    def __init__(self, db: Database, bus: EventBus, store: ContentStore, snapshots: Snapshots,
+                 namespaces: Namespaces, root: Path) -> None:
+        self._db = db
+        self._bus = bus
+        self._store = store
+        self._snapshots = snapshots
+        self._namespaces = namespaces
+        self._records: dict[str, dict[str, ImageRecord]] = {}
+        self._progress: dict[tuple[str, str], Progress] = {}
+        self._busy: set[tuple[str, str]] = set()
+        self._config_file = root / REGISTRIES_FILE
+        self.registries = Registries()
+
+    # -- loading -------------------------------------------------------------
+    async def load(self) -> None:
+        """Read every image record; an image whose blobs vanished is skipped."""
+        rows = await self._db.aquery("SELECT * FROM images")
+        await self.reload_registries()
+        for row in rows:
+            try:
+                record = await trio.to_thread.run_sync(self._record_from_row, row)
+            except CdfsError as exc:
+                log.warning("image %s in %s is unusable: %s", row["name"], row["namespace"], exc)
+                continue
+            self._records.setdefault(record.namespace, {})[record.name] = record
+
+    async def reload_registries(self) -> None:
+        """(Re)read credentials and insecure hosts from <root>/registries.json."""
+        def read() -> tuple[dict[str, Credentials], frozenset[str]]:
+            credentials = load_credentials(self._config_file)
+            insecure: frozenset[str] = frozenset()
+            if self._config_file.exists():
+                data = json.loads(self._config_file.read_text() or "{}")
+                insecure = frozenset(str(h) for h in data.get("insecure", []))
+            return credentials, insecure
+
+        credentials, insecure = await trio.to_thread.run_sync(read)
+        old, self.registries = self.registries, Registries(credentials, insecure)
+        old.close()
+
+    def _record_from_row(self, row: sqlite3.Row) -> ImageRecord:
+        target = Descriptor(row["media_type"], row["digest"], row["size"])
+        manifest = Descriptor.from_json(json.loads(row["manifest"])) if row["manifest"] \
+            else target
+        return self._build_record(row["namespace"], row["name"], target, manifest,
+                                  row["chain_id"], row["created_at"], row["updated_at"])
+
+    def _build_record(self, namespace: str, name: str, target: Descriptor,
+                      manifest: Descriptor, chain_id: str, created: str,
+                      updated: str) -> ImageRecord:
+        image = parse_image_manifest(self._store.read(manifest.digest, MAX_MANIFEST_SIZE),
+                                     manifest.media_type)
+        config = parse_config(self._store.read(image.config.digest, MAX_CONFIG_SIZE))
+        return ImageRecord(namespace, name, target, manifest, image, config, chain_id,
+                           created, updated)
+
+    # -- queries -------------------------------------------------------------
+    def names(self, namespace: str) -> list[str]:
+        """Names of the images, and of those being pulled, in `namespace`."""
+        names = set(self._records.get(namespace, {}))
+        names.update(name for ns, name in self._busy if ns == namespace)
+        return sorted(names)
+
+    def find(self, namespace: str, name: str) -> ImageRecord | None:
+        return self._records.get(namespace, {}).get(name)
+
+    async def get(self, namespace: str, ref: str) -> ImageRecord:
+        """The image `ref` (normalised as docker does) of `namespace`."""
+        name = str(parse_reference(ref.strip()))
+        record = self.find(namespace, name)
+        if record is None:
+            raise NotFound(f'no image "{ref}" in namespace "{namespace}"')
+        return record
+
+    def progress(self, namespace: str, name: str) -> str:
+        progress = self._progress.get((namespace, name))
+        return progress.render() if progress else ""
+
+    def all_records(self) -> list[ImageRecord]:
+        return [r for records in self._records.values() for r in records.values()]
+
+    def count(self, namespace: str) -> int:
+        return len(self._records.get(namespace, {}))
+
+    # -- verbs ---------------------------------------------------------------
+    async def pull(self, namespace: str, ref_text: str, platform_text: str | None = None
+                   ) -> ImageRecord:
+        """Fetch `ref` into the store and unpack it; returns when the image is ready."""
+        self._namespaces.check(namespace)
+        ref = parse_reference(ref_text)
+        platform = parse_platform(platform_text) if platform_text else None
+        name = str(ref)
+        progress = self._begin(namespace, name)
+        token = trio.lowlevel.current_trio_token()
+        announced: set[str] = set()
+
+        def report(digest: str, done: int, total: int) -> None:
+            progress.update(digest, done, total)
+            if done == total or digest not in announced:
+                announced.add(digest)
+                trio.from_thread.run_sync(
+                    lambda: self._bus.publish(namespace, "/images/pull", name, name=name,
+                                              digest=digest, done=done, total=total),
+                    trio_token=token)
+
+        try:
+            result = await trio.to_thread.run_sync(
+                lambda: fetch(ref, self._store, platform, report, self.registries))
+            record = await self._unpack_and_save(
+                namespace, name, result.root, result.manifest, result.image, result.config)
+        except BaseException as exc:
+            progress.outcome = f"error: {exc}"
+            raise
+        finally:
+            self._busy.discard((namespace, name))
+        progress.outcome = "done"
+        return record
+
+    async def push(self, namespace: str, ref_text: str, target_text: str | None = None) -> None:
+        record = await self.get(namespace, ref_text)
+        target = parse_reference(target_text) if target_text else parse_reference(record.name)
+        source = parse_reference(record.name)
+        progress = Progress()
+        self._progress[(namespace, record.name)] = progress
+        try:
+            await trio.to_thread.run_sync(
+                lambda: upload(self._store, record.target, target, progress.update,
+                               self.registries, mount_from=source))
+        except BaseException as exc:
+            progress.outcome = f"error: {exc}"
+            raise
+        progress.outcome = "done"
+        self._bus.publish(namespace, "/images/push", str(target), name=str(target),
+                          digest=record.target.digest)
+
+    async def tag(self, namespace: str, ref_text: str, new_text: str) -> None:
+        record = await self.get(namespace, ref_text)
+        new = parse_reference(new_text)
+        if new.digest and new.digest != record.target.digest:
+            raise InvalidArgument(f'"{new_text}" names another digest than "{record.name}"')
+        now = utcnow()
+        await self._save(replace(record, name=str(new), created_at=now, updated_at=now))
+
+    async def remove(self, namespace: str, ref_text: str) -> None:
+        record = await self.get(namespace, ref_text)
+        await self._db.aexecute("DELETE FROM images WHERE namespace = ? AND name = ?",
+                                (namespace, record.name))
+        del self._records[namespace][record.name]
+        self._progress.pop((namespace, record.name), None)
+        self._bus.publish(namespace, "/images/delete", record.name, name=record.name)
+
+    async def import_archive(self, namespace: str, path_text: str, ref_text: str | None = None
+                             ) -> list[ImageRecord]:
+        """Import the images of an OCI layout (dir or tar) or docker archive on the host."""
+        self._namespaces.check(namespace)
+        path = Path(path_text)
+        if not path.is_absolute():
+            raise InvalidArgument(f'import needs an absolute host path: "{path_text}"')
+        imported = await trio.to_thread.run_sync(archive.import_archive, self._store, path)
+        if ref_text is not None and len(imported) != 1:
+            raise InvalidArgument(f'"{path_text}" holds {len(imported)} images; '
+                                  "name them in the archive instead of with REF")
+        unnamed = [image for image in imported if image.name is None]
+        if unnamed and ref_text is None:
+            raise InvalidArgument(f'"{path_text}" holds an unnamed image: give REF')
+        records = []
+        for image in imported:
+            name = str(parse_reference(ref_text or image.name or ""))
+            records.append(await self.add_local(namespace, name, image.descriptor))
+        return records
+
+    async def export_archive(self, namespace: str, ref_text: str, path_text: str) -> None:
+        record = await self.get(namespace, ref_text)
+        path = Path(path_text)
+        if not path.is_absolute():
+            raise InvalidArgument(f'export needs an absolute host path: "{path_text}"')
+        if path.exists():
+            raise AlreadyExists(f'"{path_text}" exists; export does not overwrite')
+        await trio.to_thread.run_sync(
+            archive.export_archive, self._store, record.target, record.name, path)
+
+    async def add_local(self, namespace: str, name: str, root: Descriptor) -> ImageRecord:
+        """Name an image whose blobs are in the store already, and unpack it."""
+        manifest_desc, image = await trio.to_thread.run_sync(self._choose_manifest, root)
+        config = await trio.to_thread.run_sync(
+            lambda: parse_config(self._store.read(image.config.digest, MAX_CONFIG_SIZE)))
+        self._busy.add((namespace, name))
+        try:
+            return await self._unpack_and_save(namespace, name, root, manifest_desc, image,
+                                               config)
+        finally:
+            self._busy.discard((namespace, name))
+
+    async def ensure_busybox(self) -> None:
+        """Build the host's busybox into an image in the default namespace (no network)."""
+        root = await trio.to_thread.run_sync(busybox.build_busybox_image, self._store)
+        current = self.find("default", LOCAL_BUSYBOX)
+        if current is None or current.target.digest != root.digest:
+            await self.add_local("default", LOCAL_BUSYBOX, root)
+
+    # -- internals -----------------------------------------------------------
+    def _begin(self, namespace: str, name: str) -> Progress:
+        if (namespace, name) in self._busy:
+            raise AlreadyExists(f'"{name}" is being pulled already')
+        self._busy.add((namespace, name))
+        progress = Progress()
+        self._progress[(namespace, name)] = progress
+        return progress
+
+    def _choose_manifest(self, root: Descriptor) -> tuple[Descriptor, ImageManifest]:
+        parsed = parse_manifest(self._store.read(root.digest, MAX_MANIFEST_SIZE),
+                                root.media_type or None)
+        if isinstance(parsed, ImageIndex):
+            chosen = select_manifest(parsed)
+            image = parse_image_manifest(self._store.read(chosen.digest, MAX_MANIFEST_SIZE),
+                                         chosen.media_type)
+            return chosen, image
+        return root, parsed
+
+    async def _unpack_and_save(self, namespace: str, name: str, root: Descriptor,
+                               manifest: Descriptor, image: ImageManifest,
+                               config: ImageConfig) -> ImageRecord:
+        chain_id = await trio.to_thread.run_sync(
+            lambda: unpack(self._store, self._snapshots.raw, list(image.layers),
+                           list(config.diff_ids), key_prefix=self._snapshots.key(namespace, "")))
+        old = self.find(namespace, name)
+        now = utcnow()
+        record = ImageRecord(namespace, name, root, manifest, image, config, chain_id,
+                             old.created_at if old else now, now)
+        await self._save(record)
+        return record
+
+    async def _save(self, record: ImageRecord) -> None:
+        old = self.find(record.namespace, record.name)
+        manifest = dumps(record.manifest.to_json()) if record.manifest != record.target else ""
+        await self._db.aexecute(
+            "INSERT OR REPLACE INTO images (namespace, name, media_type, digest, size, manifest,"
+            " platform, chain_id, created_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?)",
+            (record.namespace, record.name, record.target.media_type, record.target.digest,
+             record.target.size, manifest, str(record.platform), record.chain_id,
+             record.created_at, record.updated_at))
+        self._records.setdefault(record.namespace, {})[record.name] = record
+        topic = "/images/update" if old else "/images/create"
+        self._bus.publish(record.namespace, topic, record.name, name=record.name,
+                          digest=record.target.digest)
+
+
+def parse_platform_argument(text: str) -> str:
+    """`platform=OS/ARCH[/VARIANT]` -> `OS/ARCH[/VARIANT]`."""
+    key, equals, value = text.partition("=")
+    if key != "platform" or not equals or not value:
+        raise InvalidArgument(f'expected platform=OS/ARCH[/VARIANT], got "{text}"')
+    parse_platform(value)
+    return value
+

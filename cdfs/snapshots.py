@@ -1,0 +1,107 @@
+"""Snapshots per namespace over one raw snapshotter.
+
+Like containerd's metadata layer over a snapshotter, this wraps the raw store (which
+knows nothing of tenants) and gives each namespace its own key space by prefixing
+keys with `<namespace>/`. Every call blocks on disk or mount(8): all run in worker
+threads.
+"""
+
+import builtins
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import trio
+
+from cdfs.content.rootfs import read_in_root
+from cdfs.content.snapshots import Info, Snapshotter, open_snapshotter
+from cdfs.content.snapshots.mounting import mount_all, unmount
+from cdfs.types import Mount
+
+
+@dataclass(frozen=True)
+class SnapshotInfo:
+    """A snapshot as a namespace sees it (keys without the namespace prefix)."""
+
+    key: str
+    kind: str
+    parent: str | None
+    created: float
+
+
+def _prefix(namespace: str) -> str:
+    return f"{namespace}/"
+
+
+class Snapshots:
+    """The namespaced view of one snapshotter under `root`."""
+
+    def __init__(self, root: Path, scratch: Path) -> None:
+        self.raw: Snapshotter = open_snapshotter(root)
+        self._scratch = scratch
+        scratch.mkdir(parents=True, exist_ok=True)
+
+    @property
+    def kind(self) -> str:
+        return type(self.raw).__name__.removesuffix("Snapshotter").lower()
+
+    def key(self, namespace: str, key: str) -> str:
+        return _prefix(namespace) + key
+
+    def _local(self, namespace: str, info: Info) -> SnapshotInfo:
+        prefix = _prefix(namespace)
+        parent = info.parent[len(prefix):] if info.parent else None
+        return SnapshotInfo(info.name[len(prefix):], info.kind, parent, info.created)
+
+    async def list(self, namespace: str) -> list[SnapshotInfo]:
+        prefix = _prefix(namespace)
+        infos = await trio.to_thread.run_sync(self.raw.list)
+        return [self._local(namespace, i) for i in infos if i.name.startswith(prefix)]
+
+    async def stat(self, namespace: str, key: str) -> SnapshotInfo:
+        info = await trio.to_thread.run_sync(self.raw.stat, self.key(namespace, key))
+        return self._local(namespace, info)
+
+    async def usage(self, namespace: str, key: str) -> tuple[int, int]:
+        usage = await trio.to_thread.run_sync(self.raw.usage, self.key(namespace, key))
+        return usage.size, usage.inodes
+
+    async def prepare(self, namespace: str, key: str, parent: str | None) -> builtins.list[Mount]:
+        """A writable snapshot `key` over the committed `parent` (a chain ID)."""
+        raw_parent = self.key(namespace, parent) if parent else None
+        return await trio.to_thread.run_sync(
+            self.raw.prepare, self.key(namespace, key), raw_parent)
+
+    async def mounts(self, namespace: str, key: str) -> builtins.list[Mount]:
+        return await trio.to_thread.run_sync(self.raw.mounts, self.key(namespace, key))
+
+    async def remove(self, namespace: str, key: str) -> None:
+        await trio.to_thread.run_sync(self.raw.remove, self.key(namespace, key))
+
+    async def read_file(self, namespace: str, key: str, path: str) -> bytes | None:
+        """A file of the snapshot as the container will see it (e.g. /etc/passwd for
+        resolving a user), read through a private read-only mount of it."""
+        mounts = await self.mounts(namespace, key)
+        return await trio.to_thread.run_sync(self._read_mounted, mounts, path)
+
+    def _read_mounted(self, mounts: builtins.list[Mount], path: str) -> bytes | None:
+        with tempfile.TemporaryDirectory(dir=self._scratch) as where:
+            target = Path(where)
+            mount_all([_read_only(m) for m in mounts], target)
+            try:
+                return read_in_root(target, path)
+            finally:
+                unmount(target)
+
+    def close(self) -> None:
+        self.raw.close()
+
+
+def _read_only(mount: Mount) -> Mount:
+    """The same mount, read-only: an overlay's upper dir becomes its top lower dir."""
+    if mount.type != "overlay":
+        options = [o for o in mount.options if o not in ("rw", "ro")]
+        return Mount(mount.type, mount.source, (*options, "ro"), mount.target)
+    option = dict(o.split("=", 1) for o in mount.options if "=" in o)
+    lowers = [d for d in (option.get("upperdir"), option.get("lowerdir")) if d]
+    return Mount("overlay", mount.source, ("lowerdir=" + ":".join(lowers),), mount.target)

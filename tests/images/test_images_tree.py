@@ -1,0 +1,173 @@
+"""images/ and snapshots/ through the mounted tree, with a real registry and skopeo."""
+
+import errno
+import hashlib
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+from support import Daemon
+
+from cdfs.content.build import BuildConfig, Entry, Layer, build_image, build_index
+from cdfs.content.reference import parse_reference
+from cdfs.content.registry.push import push
+from cdfs.content.store import ContentStore
+
+BUSYBOX = "cdfs.local/busybox:latest"
+
+
+def ctl(daemon: Daemon, line: str, ns: str = "default") -> subprocess.CompletedProcess[str]:
+    return daemon.sh(f'echo "{line}" > "$M/namespaces/{ns}/images/ctl"', check=False,
+                     timeout=120)
+
+
+def image_dir(daemon: Daemon, ref: str, ns: str = "default") -> Path:
+    return daemon.path("namespaces", ns, "images", ref)
+
+
+def publish(tmp_path: Path, registry: str, name: str, layers: list[Layer],
+            platforms: tuple[str, ...] = ()) -> str:
+    """Build an image (or an index over `platforms`) with the project's builder and
+    push it with the project's client; returns its digest."""
+    store = ContentStore(tmp_path / f"build-{name.replace('/', '_').replace(':', '_')}")
+    if platforms:
+        manifests = []
+        for platform in platforms:
+            os_, arch, *variant = platform.split("/")
+            marker = Layer([Entry.file("platform", platform.encode())])
+            manifests.append(build_image(store, [*layers, marker], BuildConfig(
+                os=os_, architecture=arch, variant=variant[0] if variant else "")))
+        root = build_index(store, manifests)
+    else:
+        root = build_image(store, layers, BuildConfig(cmd=("sh",)))
+    push(store, root, parse_reference(f"{registry}/{name}"))
+    return root.digest
+
+
+def test_busybox_image_is_there_from_the_start(daemon: Daemon) -> None:
+    path = image_dir(daemon, BUSYBOX)
+    assert (path / "ref").read_text() == BUSYBOX + "\n"
+    digest = (path / "digest").read_text().strip()
+    manifest = (path / "manifest.json").read_bytes()
+    assert "sha256:" + hashlib.sha256(manifest).hexdigest() == digest
+    config = json.loads((path / "config.json").read_text())
+    assert config["config"]["Cmd"] == ["sh"]
+    layers = (path / "layers").read_text().splitlines()
+    assert len(layers) == 1 and layers[0].split()[2].endswith("tar+gzip")
+    for link in (path / "blobs").iterdir():
+        assert hashlib.sha256(link.read_bytes()).hexdigest() == link.name
+    assert daemon.sh('ls -R "$M/images/"').stdout.splitlines().count("busybox:latest") == 1
+    snapshots = os.listdir(daemon.path("namespaces", "default", "snapshots"))
+    assert len(snapshots) == 1
+    snapshot = daemon.path("namespaces", "default", "snapshots", snapshots[0])
+    assert (snapshot / "kind").read_text() == "committed\n"
+
+
+def test_push_then_pull_by_tag_and_digest(daemon: Daemon, registry: str, tmp_path: Path) -> None:
+    target = f"{registry}/mirror/busybox:v1"
+    assert ctl(daemon, f"push {BUSYBOX} {target}").returncode == 0
+    digest = (image_dir(daemon, BUSYBOX) / "digest").read_text().strip()
+    inspect = subprocess.run(["skopeo", "inspect", "--tls-verify=false", f"docker://{target}"],
+                             capture_output=True, text=True, timeout=60, check=True)
+    assert json.loads(inspect.stdout)["Digest"] == digest
+    copied = tmp_path / "copied"
+    subprocess.run(["skopeo", "copy", "--src-tls-verify=false", f"docker://{target}",
+                    f"oci:{copied}:v1"], capture_output=True, timeout=60, check=True)
+    assert (copied / "index.json").exists()
+
+    events = subprocess.Popen(["timeout", "60", "cat", str(daemon.path("events"))],
+                              stdout=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        result = ctl(daemon, f"pull {target}", ns="default")
+        assert result.returncode == 0, result.stderr
+        pulled = image_dir(daemon, target)
+        assert (pulled / "digest").read_text().strip() == digest
+        assert (pulled / "progress").read_text().splitlines()[-1] == "done"
+        by_digest = f"{registry}/mirror/busybox@{digest}"
+        assert ctl(daemon, f"pull {by_digest}").returncode == 0
+        assert (image_dir(daemon, by_digest) / "ref").read_text().strip() == by_digest
+    finally:
+        os.killpg(events.pid, 9)
+        output = events.communicate(timeout=10)[0]
+    topics = [json.loads(line)["topic"] for line in output.splitlines()]
+    assert "/images/pull" in topics and "/images/create" in topics
+
+
+def test_pull_selects_the_platform_from_an_index(daemon: Daemon, registry: str,
+                                                 tmp_path: Path) -> None:
+    base = Layer([Entry.dir("etc"), Entry.file("etc/hostname", b"multi\n")])
+    publish(tmp_path, registry, "multi:1", [base],
+            platforms=("linux/amd64", "linux/arm64/v8", "linux/arm/v7"))
+    ref = f"{registry}/multi:1"
+    assert ctl(daemon, f"pull {ref} platform=linux/arm/v7").returncode == 0
+    path = image_dir(daemon, ref)
+    assert (path / "platform").read_text() == "linux/arm/v7\n"
+    index = json.loads((path / "index.json").read_text())
+    assert len(index["manifests"]) == 3
+    assert "index.json" in os.listdir(path)
+    assert "index.json" not in os.listdir(image_dir(daemon, BUSYBOX))
+
+
+def test_gzip_and_zstd_layers_share_the_store(daemon: Daemon, registry: str,
+                                              tmp_path: Path) -> None:
+    base = Layer([Entry.dir("data"), Entry.file("data/base", b"shared\n")], compression="zstd")
+    publish(tmp_path, registry, "one:1", [base, Layer([Entry.file("data/one", b"1\n")])])
+    publish(tmp_path, registry, "two:1",
+            [base, Layer([Entry.file("data/two", b"2\n")], compression="none")])
+    before = set(os.listdir(daemon.path("namespaces", "default", "snapshots")))
+    for name in ("one:1", "two:1"):
+        assert ctl(daemon, f"pull {registry}/{name}").returncode == 0
+    after = set(os.listdir(daemon.path("namespaces", "default", "snapshots")))
+    assert len(after - before) == 3  # the shared bottom layer is unpacked once
+    one = set(os.listdir(image_dir(daemon, f"{registry}/one:1") / "blobs"))
+    two = set(os.listdir(image_dir(daemon, f"{registry}/two:1") / "blobs"))
+    assert len(one & two) == 1  # the zstd base layer blob
+
+
+def test_refused_pulls_say_why(daemon: Daemon, registry: str) -> None:
+    result = ctl(daemon, f"pull {registry}/absent:1")
+    assert result.returncode == 1 and "No such file" in result.stderr
+    assert "absent" in daemon.path("images", "err").read_text()
+    result = ctl(daemon, "pull 127.0.0.1:1/nothing:here")
+    assert result.returncode == 1 and "Input/output error" in result.stderr
+    result = ctl(daemon, "pull Not_A_Valid//ref")
+    assert result.returncode == 1 and "Invalid argument" in result.stderr
+    assert sorted(os.listdir(daemon.path("images"))) == ["cdfs.local", "ctl", "err"]
+
+
+def test_tag_rm_and_gc(daemon: Daemon) -> None:
+    assert ctl(daemon, f"tag {BUSYBOX} example.com/again:2").returncode == 0
+    assert (image_dir(daemon, "example.com/again:2") / "digest").read_text() == \
+        (image_dir(daemon, BUSYBOX) / "digest").read_text()
+    assert ctl(daemon, "rm example.com/again:2").returncode == 0
+    assert not image_dir(daemon, "example.com/again:2").exists()
+    daemon.sh('echo gc > "$M/ctl"')
+    assert (image_dir(daemon, BUSYBOX) / "blobs").is_dir()  # still referenced, kept
+
+
+def test_export_import_round_trip(daemon: Daemon, tmp_path: Path) -> None:
+    archive = tmp_path / "busybox.tar"
+    assert ctl(daemon, f"export {BUSYBOX} {archive}").returncode == 0
+    inspect = subprocess.run(["skopeo", "inspect", f"oci-archive:{archive}"],
+                             capture_output=True, text=True, timeout=60, check=True)
+    digest = (image_dir(daemon, BUSYBOX) / "digest").read_text().strip()
+    assert json.loads(inspect.stdout)["Digest"] == digest
+    refused = ctl(daemon, f"export {BUSYBOX} {archive}")
+    assert refused.returncode == 1 and "File exists" in refused.stderr
+
+    docker = tmp_path / "docker.tar"
+    subprocess.run(["skopeo", "copy", f"oci-archive:{archive}",
+                    f"docker-archive:{docker}:example.org/from-docker:3"],
+                   capture_output=True, timeout=60, check=True)
+    daemon.path("namespaces", "other").mkdir()
+    assert ctl(daemon, f"import {docker}", ns="other").returncode == 0
+    imported = image_dir(daemon, "example.org/from-docker:3", ns="other")
+    assert (imported / "platform").read_text() == "linux/amd64\n"
+    assert not image_dir(daemon, "example.org/from-docker:3").exists()  # other namespace
+    with pytest.raises(OSError) as busy:
+        daemon.path("namespaces", "other").rmdir()
+    assert busy.value.errno == errno.EBUSY
+    assert ctl(daemon, f"import {archive} example.org/renamed:1").returncode == 0
+    assert image_dir(daemon, "example.org/renamed:1").is_dir()
