@@ -33,6 +33,29 @@ Every path below, with what it is. `<name>/` stands for objects made by mkdir
 """
 
 
+REGISTRIES = """
+## Registries
+
+Registries on loopback addresses (127.0.0.0/8, ::1, localhost) are reached over plain
+HTTP, others over HTTPS with the system's CAs. Credentials and insecure (plain HTTP)
+hosts come from `<root>/registries.json` (default /var/lib/cdfs/registries.json), read
+at start; the format is docker's config.json, plus an `insecure` list:
+
+```
+{
+  "auths": {
+    "registry.example.com": {"auth": "<base64 of user:password>"},
+    "127.0.0.1:5000": {"username": "me", "password": "secret"}
+  },
+  "insecure": ["registry.lan:5000"]
+}
+```
+
+Credentials are sent only to the host they belong to (never across a redirect to
+another host). Basic and Bearer token authentication are both understood.
+"""
+
+
 def _kind(entry: Entry) -> str:
     if isinstance(entry, Ctl):
         return "ctl"
@@ -94,4 +117,4 @@ def reference(root: Table) -> str:
     """The whole reference: the introduction and every path, file and verb."""
     lines: list[str] = []
     _table(lines, root, 0)
-    return INTRO + "\n```\n" + "\n".join(lines) + "\n```\n"
+    return INTRO + "\n```\n" + "\n".join(lines) + "\n```\n" + REGISTRIES
