@@ -1,0 +1,368 @@
+"""What every benchmark needs: a cdfs daemon, a containerd and a docker-registry of its
+own on temp dirs, each stopped by pid with whatever it started, and the arithmetic of
+the results table.
+
+Everything here cleans up after itself even when a benchmark fails half way: the
+`Stack` an `open_*` function is given owns the teardown, in reverse order of starting.
+"""
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from cdfs.runtime import conmon, mounts
+
+Stack = contextlib.ExitStack
+BUSYBOX = "cdfs.local/busybox:latest"
+NAMESPACE = "bench"  # containerd's
+
+
+# -- arithmetic and output ---------------------------------------------------------------
+def median(values: Sequence[float]) -> float:
+    return statistics.median(values)
+
+
+def p90(values: Sequence[float]) -> float:
+    """The 90th percentile, nearest rank (with 20 samples: the 18th smallest)."""
+    ordered = sorted(values)
+    return ordered[max(0, -(-len(ordered) * 9 // 10) - 1)]
+
+
+@dataclass(frozen=True)
+class Row:
+    """One line of a results table: a measure for cdfs and for the others."""
+
+    measure: str
+    unit: str
+    cdfs: float
+    containerd: float | None = None
+    runc: float | None = None
+    target: str = ""
+
+    @property
+    def ratio(self) -> float | None:
+        return self.cdfs / self.containerd if self.containerd else None
+
+
+def _cell(value: float | None) -> str:
+    if value is None:
+        return "–"
+    return f"{value:.3g}" if abs(value) < 100 else f"{value:.0f}"
+
+
+def table(rows: Sequence[Row]) -> str:
+    """The rows as a Markdown table (what bench/README.md holds)."""
+    lines = ["| measure | unit | cdfs | containerd | runc | cdfs/containerd | target |",
+             "|---|---|---:|---:|---:|---:|---|"]
+    for row in rows:
+        ratio = f"{row.ratio:.2f}" if row.ratio is not None else "–"
+        lines.append(f"| {row.measure} | {row.unit} | {_cell(row.cdfs)} | "
+                     f"{_cell(row.containerd)} | {_cell(row.runc)} | {ratio} | {row.target} |")
+    return "\n".join(lines) + "\n"
+
+
+def say(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+def timed(action: Callable[[], object]) -> float:
+    """Seconds `action` took, by the monotonic clock."""
+    start = time.perf_counter()
+    action()
+    return time.perf_counter() - start
+
+
+# -- processes -----------------------------------------------------------------------------
+def run(command: Sequence[str], timeout: float = 300, **kwargs: object) -> str:
+    """Run a command that must succeed; its stdout. A failure quotes its stderr."""
+    result = subprocess.run(list(command), capture_output=True, text=True, timeout=timeout,
+                            check=False, **kwargs)  # type: ignore[call-overload]
+    if result.returncode != 0:
+        raise RuntimeError(f"{' '.join(command)}: exit {result.returncode}: {result.stderr}")
+    return str(result.stdout)
+
+
+def cmdline(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return b""
+
+
+def pids_of(executable: str, marker: str) -> list[int]:
+    """Pids of the processes running `executable` whose command line names `marker` (a
+    path under one of our temp dirs): never someone else's process."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            line = cmdline(int(entry))
+            if line.split(b"\0")[0].endswith(executable.encode()) and marker.encode() in line:
+                found.append(int(entry))
+    return found
+
+
+def kill_pid(pid: int) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGKILL)
+
+
+def stop_process(proc: subprocess.Popen[bytes], grace: float = 15) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=grace)
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{what}: not within {timeout:g} s")
+        time.sleep(0.02)
+
+
+def unmount_under(directory: Path) -> None:
+    """Lazily unmount every mount below `directory`, deepest first (rootfs overlays a
+    killed shim or monitor left behind)."""
+    prefix = str(directory) + "/"
+    with open("/proc/self/mountinfo") as mountinfo:
+        targets = [line.split()[4] for line in mountinfo]
+    for target in sorted({t for t in targets if t.startswith(prefix)}, key=len, reverse=True):
+        subprocess.run(["umount", "-l", target], capture_output=True, check=False)
+
+
+def temp_dir(stack: Stack, prefix: str) -> Path:
+    """A fresh directory under /tmp, removed at teardown (short: socket paths must fit
+    in 108 bytes)."""
+    path = Path(tempfile.mkdtemp(prefix=f"cdfs-bench-{prefix}-", dir="/tmp"))
+    stack.callback(shutil.rmtree, path, True)
+    stack.callback(unmount_under, path)
+    return path
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+# -- docker-registry -----------------------------------------------------------------------
+def open_registry(stack: Stack, home: Path) -> str:
+    """Debian's docker-registry on a free loopback port; returns host:port."""
+    port = free_port()
+    config = home / "registry.yml"
+    config.write_text(json.dumps({
+        "version": 0.1, "log": {"level": "error"},
+        "storage": {"filesystem": {"rootdirectory": str(home / "registry")}},
+        "http": {"addr": f"127.0.0.1:{port}"},
+    }))
+    proc = subprocess.Popen(["/usr/bin/docker-registry", "serve", str(config)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    stack.callback(stop_process, proc)
+
+    def listening() -> bool:
+        if proc.poll() is not None:
+            raise RuntimeError("docker-registry exited")
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 1):
+            return True
+        return False
+
+    wait_until(listening, 15, "docker-registry listening")
+    return f"127.0.0.1:{port}"
+
+
+# -- cdfs ----------------------------------------------------------------------------------
+@dataclass
+class Cdfs:
+    """A `cdfs serve` daemon on a temp dir: mnt/, root/, state/ and daemon.log."""
+
+    home: Path
+    proc: subprocess.Popen[bytes]
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    @property
+    def mount(self) -> Path:
+        return self.home / "mnt"
+
+    @property
+    def state(self) -> Path:
+        return self.home / "state"
+
+    def path(self, *parts: str) -> Path:
+        return self.mount.joinpath(*parts)
+
+    def ns(self, *parts: str) -> Path:
+        """A path in the default namespace, the one that holds the busybox image."""
+        return self.path("namespaces", "default", *parts)
+
+    def images_ctl(self, line: str) -> None:
+        write(self.ns("images", "ctl"), line + "\n")
+
+
+def write(path: Path, text: str) -> None:
+    """One write(2) of `text`, as `echo text > path` does; an OSError says why."""
+    fd = os.open(path, os.O_WRONLY | os.O_TRUNC)
+    try:
+        os.write(fd, text.encode())
+    finally:
+        os.close(fd)
+
+
+def _is_served(mount: Path) -> bool:
+    with open("/proc/self/mountinfo") as mountinfo:
+        if not any(line.split()[4] == str(mount) for line in mountinfo):
+            return False
+    try:
+        os.statvfs(mount)
+    except OSError:
+        return False
+    return True
+
+
+def open_cdfs(stack: Stack, home: Path | None = None) -> Cdfs:
+    """A cdfs daemon; stopped at teardown after its
+    containers are killed (runc delete -f by id, conmon by its recorded pid)."""
+    home = home or temp_dir(stack, "cdfs")
+    for sub in ("mnt", "root", "state"):
+        (home / sub).mkdir()
+    with open(home / "daemon.log", "ab") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "cdfs.cli", "serve", "--mount", str(home / "mnt"),
+             "--root", str(home / "root"), "--state", str(home / "state"),
+             "--log-level", "warning"],
+            stdout=log, stderr=log, stdin=subprocess.DEVNULL)
+    daemon = Cdfs(home, proc)
+    stack.callback(_stop_cdfs, daemon)
+    stack.callback(_kill_cdfs_containers, daemon.state)
+
+    def up() -> bool:
+        if proc.poll() is not None:
+            raise RuntimeError(f"cdfs exited:\n{(home / 'daemon.log').read_text()}")
+        return _is_served(daemon.mount)
+
+    wait_until(up, 30, "cdfs mounted")
+    return daemon
+
+
+def _kill_cdfs_containers(state: Path) -> None:
+    runc_root = state / "runtime" / "runc"
+    for namespace_root in runc_root.glob("*"):
+        for container_id in os.listdir(namespace_root):
+            subprocess.run(["runc", "--root", str(namespace_root), "delete", "-f", container_id],
+                           capture_output=True, timeout=30, check=False)
+    for pid_file in (state / "runtime" / "tasks").rglob("conmon.pid"):
+        pid = conmon.read_int(pid_file)
+        if pid and str(pid_file.parent).encode() in cmdline(pid):
+            kill_pid(pid)
+    for rootfs in (state / "runtime" / "tasks").glob("*/*/rootfs"):
+        mounts.unmount_all(rootfs)
+
+
+def _stop_cdfs(daemon: Cdfs) -> None:
+    stop_process(daemon.proc)
+    if _is_served(daemon.mount) or daemon.mount.is_mount():
+        subprocess.run(["fusermount3", "-uz", str(daemon.mount)], capture_output=True,
+                       check=False)
+
+
+# -- containerd ----------------------------------------------------------------------------
+@dataclass
+class Containerd:
+    """A containerd of our own: root, state, socket and runc root under one temp dir."""
+
+    home: Path
+    proc: subprocess.Popen[bytes]
+
+    @property
+    def socket(self) -> Path:
+        return self.home / "sock"
+
+    @property
+    def runc_root(self) -> Path:
+        return self.home / "runc"
+
+    def ctr(self, *args: str) -> list[str]:
+        return ["ctr", "--address", str(self.socket), "--namespace", NAMESPACE, *args]
+
+    def shim_pids(self) -> list[int]:
+        return pids_of("containerd-shim-runc-v2", str(self.socket))
+
+
+def open_containerd(stack: Stack) -> Containerd:
+    """containerd with the CRI plugin off; at teardown its tasks are killed through ctr,
+    then containerd and every shim that names our socket, by pid."""
+    home = temp_dir(stack, "ctrd")
+    (home / "config.toml").write_text(
+        f'version = 2\nroot = "{home}/root"\nstate = "{home}/state"\n'
+        'disabled_plugins = ["io.containerd.grpc.v1.cri"]\n'
+        f'[grpc]\n  address = "{home}/sock"\n')
+    with open(home / "log", "wb") as log:
+        proc = subprocess.Popen(["containerd", "--config", str(home / "config.toml")],
+                                stdout=log, stderr=subprocess.STDOUT)
+    daemon = Containerd(home, proc)
+    stack.callback(_stop_containerd, daemon)
+
+    def up() -> bool:
+        if proc.poll() is not None:
+            raise RuntimeError(f"containerd exited:\n{(home / 'log').read_text()}")
+        return daemon.socket.exists()
+
+    wait_until(up, 30, "containerd listening")
+    return daemon
+
+
+def _stop_containerd(daemon: Containerd) -> None:
+    with contextlib.suppress(subprocess.SubprocessError, OSError):
+        listing = subprocess.run(daemon.ctr("tasks", "ls", "-q"), capture_output=True,
+                                 text=True, timeout=60, check=False).stdout.split()
+        for task in listing:
+            subprocess.run(daemon.ctr("tasks", "kill", "-s", "KILL", task),
+                           capture_output=True, timeout=30, check=False)
+        for task in listing:
+            subprocess.run(daemon.ctr("tasks", "delete", "-f", task), capture_output=True,
+                           timeout=30, check=False)
+            subprocess.run(daemon.ctr("containers", "delete", task), capture_output=True,
+                           timeout=30, check=False)
+    shims = daemon.shim_pids()
+    stop_process(daemon.proc)
+    for pid in shims:
+        kill_pid(pid)
+    if daemon.runc_root.is_dir():
+        for container_id in os.listdir(daemon.runc_root):
+            subprocess.run(["runc", "--root", str(daemon.runc_root), "delete", "-f",
+                            container_id], capture_output=True, timeout=30, check=False)
+
+
+# -- memory ----------------------------------------------------------------------------------
+def memory_kib(pid: int, field: str = "Pss") -> int:
+    """A process's memory in KiB: `Rss` or `Pss` from smaps_rollup (Pss splits shared
+    pages between the processes that map them)."""
+    with open(f"/proc/{pid}/smaps_rollup") as rollup:
+        for line in rollup:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    raise RuntimeError(f"no {field} for pid {pid}")
+
+
+def cpu_seconds(pid: int) -> float:
+    """utime+stime of a process, from /proc/<pid>/stat."""
+    text = Path(f"/proc/{pid}/stat").read_text()
+    fields = text[text.rindex(")") + 2:].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")

@@ -1,0 +1,102 @@
+"""Run-to-exit of `true`, the whole life of a container: cdfs (mkdir, image, config.json,
+start, wait, rmdir) against `ctr run --rm` on the same image and a plain `runc run` on
+an unpacked bundle."""
+
+import json
+import tarfile
+from collections.abc import Callable
+from pathlib import Path
+
+from harness import (
+    BUSYBOX,
+    Cdfs,
+    Containerd,
+    Row,
+    Stack,
+    median,
+    open_cdfs,
+    open_containerd,
+    p90,
+    run,
+    say,
+    temp_dir,
+    timed,
+    write,
+)
+
+
+def cdfs_run_true(daemon: Cdfs, name: str) -> None:
+    container = daemon.ns("containers", name)
+    container.mkdir()
+    write(container / "image", BUSYBOX)
+    write(container / "config.json", json.dumps({"process": {"args": ["true"]}}))
+    write(container / "ctl", "start\n")
+    status = (container / "wait").read_text().strip()
+    if status != "0":
+        raise RuntimeError(f"cdfs container {name} exited {status}")
+    container.rmdir()
+
+
+def share_busybox(daemon: Cdfs, containerd: Containerd, workdir: Path) -> None:
+    """cdfs's busybox image into containerd, through an OCI layout tar (images/ctl export)."""
+    archive = workdir / "busybox.tar"
+    daemon.images_ctl(f"export {BUSYBOX} {archive}")
+    run(containerd.ctr("images", "import", str(archive)))
+
+
+def busybox_bundle(archive: Path, bundle: Path) -> None:
+    """An OCI bundle for plain runc: the image's layers untarred and `runc spec` running
+    `true` without a terminal."""
+    rootfs = bundle / "rootfs"
+    rootfs.mkdir(parents=True)
+    with tarfile.open(archive) as layout:
+        def blob(digest: str) -> bytes:
+            member = layout.extractfile(f"blobs/sha256/{digest.split(':')[1]}")
+            assert member is not None
+            return member.read()
+
+        index = json.loads(layout.extractfile("index.json").read())  # type: ignore[union-attr]
+        manifest = json.loads(blob(index["manifests"][0]["digest"]))
+        for layer in manifest["layers"]:
+            hex_digest = layer["digest"].split(":")[1]
+            layout.extract(f"blobs/sha256/{hex_digest}", bundle / "layout", filter="data")
+            run(["tar", "-xzf", str(bundle / "layout" / "blobs" / "sha256" / hex_digest),
+                 "-C", str(rootfs)])
+    run(["runc", "spec", "--bundle", str(bundle)])
+    spec = json.loads((bundle / "config.json").read_text())
+    spec["process"].update(terminal=False, args=["true"])
+    (bundle / "config.json").write_text(json.dumps(spec))
+
+
+def sample(action: Callable[[int], None], iterations: int) -> list[float]:
+    """Durations of `iterations` calls after one untimed warm-up call."""
+    action(-1)
+    return [timed(lambda i=i: action(i)) for i in range(iterations)]  # type: ignore[misc]
+
+
+def bench_run_exit(iterations: int = 20) -> list[Row]:
+    with Stack() as stack:
+        daemon = open_cdfs(stack)
+        containerd = open_containerd(stack)
+        workdir = temp_dir(stack, "run")
+        share_busybox(daemon, containerd, workdir)
+        bundle = workdir / "bundle"
+        busybox_bundle(workdir / "busybox.tar", bundle)
+        runc_root = workdir / "runc"
+
+        say(f"run-to-exit: {iterations} × cdfs")
+        ours = sample(lambda i: cdfs_run_true(daemon, f"t{i + 1}"), iterations)
+        say(f"run-to-exit: {iterations} × ctr run --rm")
+        theirs = sample(lambda i: run(containerd.ctr(
+            "run", "--rm", "--runc-root", str(containerd.runc_root), BUSYBOX,
+            f"t{i + 1}", "true")), iterations)
+        say(f"run-to-exit: {iterations} × runc run")
+        plain = sample(lambda i: run(["runc", "--root", str(runc_root), "run", "--bundle",
+                                      str(bundle), f"bench-t{i + 1}"]), iterations)
+    target = "cdfs ≤ 0.5 × containerd"
+    return [
+        Row("run `true` to exit, median", "ms", median(ours) * 1e3, median(theirs) * 1e3,
+            median(plain) * 1e3, target),
+        Row("run `true` to exit, p90", "ms", p90(ours) * 1e3, p90(theirs) * 1e3,
+            p90(plain) * 1e3, target),
+    ]
