@@ -44,6 +44,11 @@ def build_spec(namespace: str, container_id: str, user: Spec,
         if image_config is not None:
             base = oci.with_image_config(base, image_config, passwd=passwd, group=group)
         result = oci.merge(base, user)
+        user_env = (user.get("process") or {}).get("env")
+        if isinstance(user_env, list) and all(isinstance(e, str) for e in user_env):
+            # as containerd's WithEnv: the user's variables replace or add to the image's
+            result["process"]["env"] = oci.replace_or_append_env(
+                base["process"]["env"], user_env)
     oci.validate(result)
     if netns_path is not None:
         result = with_network_namespace(result, netns_path)

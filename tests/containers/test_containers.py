@@ -1,0 +1,463 @@
+"""containers/ through the mounted tree, with real runc, conmon and the busybox image,
+driven by plain os calls as a user's program would."""
+
+import errno
+import json
+import os
+import subprocess
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from support import Daemon, wait_until
+
+BUSYBOX = "cdfs.local/busybox:latest"
+
+
+def read_with_timeout(path: Path, timeout: float = 20) -> str:
+    """A blocking stream read, bounded: `timeout` kills the reader."""
+    result = subprocess.run(["timeout", str(timeout), "cat", str(path)], capture_output=True,
+                            text=True, timeout=timeout + 10)  # fmt: skip
+    assert result.returncode == 0, f"reading {path}: {result.returncode} {result.stderr}"
+    return result.stdout
+
+
+def first_line(path: Path, timeout: float = 20) -> str:
+    """The first line of a stream, without waiting for its end."""
+    result = subprocess.run(["timeout", str(timeout), "head", "-n1", str(path)],
+                            capture_output=True, text=True, timeout=timeout + 10)  # fmt: skip
+    return result.stdout.strip()
+
+
+def write(path: Path, text: str) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_TRUNC)
+    try:
+        os.write(fd, text.encode())
+    finally:
+        os.close(fd)
+
+
+def refused(path: Path, text: str) -> int:
+    """The errno of a refused write of `text` to `path` (fails the test if accepted)."""
+    with pytest.raises(OSError) as refusal:
+        write(path, text)
+    return refusal.value.errno
+
+
+class Container:
+    def __init__(self, daemon: Daemon, name: str, namespace: str = "default") -> None:
+        self.dir = daemon.path("namespaces", namespace, "containers", name)
+
+    def __truediv__(self, name: str) -> Path:
+        return self.dir / name
+
+    def make(self, args: list[str] | None = None, image: str = BUSYBOX,
+             **config: Any) -> "Container":  # fmt: skip
+        self.dir.mkdir()
+        if image:
+            write(self / "image", image + "\n")
+        if args is not None:
+            config = {**config, "process": {**config.get("process", {}), "args": args}}
+        write(self / "config.json", json.dumps(config))
+        return self
+
+    def ctl(self, line: str) -> None:
+        write(self / "ctl", line + "\n")
+
+    def value(self, name: str) -> str:
+        return (self / name).read_text().strip()
+
+    def wait(self) -> int:
+        return int(read_with_timeout(self / "wait"))
+
+
+def run(daemon: Daemon, name: str, args: list[str]) -> Container:
+    container = Container(daemon, name).make(args)
+    container.ctl("start")
+    return container
+
+
+class Events:
+    """The namespace's events, read by `timeout cat` in the background."""
+
+    def __init__(self, daemon: Daemon, namespace: str = "default") -> None:
+        self.proc = subprocess.Popen(
+            ["timeout", "60", "cat", str(daemon.path("namespaces", namespace, "events"))],
+            stdout=subprocess.PIPE, text=True)
+        self.lines: list[dict[str, Any]] = []
+        self._thread = threading.Thread(target=self._pump, daemon=True)
+        self._thread.start()
+        time.sleep(0.3)  # open before the events to see
+
+    def _pump(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.lines.append(json.loads(line))
+
+    def topics(self, container_id: str) -> list[str]:
+        return [e["topic"] for e in self.lines
+                if e.get("container_id", e["id"]) == container_id]  # fmt: skip
+
+    def wait_for(self, topic: str, timeout: float = 20) -> dict[str, Any]:
+        assert wait_until(lambda: any(e["topic"] == topic for e in self.lines), timeout)
+        return next(e for e in self.lines if e["topic"] == topic)
+
+    def close(self) -> None:
+        self.proc.kill()
+        self.proc.wait(timeout=10)
+
+
+def test_lifecycle_output_exit_and_events_in_order(daemon: Daemon) -> None:
+    events = Events(daemon)
+    try:
+        c = Container(daemon, "web")
+        c.dir.mkdir()
+        assert c.value("status") == "empty"
+        assert sorted(os.listdir(daemon.path("containers"))) == ["err", "web"]
+        write(c / "image", "cdfs.local/busybox\n")
+        assert c.value("image") == BUSYBOX
+        write(c / "labels", "app=web\ntier=front\n")
+        write(c / "config.json", json.dumps({"process": {
+            "args": ["sh", "-c", "echo out; echo err >&2; pwd; echo $GREETING; exit 3"],
+            "env": ["GREETING=hi"], "cwd": "/tmp"}}))
+        assert c.value("status") == "created"
+        assert int(c.value("pid")) > 0
+        spec = json.loads((c / "config.json").read_text())
+        assert spec["process"]["args"][0] == "sh"
+        assert "GREETING=hi" in spec["process"]["env"]
+        assert any(e.startswith("PATH=") for e in spec["process"]["env"])  # from the image
+        c.ctl("start")
+        assert c.wait() == 3
+        assert read_with_timeout(c / "stdout") == "out\n/tmp\nhi\n"
+        assert read_with_timeout(c / "stderr") == "err\n"
+        log = read_with_timeout(c / "log").splitlines()
+        # two pipes: stdout's lines keep their order, stderr's may come between
+        assert sorted(line.split(" ", 1)[1] for line in log) == [
+            "stderr F err", "stdout F /tmp", "stdout F hi", "stdout F out"]
+        assert c.value("status") == "stopped" and c.value("exit") == "3"
+        assert c.value("pid") == ""
+        assert c.value("labels").splitlines() == ["app=web", "tier=front"]
+        c.dir.rmdir()
+        assert not c.dir.exists()
+        events.wait_for("/containers/delete")
+        assert events.topics("web") == [
+            "/containers/create", "/tasks/create", "/tasks/start", "/tasks/exit",
+            "/tasks/delete", "/containers/delete"]
+        exit_event = next(e for e in events.lines if e["topic"] == "/tasks/exit")
+        assert exit_event["exit_status"] == 3 and exit_event["exited_at"].endswith("Z")
+        assert exit_event["container_id"] == "web" and exit_event["pid"] > 0
+    finally:
+        events.close()
+
+
+def test_exit_codes_of_signals(daemon: Daemon) -> None:
+    killed = run(daemon, "killed", ["sleep", "100"])
+    trapping = run(daemon, "trapping", ["sh", "-c", "trap 'exit 143' TERM; echo ready; "
+                                        "while true; do sleep 0.1; done"])  # fmt: skip
+    assert first_line(trapping / "stdout") == "ready"  # the trap is set
+    killed.ctl("kill KILL")
+    assert killed.wait() == 137
+    trapping.ctl("kill")  # TERM by default
+    assert trapping.wait() == 143
+    assert trapping.value("exit") == "143"
+    quick = run(daemon, "quick", ["true"])
+    assert quick.wait() == 0
+
+
+def test_stop_waits_the_grace_period_then_kills(daemon: Daemon) -> None:
+    stubborn = run(daemon, "stubborn", ["sleep", "100"])  # pid 1 ignores TERM
+    started = time.monotonic()
+    stubborn.ctl("stop 1")
+    elapsed = time.monotonic() - started
+    assert 1.0 <= elapsed < 6, elapsed
+    assert stubborn.value("status") == "stopped" and stubborn.value("exit") == "137"
+    polite = run(daemon, "polite", ["sh", "-c", "trap 'exit 143' TERM; echo ready; "
+                                    "while true; do sleep 0.1; done"])  # fmt: skip
+    assert first_line(polite / "stdout") == "ready"
+    started = time.monotonic()
+    polite.ctl("stop 30")
+    assert time.monotonic() - started < 5
+    assert polite.value("exit") == "143"
+
+
+def test_stdin_is_piped_into_cat(daemon: Daemon) -> None:
+    c = run(daemon, "cat", ["cat"])
+    daemon.sh(f'printf "one\\ntwo\\n" > "{c / "stdin"}"')  # closing sends EOF
+    assert c.wait() == 0
+    assert read_with_timeout(c / "stdout") == "one\ntwo\n"
+    d = run(daemon, "cat2", ["sh", "-c", "cat; echo eof"])
+    write(d / "stdin", "kept open? no: ")
+    assert d.wait() == 0
+    assert read_with_timeout(d / "stdout") == "kept open? no: eof\n"
+    e = run(daemon, "cat3", ["cat"])
+    with open(e / "stdin", "wb", buffering=0) as stdin:
+        stdin.write(b"a\n")
+        stdin.write(b"b\n")
+        e.ctl("closeio")
+        assert e.wait() == 0
+    assert read_with_timeout(e / "stdout") == "a\nb\n"
+
+
+def test_stdout_follows_a_running_container(daemon: Daemon) -> None:
+    c = run(daemon, "ticker", ["sh", "-c", "for i in 1 2 3; do echo $i; sleep 0.3; done"])
+    started = time.monotonic()
+    assert read_with_timeout(c / "stdout") == "1\n2\n3\n"  # returns at exit, not before
+    assert time.monotonic() - started > 0.5
+
+
+def test_exec_has_its_own_output_exit_and_events(daemon: Daemon) -> None:
+    events = Events(daemon)
+    try:
+        c = run(daemon, "host", ["sleep", "100"])
+        e = c.dir / "exec" / "probe"
+        e.mkdir()
+        assert (e / "status").read_text() == "empty\n"
+        write(e / "process.json", json.dumps(
+            {"args": ["sh", "-c", "echo from exec; echo oops >&2; exit 7"]}))
+        assert (e / "status").read_text() == "created\n"
+        assert json.loads((e / "process.json").read_text())["cwd"] == "/"
+        write(e / "ctl", "start\n")
+        assert int(read_with_timeout(e / "wait")) == 7
+        assert read_with_timeout(e / "stdout") == "from exec\n"
+        assert read_with_timeout(e / "stderr") == "oops\n"
+        assert c.value("status") == "running"
+        term = c.dir / "exec" / "term"
+        term.mkdir()
+        write(term / "process.json", json.dumps({"args": ["sleep", "100"]}))
+        write(term / "ctl", "start\n")
+        assert wait_until(lambda: (term / "pid").read_text() != "")
+        with pytest.raises(OSError) as busy:
+            term.rmdir()
+        assert busy.value.errno == errno.EBUSY
+        write(term / "ctl", "kill TERM\n")  # not pid 1: TERM's default action kills it
+        assert int(read_with_timeout(term / "wait")) == 143
+        assert sorted(os.listdir(c.dir / "exec")) == ["probe", "term"]
+        term.rmdir()
+        assert os.listdir(c.dir / "exec") == ["probe"]
+        c.ctl("kill KILL")
+        assert c.wait() == 137
+        assert events.topics("host") == [
+            "/containers/create", "/tasks/create", "/tasks/start",
+            "/tasks/exec-added", "/tasks/exec-started", "/tasks/exit",
+            "/tasks/exec-added", "/tasks/exec-started", "/tasks/exit", "/tasks/exit"]
+        exits = [e for e in events.lines if e["topic"] == "/tasks/exit"]
+        assert [(x["id"], x["exit_status"]) for x in exits] == [
+            ("probe", 7), ("term", 143), ("host", 137)]
+    finally:
+        events.close()
+
+
+def cpu_ticks(pid: int) -> int:
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return int(fields[11]) + int(fields[12])  # utime + stime
+
+
+def test_pause_stops_cpu_and_resume_restarts_it(daemon: Daemon) -> None:
+    events = Events(daemon)
+    try:
+        c = run(daemon, "busy", ["sh", "-c", "while true; do :; done"])
+        pid = int(c.value("pid"))
+        c.ctl("pause")
+        assert c.value("status") == "paused"
+        with pytest.raises(OSError) as busy:
+            c.dir.rmdir()
+        assert busy.value.errno == errno.EBUSY
+        before = cpu_ticks(pid)
+        time.sleep(0.5)
+        assert cpu_ticks(pid) == before
+        c.ctl("resume")
+        assert c.value("status") == "running"
+        time.sleep(0.5)
+        assert cpu_ticks(pid) > before
+        c.ctl("kill KILL")
+        assert c.wait() == 137
+        assert events.topics("busy")[2:] == ["/tasks/start", "/tasks/paused", "/tasks/resumed",
+                                             "/tasks/exit"]
+    finally:
+        events.close()
+
+
+def test_rmdir_refused_while_running_and_namespace_stays_busy(daemon: Daemon,
+                                                              own_rootfs: Path) -> None:
+    daemon.path("namespaces", "team").mkdir()
+    c = Container(daemon, "svc", "team").make(["sleep", "100"], image="",
+                                              root={"path": str(own_rootfs)})
+    c.ctl("start")
+    with pytest.raises(OSError) as busy:
+        c.dir.rmdir()
+    assert busy.value.errno == errno.EBUSY
+    assert '"svc" is running' in daemon.path("namespaces", "team", "containers", "err")\
+        .read_text()  # fmt: skip
+    assert c.value("status") == "running"
+    with pytest.raises(OSError) as ns_busy:
+        daemon.path("namespaces", "team").rmdir()
+    assert ns_busy.value.errno == errno.EBUSY
+    assert "svc" not in os.listdir(daemon.path("containers"))  # namespaces are apart
+    c.ctl("stop 0")
+    c.dir.rmdir()
+    daemon.path("namespaces", "team").rmdir()
+
+
+BAD_CONFIGS = [
+    ("{not json\n", "invalid JSON at line 1"),
+    ('["a list"]\n', "must be a JSON object"),
+    ('{"process": {"args": []}}', "process.args: must be a non-empty list"),
+    ('{"process": {"args": "sh"}}', "process.args: must be a non-empty list"),
+    ('{"process": {"user": {"uid": "bob"}}}', "process.user.uid"),
+    ('{"hostname": 7}', "hostname: must be a string"),
+    ('{"mounts": [{"destination": "tmp", "type": "tmpfs", "source": "x"}]}',
+     "mounts[0].destination: must be absolute"),
+    ('{"process": {"terminal": true}}', "process.terminal"),
+    ('{"linux": {"namespaces": [{"type": "bogus"}]}}', "linux.namespaces[0].type"),
+]
+
+
+@pytest.mark.parametrize(("config", "complaint"), BAD_CONFIGS)
+def test_bad_config_is_refused_and_creates_nothing(daemon: Daemon, config: str,
+                                                   complaint: str) -> None:  # fmt: skip
+    c = Container(daemon, "bad")
+    c.dir.mkdir()
+    write(c / "image", BUSYBOX + "\n")
+    assert refused(c / "config.json", config) == errno.EINVAL
+    assert complaint in c.value("err")
+    assert c.value("status") == "empty"
+    assert (c / "config.json").read_text() == ""
+    assert not (daemon.state / "runtime" / "tasks" / "default" / "bad").exists()
+    assert "bad" not in os.listdir(daemon.path("namespaces", "default", "snapshots"))
+    # and the slot still works
+    write(c / "config.json", json.dumps({"process": {"args": ["true"]}}))
+    assert c.value("status") == "created"
+
+
+def test_refusals_of_settings(daemon: Daemon, own_rootfs: Path) -> None:
+    c = Container(daemon, "settings")
+    c.dir.mkdir()
+    assert refused(c / "image", "no-such-image\n") == errno.ENOENT
+    assert "no-such-image" in c.value("err")
+    assert refused(c / "netns", "no-such-netns\n") == errno.ENOENT
+    assert refused(c / "runtime", "no-such-runtime\n") == errno.EINVAL
+    assert refused(c / "labels", "no equals sign\n") == errno.EINVAL
+    assert refused(c / "config.json", '{"process": {"args": ["true"]}}') == errno.EINVAL
+    assert "no rootfs" in c.value("err")  # neither an image nor root.path
+    with pytest.raises(OSError) as bad_name:
+        daemon.path("containers", "bad..name").mkdir()
+    assert bad_name.value.errno == errno.EINVAL
+    with pytest.raises(FileExistsError):
+        c.dir.mkdir()
+    write(c / "config.json", json.dumps(
+        {"root": {"path": str(own_rootfs)}, "process": {"args": ["true"]}}))
+    assert refused(c / "image", BUSYBOX + "\n") == errno.EINVAL
+    assert refused(c / "config.json", '{"process": {"args": ["true"]}}') == errno.EEXIST
+    assert refused(c / "ctl", "resume\n") == errno.EINVAL
+    assert "it is created" in c.value("err")
+    assert refused(c / "ctl", "kill NOSUCHSIG\n") == errno.EINVAL
+    assert refused(c / "ctl", "stop soon\n") == errno.EINVAL
+    assert c.value("status") == "created"
+
+
+def test_bring_your_own_rootfs_and_own_network_namespace(daemon: Daemon,
+                                                         own_rootfs: Path) -> None:  # fmt: skip
+    c = Container(daemon, "byo").make(
+        ["sh", "-c", "cat /proc/net/dev | cut -d: -f1 | tail -n +3"], image="",
+        root={"path": str(own_rootfs), "readonly": True})
+    c.ctl("start")
+    assert c.wait() == 0
+    assert read_with_timeout(c / "stdout").split() == ["lo"]
+
+
+def test_joining_a_named_network_namespace(daemon: Daemon) -> None:
+    name = f"cdfs-test-{os.getpid()}"
+    subprocess.run(["ip", "netns", "add", name], check=True)
+    try:
+        subprocess.run(["ip", "-n", name, "link", "add", "probe0", "type", "veth", "peer",
+                        "name", "probe1"], check=True)  # fmt: skip
+        c = Container(daemon, "joined")
+        c.dir.mkdir()
+        write(c / "image", BUSYBOX + "\n")
+        write(c / "netns", name + "\n")
+        write(c / "config.json", json.dumps({"process": {"args": ["cat", "/proc/net/dev"]}}))
+        spec = json.loads((c / "config.json").read_text())
+        assert {"type": "network", "path": f"/run/netns/{name}"} in spec["linux"]["namespaces"]
+        c.ctl("start")
+        assert c.wait() == 0
+        assert "probe0:" in read_with_timeout(c / "stdout")
+    finally:
+        subprocess.run(["ip", "netns", "del", name], check=False)
+
+
+def test_update_changes_limits(daemon: Daemon) -> None:
+    c = run(daemon, "limited", ["sleep", "100"])
+    c.ctl('update {"memory": {"limit": 67108864}, "pids": {"limit": 50}}')
+    spec = json.loads((c / "config.json").read_text())
+    assert spec["linux"]["resources"]["memory"]["limit"] == 67108864
+    limit = Path("/sys/fs/cgroup/memory/cdfs/default/limited/memory.limit_in_bytes")
+    if limit.exists():
+        assert int(limit.read_text()) == 67108864
+    assert refused(c / "ctl", "update {nope}\n") == errno.EINVAL
+    c.ctl("stop 0")
+
+
+def test_daemon_kill9_and_restart_keeps_containers(make_cdaemon: Callable[..., Daemon]
+                                                   ) -> None:  # fmt: skip
+    first = make_cdaemon()
+    waiting = run(first, "waiting", ["sh", "-c", "echo before; read line; echo got $line; "
+                                     "exit 5"])  # fmt: skip
+    done = run(first, "done", ["sh", "-c", "echo finished; exit 3"])
+    created = Container(first, "created").make(["true"])
+    Container(first, "slot").dir.mkdir()
+    assert done.wait() == 3
+    assert first_line(waiting / "stdout") == "before"
+    pid = waiting.value("pid")
+    first.kill9()
+    second = first.start()
+    waiting, done, created = (Container(second, n) for n in ("waiting", "done", "created"))
+    assert sorted(os.listdir(second.path("containers"))) == [
+        "created", "done", "err", "slot", "waiting"]
+    assert waiting.value("status") == "running" and waiting.value("pid") == pid
+    assert done.value("status") == "stopped" and done.value("exit") == "3"
+    assert read_with_timeout(done / "stdout") == "finished\n"
+    assert created.value("status") == "created"
+    assert Container(second, "slot").value("status") == "empty"
+    events = Events(second)
+    try:
+        write(waiting / "stdin", "hello\n")
+        assert waiting.wait() == 5
+        assert read_with_timeout(waiting / "stdout") == "before\ngot hello\n"
+        assert events.wait_for("/tasks/exit")["exit_status"] == 5
+    finally:
+        events.close()
+    for name in ("waiting", "done", "created", "slot"):
+        second.path("containers", name).rmdir()
+
+
+def test_fifty_containers_at_once(daemon: Daemon) -> None:
+    names = [f"many{i}" for i in range(50)]
+    errors: list[BaseException] = []
+
+    def start(name: str) -> None:
+        try:
+            run(daemon, name, ["sh", "-c", f"echo {name}; read x"])
+        except BaseException as e:
+            errors.append(e)
+
+    threads = [threading.Thread(target=start, args=(name,)) for name in names]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert errors == []
+    for name in names:
+        assert Container(daemon, name).value("status") == "running"
+    pids = {Container(daemon, name).value("pid") for name in names}
+    assert len(pids) == 50
+    daemon.sh(" & ".join(f'echo > "$M/containers/{name}/stdin"' for name in names) + "; wait")
+    for name in names:
+        c = Container(daemon, name)
+        assert c.wait() == 0
+        assert read_with_timeout(c / "stdout") == f"{name}\n"
+    for name in names:
+        Container(daemon, name).dir.rmdir()
+    assert os.listdir(daemon.path("containers")) == ["err"]
