@@ -40,8 +40,7 @@ class App:
         bus = EventBus()
         db = await trio.to_thread.run_sync(Database, config.root / "metadata.db")
         store = await trio.to_thread.run_sync(ContentStore, config.root / "content")
-        snapshots = await trio.to_thread.run_sync(
-            Snapshots, config.root / "snapshots", config.state / "mnt")
+        snapshots = await trio.to_thread.run_sync(Snapshots, config.root / "snapshots")
         namespaces = Namespaces(db, bus)
         images = Images(db, bus, store, snapshots, namespaces, config.root)
         app = cls(config, db, bus, Cas(store, bus), namespaces, snapshots, images)

@@ -7,15 +7,13 @@ threads.
 """
 
 import builtins
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import trio
 
-from cdfs.content.rootfs import read_in_root
+from cdfs.content.rootfs import read_from_layers
 from cdfs.content.snapshots import Info, Snapshotter, open_snapshotter
-from cdfs.content.snapshots.mounting import mount_all, unmount
 from cdfs.types import Mount
 
 
@@ -36,10 +34,8 @@ def _prefix(namespace: str) -> str:
 class Snapshots:
     """The namespaced view of one snapshotter under `root`."""
 
-    def __init__(self, root: Path, scratch: Path) -> None:
+    def __init__(self, root: Path) -> None:
         self.raw: Snapshotter = open_snapshotter(root)
-        self._scratch = scratch
-        scratch.mkdir(parents=True, exist_ok=True)
 
     @property
     def kind(self) -> str:
@@ -80,28 +76,24 @@ class Snapshots:
 
     async def read_file(self, namespace: str, key: str, path: str) -> bytes | None:
         """A file of the snapshot as the container will see it (e.g. /etc/passwd for
-        resolving a user), read through a private read-only mount of it."""
+        resolving a user), read from its layers without mounting them."""
         mounts = await self.mounts(namespace, key)
-        return await trio.to_thread.run_sync(self._read_mounted, mounts, path)
-
-    def _read_mounted(self, mounts: builtins.list[Mount], path: str) -> bytes | None:
-        with tempfile.TemporaryDirectory(dir=self._scratch) as where:
-            target = Path(where)
-            mount_all([_read_only(m) for m in mounts], target)
-            try:
-                return read_in_root(target, path)
-            finally:
-                unmount(target)
+        return await trio.to_thread.run_sync(read_from_layers, layer_dirs(mounts), path)
 
     def close(self) -> None:
         self.raw.close()
 
 
-def _read_only(mount: Mount) -> Mount:
-    """The same mount, read-only: an overlay's upper dir becomes its top lower dir."""
-    if mount.type != "overlay":
-        options = [o for o in mount.options if o not in ("rw", "ro")]
-        return Mount(mount.type, mount.source, (*options, "ro"), mount.target)
-    option = dict(o.split("=", 1) for o in mount.options if "=" in o)
-    lowers = [d for d in (option.get("upperdir"), option.get("lowerdir")) if d]
-    return Mount("overlay", mount.source, ("lowerdir=" + ":".join(lowers),), mount.target)
+def layer_dirs(mounts: builtins.list[Mount]) -> builtins.list[Path]:
+    """The directories a snapshot's mounts stack, top first: an overlay's upper then
+    lower dirs, or a bind mount's source."""
+    dirs: builtins.list[Path] = []
+    for mount in reversed(mounts):
+        if mount.type == "overlay":
+            option = dict(o.split("=", 1) for o in mount.options if "=" in o)
+            if "upperdir" in option:
+                dirs.append(Path(option["upperdir"]))
+            dirs.extend(Path(d) for d in option.get("lowerdir", "").split(":") if d)
+        else:
+            dirs.append(Path(mount.source))
+    return dirs

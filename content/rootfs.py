@@ -1,13 +1,18 @@
-"""Reading a file inside a container root filesystem as the container would see it.
+"""Reading a file of a layered root filesystem as the container would see it,
+without mounting it.
 
 Image files such as /etc/passwd may be symlinks, and an absolute symlink inside an
 image means a path inside that image, never the host's. openat2(RESOLVE_IN_ROOT)
-makes the kernel resolve every component as if `root` were `/`.
+makes the kernel resolve every component as if the layer's directory were `/`. The
+layers are searched top down; an overlay whiteout (a 0/0 character device) above the
+file means it was deleted.
 """
 
 import ctypes
 import errno
 import os
+import stat
+from collections.abc import Sequence
 from pathlib import Path
 
 from cdfs.errors import InvalidArgument
@@ -23,8 +28,8 @@ class _OpenHow(ctypes.Structure):
                 ("resolve", ctypes.c_uint64)]
 
 
-def _open_in_root(root_fd: int, path: str) -> int:
-    how = _OpenHow(os.O_RDONLY | os.O_CLOEXEC | os.O_NOCTTY, 0,
+def _open_in_root(root_fd: int, path: str, flags: int) -> int:
+    how = _OpenHow(flags | os.O_CLOEXEC, 0,
                    _RESOLVE_IN_ROOT | _RESOLVE_NO_MAGICLINKS)
     fd = _libc.syscall(_SYS_OPENAT2, root_fd, path.encode(), ctypes.byref(how),
                        ctypes.sizeof(how))
@@ -34,21 +39,37 @@ def _open_in_root(root_fd: int, path: str) -> int:
     return int(fd)
 
 
-def read_in_root(root: Path, path: str, limit: int = 1 << 20) -> bytes | None:
-    """The bytes of `path` under `root` resolved as inside it, or None if it does not
-    exist (or is not a regular file). InvalidArgument past `limit` bytes."""
+def read_from_layers(layers: Sequence[Path], path: str, limit: int = 1 << 20) -> bytes | None:
+    """The bytes of `path` in the topmost of `layers` (top first) that has it, or None
+    if none has it as a regular file, or a whiteout hides it. InvalidArgument past
+    `limit` bytes."""
+    for layer in layers:
+        found = _read_in_root(layer, path, limit)
+        if found is _HIDDEN:
+            return None
+        if isinstance(found, bytes):
+            return found
+    return None
+
+
+_HIDDEN = object()  # a whiteout or a non-file above: lower layers do not show through
+
+
+def _read_in_root(root: Path, path: str, limit: int) -> bytes | object | None:
     root_fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
         try:
-            fd = _open_in_root(root_fd, path.lstrip("/"))
+            fd = _open_in_root(root_fd, path.lstrip("/"), os.O_PATH)
         except OSError as exc:
             if exc.errno in (errno.ENOENT, errno.ENOTDIR, errno.ELOOP, errno.EXDEV):
                 return None
             raise
         try:
-            if not os.path.isfile(f"/proc/self/fd/{fd}"):
-                return None
-            data = os.read(fd, limit + 1)
+            info = os.fstat(fd)
+            if not stat.S_ISREG(info.st_mode):
+                return _HIDDEN
+            with open(f"/proc/self/fd/{fd}", "rb") as file:
+                data = file.read(limit + 1)
         finally:
             os.close(fd)
     finally:
