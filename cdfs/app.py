@@ -1,19 +1,23 @@
 """The daemon's services, wired together: what the mounted tree's handlers call."""
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import trio
 
 from cdfs import __version__
 from cdfs.cas import Cas
 from cdfs.config import Config
+from cdfs.containers import Containers
 from cdfs.content.store import ContentStore
 from cdfs.db import Database
 from cdfs.events import EventBus
 from cdfs.gc import Collected, collect
 from cdfs.images import Images
+from cdfs.metrics import Metrics
 from cdfs.namespaces import Namespaces
+from cdfs.netns import NetworkNamespaces
+from cdfs.runtime.tasks import TaskService
 from cdfs.snapshots import Snapshots
 
 log = logging.getLogger(__name__)
@@ -30,7 +34,10 @@ class App:
     namespaces: Namespaces
     snapshots: Snapshots
     images: Images
+    netns: NetworkNamespaces
     version: str = __version__
+    containers: Containers = field(init=False)
+    metrics: Metrics = field(init=False)
 
     @classmethod
     async def open(cls, config: Config) -> "App":
@@ -43,10 +50,14 @@ class App:
         snapshots = await trio.to_thread.run_sync(Snapshots, config.root / "snapshots")
         namespaces = Namespaces(db, bus)
         images = Images(db, bus, store, snapshots, namespaces, config.root)
-        app = cls(config, db, bus, Cas(store, bus), namespaces, snapshots, images)
+        app = cls(config, db, bus, Cas(store, bus), namespaces, snapshots, images,
+                  NetworkNamespaces(config.state, bus))
         await app.namespaces.load()
         await app.images.load()
         await app.images.ensure_busybox()
+        app.containers = Containers(app, db, bus, TaskService(config.state / "runtime"))
+        app.metrics = Metrics(bus, app.containers.cgroups_path)
+        await app.containers.load()
         return app
 
     async def collect_garbage(self) -> Collected:
@@ -64,8 +75,14 @@ class App:
                          snapshots=collected.snapshots)
         return collected
 
+    async def run(self, nursery: trio.Nursery) -> None:
+        """Start the services' background tasks in the daemon's nursery."""
+        nursery.start_soon(self.metrics.run)
+        nursery.start_soon(self.containers.run)
+
     def close(self) -> None:
         self.bus.close()
+        self.containers.close()
         self.images.registries.close()
         self.snapshots.close()
         self.db.close()

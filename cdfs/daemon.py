@@ -113,6 +113,7 @@ async def serve(config: Config, banner: str | None = None) -> None:
     try:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(_stop_on_signal, filesystem)
+            await app.run(nursery)
             await pyfuse3.main(MIN_TASKS, MAX_TASKS)
             nursery.cancel_scope.cancel()
     finally:

@@ -1,6 +1,7 @@
 """namespaces/: one directory per tenant, each with its images, containers,
 snapshots and events."""
 
+from cdfs.mountpoint.containersdir import CONTAINERS
 from cdfs.mountpoint.imagesdir import IMAGES
 from cdfs.mountpoint.snapshotsdir import SNAPSHOTS
 from cdfs.mountpoint.table import Children, Dir, Scope, Stream, StreamReader, Table
@@ -34,7 +35,7 @@ NAMESPACE = Table(
     "one namespace",
     entries=(
         Dir("images", "the namespace's images", IMAGES),
-        Dir("containers", "the namespace's containers", Table("the namespace's containers")),
+        Dir("containers", "the namespace's containers", CONTAINERS),
         Dir("snapshots", "the namespace's snapshots", SNAPSHOTS),
         Stream("events", "this namespace's events only, as JSON lines", _events),
     ),
