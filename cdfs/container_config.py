@@ -42,6 +42,9 @@ def build_spec(namespace: str, container_id: str, user: Spec,
     else:
         base = oci.default_spec(namespace, container_id, hard_limits)
         if image_config is not None:
+            # The image's Env (PATH included) comes first: the default spec's PATH is
+            # only for images without one (with_image_config adds it then).
+            base["process"]["env"] = []
             base = oci.with_image_config(base, image_config, passwd=passwd, group=group)
         result = oci.merge(base, user)
         user_env = (user.get("process") or {}).get("env")

@@ -331,9 +331,7 @@ class Containers:
                     snapshot = container_id
                     mounts = await self._app.snapshots.prepare(namespace, snapshot,
                                                                parent=image.chain_id)
-                passwd, group = None, None
-                if image is not None and image.config.user and snapshot:
-                    passwd, group = await self._read_users(namespace, snapshot)
+                passwd, group = await self._read_users(namespace, snapshot)
                 final = container_config.build_spec(
                     namespace, container_id, user, spec.host_rlimits(),
                     image_config=_image_config(image), passwd=passwd, group=group,
@@ -367,8 +365,9 @@ class Containers:
                                  runtime=runtime)  # fmt: skip
 
     async def _read_users(self, namespace: str, snapshot: str) -> tuple[str | None, str | None]:
-        """The image's /etc/passwd and /etc/group, to resolve its User. Read only when
-        the image names a User: each read mounts the snapshot once more."""
+        """The image's /etc/passwd and /etc/group, to resolve its User and groups."""
+        if not snapshot:
+            return None, None
         texts = []
         for path in ("/etc/passwd", "/etc/group"):
             data = await self._app.snapshots.read_file(namespace, snapshot, path)

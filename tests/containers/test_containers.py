@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support import Daemon, wait_until
+from support import REPO, Daemon, wait_until
 
 BUSYBOX = "cdfs.local/busybox:latest"
 
@@ -461,3 +461,23 @@ def test_fifty_containers_at_once(daemon: Daemon) -> None:
     for name in names:
         Container(daemon, name).dir.rmdir()
     assert os.listdir(daemon.path("containers")) == ["err"]
+
+
+def test_shell_scripts(daemon: Daemon) -> None:
+    for script in sorted((REPO / "tests" / "shell").glob("containers*.sh")):
+        result = subprocess.run(["bash", str(script)], env={**os.environ, "M": str(daemon.mount)},
+                                capture_output=True, text=True, timeout=120)  # fmt: skip
+        assert result.returncode == 0, f"{script.name}:\n{result.stdout}\n{result.stderr}"
+        assert result.stdout == "ok\n"
+
+
+def test_a_c_program_with_plain_file_io_is_enough(daemon: Daemon, tmp_path: Path) -> None:
+    binary = tmp_path / "lifecycle"
+    subprocess.run(["gcc", "-O1", "-Wall", "-Werror", "-o", str(binary),
+                    str(REPO / "tests" / "containers" / "client" / "lifecycle.c")],
+                   check=True, timeout=60)  # fmt: skip
+    result = subprocess.run([str(binary), str(daemon.path("containers")), "from-c"],
+                            capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "got one\ngot two\nexit 9\n"
+    assert not daemon.path("containers", "from-c").exists()
