@@ -108,7 +108,10 @@ class Metrics:
     # -- stats --------------------------------------------------------------------------
     def _cgroup(self, namespace: str, container_id: str) -> Cgroup:
         """The container's cgroup, opened once. Blocking (stat calls)."""
-        path = self._cgroups_path(namespace, container_id)
+        try:
+            path = self._cgroups_path(namespace, container_id)
+        except InvalidArgument:  # an empty slot: no config.json, so no task
+            raise _no_task(container_id) from None
         cgroup = self._cgroups.get(path)
         if cgroup is None:
             try:
@@ -256,9 +259,10 @@ def _no_task(container_id: str) -> NotFound:
 
 
 class StatsStream:
-    """One reader of stats/stream: an object at once, then one each interval; the
-    stream ends when the container's cgroup goes. Cancel-safe: a sample is kept until
-    it has been returned, and a cancelled wait loses nothing."""
+    """One reader of stats/stream: an object at once, then one each interval. It ends
+    after the first object that counts no process (the task has exited), or when the
+    cgroup goes. Cancel-safe: a sample is kept until it has been returned, and a
+    cancelled wait loses nothing."""
 
     def __init__(self, metrics: Metrics, namespace: str, container_id: str) -> None:
         self._metrics = metrics
@@ -277,6 +281,7 @@ class StatsStream:
                 self._ended = True
                 return b""
             self._pending = stream_line(sample)
+            self._ended = sample["pids"]["current"] == 0
             self._due = trio.current_time() + self._metrics.interval(self._namespace, self._id)
         data, self._pending = self._pending[:size], self._pending[size:]
         return data

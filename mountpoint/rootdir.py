@@ -6,6 +6,7 @@ from cdfs.errors import InvalidArgument
 from cdfs.mountpoint.contentdir import CONTENT
 from cdfs.mountpoint.ctl import Verb, VerbTable
 from cdfs.mountpoint.namespacedir import NAMESPACES
+from cdfs.mountpoint.netnsdir import NETNS
 from cdfs.mountpoint.readme import reference
 from cdfs.mountpoint.table import Ctl, Dir, Err, Link, Scope, Stream, StreamReader, Table, Value
 from cdfs.mountpoint.table import Services as S
@@ -59,6 +60,6 @@ ROOT = Table(
         Link("images", "the default namespace's images", "namespaces/default/images"),
         Link("containers", "the default namespace's containers",
              "namespaces/default/containers"),
-        Dir("netns", "named network namespaces", Table("named network namespaces")),
+        Dir("netns", "named network namespaces", NETNS),
     ),
 )

@@ -41,12 +41,14 @@ DOCS = {
 }
 
 STATS = Table(
-    "resource usage of the container's cgroup (ENOENT while it has no task)",
+    "resource usage of the container's cgroup: ENOENT while it has no task; a stopped\n"
+    "task shows its last counters until the container is deleted",
     entries=(
         *(_group(group) for group in DOCS),
         Stream("stream", "one JSON object a line, at once and then every `interval`:\n"
                '{"timestamp", "id", "cpu": {…}, "memory": {…}, "pids": {…}, "io": {…}};\n'
-               "blocks in between, ends when the container's cgroup goes", _stream),
+               "blocks in between; ends with the first object that counts no process\n"
+               "(the task has exited)", _stream),
         Value("interval", f"seconds between stream objects, {MIN_INTERVAL:g} to "
               f"{MAX_INTERVAL:g} (default {DEFAULT_INTERVAL:g}); write to change it\n"
               "for this container's streams, kept while the daemon runs",

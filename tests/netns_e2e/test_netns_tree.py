@@ -3,6 +3,7 @@ namespace and host-side interface a test names is deleted in teardown, even when
 test fails; processes a test starts are killed by pid."""
 
 import errno
+import json
 import os
 import secrets
 import subprocess
@@ -166,3 +167,44 @@ def test_namespaces_of_other_software_are_listed_not_changed(
     with pytest.raises(PermissionError):
         daemon.path("netns", name).rmdir()
     assert name in listed()
+
+
+def run_in_container(daemon: Daemon, prefix: str, args: list[str], netns: str | None = None
+                     ) -> tuple[int, str]:
+    """Run `args` in a new busybox container (joining `netns` if given) to its end: its
+    exit status and stdout. The container is deleted afterwards."""
+    container = daemon.path("containers", f"{prefix}-{secrets.token_hex(3)}")
+    container.mkdir()
+    try:
+        (container / "image").write_text("cdfs.local/busybox:latest\n")
+        if netns is not None:
+            (container / "netns").write_text(netns + "\n")
+        (container / "config.json").write_text(json.dumps({"process": {"args": args}}))
+        (container / "ctl").write_text("start\n")
+        done = subprocess.run(["timeout", "20", "cat", str(container / "wait")],
+                              capture_output=True, text=True, timeout=30)
+        return int(done.stdout), (container / "stdout").read_text()
+    finally:
+        container.rmdir()
+
+
+def test_container_in_the_namespace_sees_the_veth_peer(daemon: Daemon, names: Names) -> None:
+    name, host_if = names.namespace(), names.host_if()
+    where = daemon.path("netns", name)
+    where.mkdir()
+    daemon.sh(f'cd "{where}" && echo "veth {host_if} eth1" > ctl'
+              ' && echo "addr eth1 10.78.0.2/24" > ctl && echo "up eth1" > ctl')
+    status, output = run_in_container(daemon, "joined", ["ip", "addr"], netns=name)
+    assert status == 0
+    assert "eth1" in output and "inet 10.78.0.2/24" in output
+    assert host_if not in output
+    where.rmdir()  # no container is left inside
+
+
+def test_container_without_netns_has_its_own_with_loopback_up(daemon: Daemon) -> None:
+    status, output = run_in_container(daemon, "alone", ["ip", "link"])
+    assert status == 0
+    interfaces = [line.split(":")[1].strip() for line in output.splitlines()
+                  if line[:1].isdigit()]
+    assert interfaces == ["lo"], output
+    assert "<LOOPBACK,UP,LOWER_UP>" in output
