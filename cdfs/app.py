@@ -58,6 +58,9 @@ class App:
         app.containers = Containers(app, db, bus, TaskService(config.state / "runtime"))
         app.metrics = Metrics(bus, app.containers.cgroups_path)
         await app.containers.load()
+        for namespace in app.namespaces.names():  # tasks that ran on while no daemon did
+            for container_id in app.containers.names(namespace):
+                app.metrics.watch(namespace, container_id, fresh=False)
         return app
 
     async def collect_garbage(self) -> Collected:

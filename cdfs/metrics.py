@@ -104,6 +104,7 @@ class Metrics:
         self._intervals: dict[tuple[str, str], float] = {}
         self._watches: dict[tuple[str, str], _OomWatch] = {}
         self._nursery: trio.Nursery | None = None
+        self._unstarted: list[tuple[tuple[str, str], _OomWatch]] = []
 
     # -- stats --------------------------------------------------------------------------
     def _cgroup(self, namespace: str, container_id: str) -> Cgroup:
@@ -164,6 +165,9 @@ class Metrics:
         try:
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
+                for key, entry in self._unstarted:
+                    nursery.start_soon(self._watch, key, entry)
+                self._unstarted.clear()
                 await self._follow(subscription)
                 nursery.cancel_scope.cancel()
         finally:
@@ -189,14 +193,16 @@ class Metrics:
 
     def watch(self, namespace: str, container_id: str, fresh: bool = True) -> None:
         """Watch the container's task for OOM kills, replacing an older watcher. With
-        `fresh` (a task just created), kills its cgroup counted already are published too.
-        Needs `run` to be running; a no-op otherwise."""
-        if self._nursery is None:
-            return
+        `fresh` (a task just created), kills its cgroup counted already are published too;
+        without (a task found running at startup), only new ones. Before `run` starts,
+        the watch is kept until it does. A container without a cgroup is let go quietly."""
         key = (namespace, container_id)
         self._unwatch(key)
         entry = self._watches[key] = _OomWatch(fresh)
-        self._nursery.start_soon(self._watch, key, entry)
+        if self._nursery is None:
+            self._unstarted.append((key, entry))
+        else:
+            self._nursery.start_soon(self._watch, key, entry)
 
     def _unwatch(self, key: tuple[str, str]) -> None:
         entry = self._watches.pop(key, None)

@@ -187,3 +187,34 @@ def test_pids_limit_stops_a_fork_loop(container: Callable[[str], Container]) -> 
     assert "all forked" not in forker.read("stdout")
     assert forker.stats("pids") == {"current": 0, "limit": 16}
     assert wait_until(lambda: forker.read("status") == "stopped\n", timeout=5)
+
+
+def test_oom_after_a_daemon_restart_still_comes_before_the_exit(
+        container: Callable[[str], Container], daemon: Daemon) -> None:
+    hog = container("oom-restart").create({
+        "process": {"args": ["sh", "-c", "while [ ! -e /go ]; do sleep 0.1; done; "
+                             "x=0123456789; while :; do x=$x$x; done"]},
+        "linux": {"resources": {"memory": {"limit": 32 * MB}}},
+    })
+    hog.ctl("start")
+    daemon.kill9()
+    daemon.start()
+    assert hog.read("status") == "running\n"
+    events = subprocess.Popen(["timeout", "60", "cat",
+                               str(daemon.path("namespaces", "default", "events"))],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        time.sleep(0.3)
+        (daemon.state / "runtime" / "tasks" / "default" / hog.id / "rootfs" / "go").touch()
+        assert hog.wait() == 137
+        topics = []
+        assert events.stdout is not None
+        for line in events.stdout:
+            event = json.loads(line)
+            topics.append(event["topic"])
+            if event["topic"] == "/tasks/exit":
+                break
+    finally:
+        events.kill()
+        events.wait(timeout=10)
+    assert topics[-2:] == ["/tasks/oom", "/tasks/exit"], topics
