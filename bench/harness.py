@@ -57,7 +57,7 @@ class Row:
 
 def _cell(value: float | None) -> str:
     if value is None:
-        return "–"
+        return "-"
     return f"{value:.3g}" if abs(value) < 100 else f"{value:.0f}"
 
 
@@ -66,7 +66,7 @@ def table(rows: Sequence[Row]) -> str:
     lines = ["| measure | unit | cdfs | containerd | runc | cdfs/containerd | target |",
              "|---|---|---:|---:|---:|---:|---|"]
     for row in rows:
-        ratio = f"{row.ratio:.2f}" if row.ratio is not None else "–"
+        ratio = f"{row.ratio:.2f}" if row.ratio is not None else "-"
         lines.append(f"| {row.measure} | {row.unit} | {_cell(row.cdfs)} | "
                      f"{_cell(row.containerd)} | {_cell(row.runc)} | {ratio} | {row.target} |")
     return "\n".join(lines) + "\n"

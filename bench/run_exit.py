@@ -84,16 +84,16 @@ def bench_run_exit(iterations: int = 20) -> list[Row]:
         busybox_bundle(workdir / "busybox.tar", bundle)
         runc_root = workdir / "runc"
 
-        say(f"run-to-exit: {iterations} × cdfs")
+        say(f"run-to-exit: {iterations} x cdfs")
         ours = sample(lambda i: cdfs_run_true(daemon, f"t{i + 1}"), iterations)
-        say(f"run-to-exit: {iterations} × ctr run --rm")
+        say(f"run-to-exit: {iterations} x ctr run --rm")
         theirs = sample(lambda i: run(containerd.ctr(
             "run", "--rm", "--runc-root", str(containerd.runc_root), BUSYBOX,
             f"t{i + 1}", "true")), iterations)
-        say(f"run-to-exit: {iterations} × runc run")
+        say(f"run-to-exit: {iterations} x runc run")
         plain = sample(lambda i: run(["runc", "--root", str(runc_root), "run", "--bundle",
                                       str(bundle), f"bench-t{i + 1}"]), iterations)
-    target = "cdfs ≤ 0.5 × containerd"
+    target = "cdfs ≤ 0.5 x containerd"
     return [
         Row("run `true` to exit, median", "ms", median(ours) * 1e3, median(theirs) * 1e3,
             median(plain) * 1e3, target),

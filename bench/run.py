@@ -1,0 +1,88 @@
+"""cdfs side by side with containerd's `ctr` and plain runc: `make bench`.
+
+Each benchmark starts what it needs on temp dirs (a cdfs daemon, a containerd, a
+docker-registry) and stops it by pid, then prints a Markdown table with the absolute
+numbers and the ratio cdfs/containerd. `--readme` also writes the table into
+bench/README.md between its result markers. `--quick` runs tiny sizes (the smoke test).
+"""
+
+import argparse
+import os
+import platform
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from fleet import open_fleet
+from harness import Row, Stack, say, table
+from monitors import bench_monitors
+from pull import LAYER_SOURCES, bench_pull
+from run_exit import bench_run_exit
+from stats import bench_reads, bench_stream_cpu
+
+README = Path(__file__).resolve().parent / "README.md"
+BEGIN, END = "<!-- results: begin -->", "<!-- results: end -->"
+
+
+def fleet_benchmarks(count: int, rounds: int, seconds: float) -> list[Row]:
+    """Monitor memory and stats share one fleet of sleeping containers."""
+    with Stack() as stack:
+        fleet = open_fleet(stack, count)
+        rows = bench_monitors(fleet)
+        say(f"stats: reading stats/memory and `ctr task metrics`, {rounds} rounds")
+        rows += bench_reads(fleet, rounds)
+        rows += bench_stream_cpu(fleet, seconds, readers=min(10, count))
+        return rows
+
+
+def benchmarks(quick: bool) -> dict[str, Callable[[], list[Row]]]:
+    if quick:
+        return {
+            "pull": lambda: bench_pull(1, ("usr/lib/python3.11/json",)),
+            "run": lambda: bench_run_exit(2),
+            "fleet": lambda: fleet_benchmarks(2, 1, 0.5),
+        }
+    return {
+        "pull": lambda: bench_pull(3, LAYER_SOURCES),
+        "run": lambda: bench_run_exit(20),
+        "fleet": lambda: fleet_benchmarks(50, 5, 10),
+    }
+
+
+def write_readme(text: str) -> None:
+    readme = README.read_text()
+    head, rest = readme.split(BEGIN, 1)
+    README.write_text(f"{head}{BEGIN}\n{text}{END}{rest.split(END, 1)[1]}")
+
+
+def machine() -> str:
+    return (f"Measured {time.strftime('%Y-%m-%d')} on {platform.node() or 'this machine'}: "
+            f"Linux {platform.release()}, {os.cpu_count()} CPUs, Python "
+            f"{platform.python_version()}.\n")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="tiny sizes, to check it runs")
+    parser.add_argument("--only", action="append", choices=["pull", "run", "fleet"],
+                        help="run just these benchmarks (repeatable)")
+    parser.add_argument("--readme", action="store_true",
+                        help="write the table into bench/README.md")
+    args = parser.parse_args()
+    if os.geteuid() != 0:
+        print("bench: needs root (runc, mounts, cgroups)", file=sys.stderr)
+        return 1
+    rows: list[Row] = []
+    for name, bench in benchmarks(args.quick).items():
+        if not args.only or name in args.only:
+            rows += bench()
+    result = table(rows)
+    print(result)
+    if args.readme:
+        write_readme(machine() + "\n" + result)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
