@@ -27,7 +27,7 @@ def test_stalled_reader_loses_events_and_is_told(daemon: Daemon) -> None:
             os.mkdir(namespaces / f"flood-{n}")
             os.rmdir(namespaces / f"flood-{n}")
             slowest = max(slowest, time.monotonic() - started)
-        assert slowest < 1.0, f"the daemon was held up: {slowest:.2f} s"
+        assert slowest < 2.0, f"the daemon was held up: {slowest:.2f} s"
 
         lines: queue.Queue[bytes] = queue.Queue()
         assert stalled.stdout is not None
