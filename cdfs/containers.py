@@ -32,6 +32,7 @@ from cdfs.db import Database, dumps
 from cdfs.errors import AlreadyExists, Busy, CdfsError, InvalidArgument, NotFound
 from cdfs.events import EventBus
 from cdfs.runtime import netns, spec
+from cdfs.runtime.logs import LogReader
 from cdfs.runtime.state import Status, parse_signal
 from cdfs.runtime.tasks import TaskInfo, TaskService
 from cdfs.types import Mount
@@ -529,8 +530,10 @@ class Containers:
                stream: str) -> OutputReader:  # fmt: skip
         """A follower of stdout or stderr from the start until the process exited."""
         self._task(namespace, container_id, exec_id)
-        return OutputReader(self._watcher, self.tasks.files(namespace, container_id, exec_id),
-                            self.tasks.logs(namespace, container_id, exec_id), stream)
+        files = self.tasks.files(namespace, container_id, exec_id)
+        # A reader of its own: its cursor follows this reader alone, so many followers
+        # at different offsets never rescan the log from its start.
+        return OutputReader(self._watcher, files, LogReader(files.log), stream)
 
     def log(self, namespace: str, container_id: str, exec_id: str | None) -> CombinedLogReader:
         self._task(namespace, container_id, exec_id)
