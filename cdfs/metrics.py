@@ -42,11 +42,6 @@ CgroupsPath = Callable[[str, str], str]
 """(namespace, container id) -> the container's linux.cgroupsPath."""
 
 
-def default_cgroups_path(namespace: str, container_id: str) -> str:
-    """The cgroup cdfs's default spec gives a container (runtime/spec.py)."""
-    return f"/cdfs/{namespace}/{container_id}"
-
-
 # --- pure helpers ----------------------------------------------------------------------
 
 
@@ -95,7 +90,7 @@ class _OomWatch:
 class Metrics:
     """Stats of containers' cgroups, stats streams, and OOM events."""
 
-    def __init__(self, bus: EventBus, cgroups_path: CgroupsPath = default_cgroups_path,
+    def __init__(self, bus: EventBus, cgroups_path: CgroupsPath,
                  cgroup_root: Path = CGROUP_ROOT) -> None:
         self._bus = bus
         self._cgroups_path = cgroups_path

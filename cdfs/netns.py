@@ -45,7 +45,7 @@ class NetworkNamespaces:
         InvalidArgument for a bad name."""
         return str(netns.path(name))
 
-    def made_here(self, name: str) -> bool:
+    def _made_here(self, name: str) -> bool:
         return (self._made / netns.check_name(name)).exists()
 
     async def create(self, name: str) -> None:
@@ -86,7 +86,7 @@ class NetworkNamespaces:
         return "".join(link.line() + "\n" for link in found)
 
     def _check_owned(self, name: str) -> None:
-        if not self.made_here(name):
+        if not self._made_here(name):
             if not netns.exists(name):
                 raise NotFound(f'no network namespace: "{name}"')
             raise PermissionDenied(f'network namespace "{name}" was not made by cdfs')
