@@ -22,6 +22,27 @@ def runtime_message(line: str) -> str:
     return quoted.group(1).replace('\\"', '"') if quoted else line.strip()
 
 
+def _start_time(pid: int) -> int | None:
+    """The process's start time in clock ticks (field 22 of /proc/PID/stat), which
+    tells a live init from a reused pid; None if it is gone or a zombie."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    return None if fields[0] == "Z" else int(fields[19])
+
+
+def _frozen(cgroups: dict[str, str]) -> bool:
+    """Whether the container's cgroup is frozen (v1 freezer, or v2 cgroup.freeze)."""
+    with contextlib.suppress(OSError):
+        if "freezer" in cgroups:
+            state = Path(cgroups["freezer"], "freezer.state").read_text().strip()
+            return state in ("FROZEN", "FREEZING")
+        if "" in cgroups:
+            return Path(cgroups[""], "cgroup.freeze").read_text().strip() == "1"
+    return False
+
+
 class Runc:
     def __init__(self, binary: str, root: Path) -> None:
         self.binary = binary
@@ -50,6 +71,31 @@ class Runc:
             return dict(json.loads(self._run("state", container_id)))
         except NotFound:
             return None
+
+    def status(self, container_id: str) -> str | None:
+        """created, running, paused or stopped; None when the runtime does not know the
+        container. Read from runc's state.json as `runc state` itself decides it
+        (libcontainer's currentStatus), which costs a few file reads instead of a
+        process: status files are read often. Runtimes that keep no such file are
+        asked with `state`."""
+        directory = self.root / container_id
+        try:
+            saved = json.loads((directory / "state.json").read_bytes())
+            pid, started = int(saved["init_process_pid"]), int(saved["init_process_start"])
+            cgroups: dict[str, str] = saved.get("cgroup_paths") or {}
+        except FileNotFoundError:
+            if not directory.exists():
+                return None
+            state = self.state(container_id)
+            return str(state["status"]) if state else None
+        except (ValueError, KeyError, TypeError):
+            state = self.state(container_id)
+            return str(state["status"]) if state else None
+        if _start_time(pid) != started:
+            return "stopped"
+        if (directory / "exec.fifo").exists():
+            return "created"
+        return "paused" if _frozen(cgroups) else "running"
 
     def start(self, container_id: str) -> None:
         self._run("start", container_id)

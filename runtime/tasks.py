@@ -235,8 +235,8 @@ class TaskService:
                 status = Status.RUNNING if live else Status.STOPPED
             else:
                 record = _read_json(path / "task.json")
-                runc_state = self._runc(namespace, record["runtime"]).state(container_id)
-                status = Status(runc_state["status"]) if runc_state else Status.STOPPED
+                known = self._runc(namespace, record["runtime"]).status(container_id)
+                status = Status(known) if known else Status.STOPPED
             if status != Status.STOPPED:
                 return info(status)
             if not conmon.is_alive(files, record["monitor_id"]):

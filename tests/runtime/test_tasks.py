@@ -243,3 +243,26 @@ def test_update_resources(service: TaskService, busybox_rootfs: Path) -> None:
         pytest.fail("no pids cgroup")
     with pytest.raises(InvalidArgument):
         service.update("test", "u", [])  # type: ignore[arg-type]
+
+
+def test_status_from_state_file_agrees_with_runc_state(service: TaskService,
+                                                        busybox_rootfs: Path) -> None:
+    """Runc.status reads state.json instead of running `runc state`: same answers."""
+    runc = service._runc("test")
+    service.create("test", "agree", container_spec(busybox_rootfs, ["sleep", "100"]))
+
+    def both() -> tuple[str | None, str | None]:
+        state = runc.state("agree")
+        return runc.status("agree"), state["status"] if state else None
+
+    assert both() == ("created", "created")
+    service.start("test", "agree")
+    assert both() == ("running", "running")
+    service.pause("test", "agree")
+    assert both() == ("paused", "paused")
+    service.resume("test", "agree")
+    service.kill("test", "agree", signal.SIGKILL)
+    service.wait("test", "agree", timeout=10)
+    assert both() == ("stopped", "stopped")
+    service.delete("test", "agree")
+    assert both() == (None, None)
