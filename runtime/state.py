@@ -40,7 +40,8 @@ ALLOWED: dict[Verb, frozenset[Status]] = {
     Verb.RESUME: frozenset({Status.PAUSED}),
     Verb.UPDATE: frozenset({Status.CREATED, Status.RUNNING, Status.PAUSED}),
     Verb.EXEC: frozenset({Status.RUNNING}),
-    Verb.CLOSE_STDIN: frozenset({Status.CREATED, Status.RUNNING, Status.PAUSED}),
+    # Closing the stdin of a process that has exited is harmless: its stdin is gone.
+    Verb.CLOSE_STDIN: frozenset(Status),
     Verb.WRITE_STDIN: frozenset({Status.CREATED, Status.RUNNING, Status.PAUSED}),
     Verb.DELETE: frozenset({Status.CREATED, Status.STOPPED}),
 }

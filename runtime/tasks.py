@@ -376,11 +376,13 @@ class TaskService:
                     ) -> None:  # fmt: skip
         """Close the process's stdin: it reads end of file."""
         path = self._dir(namespace, container_id, exec_id)
-        self._checked(Verb.CLOSE_STDIN, namespace, container_id, exec_id)
+        live = self._checked(Verb.CLOSE_STDIN, namespace, container_id, exec_id).status \
+            != Status.STOPPED
         with self._lock:
             (path / ".stdin-closed").touch()
             sock = self._stdin.pop(path, None)
-            if sock is None and self._record(path).get("stdin") and self._monitor_started(path):
+            if sock is None and live and self._record(path).get("stdin") \
+                    and self._monitor_started(path):
                 sock = conmon.connect_attach(MonitorFiles(path))
             if sock is not None:
                 sock.close()

@@ -11,6 +11,7 @@ from cdfs.runtime.state import ALLOWED, Status, Verb, check, exit_status_for_sig
     (Verb.PAUSE, {Status.RUNNING}),
     (Verb.RESUME, {Status.PAUSED}),
     (Verb.DELETE, {Status.CREATED, Status.STOPPED}),
+    (Verb.CLOSE_STDIN, set(Status)),  # a process that exited has no stdin left to close
 ])  # fmt: skip
 def test_verbs_allowed_only_in_their_statuses(verb: Verb, allowed: set[Status]) -> None:
     for status in Status:
