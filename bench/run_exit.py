@@ -24,17 +24,38 @@ from harness import (
     write,
 )
 
+PHASES = {
+    "mkdir + image": "mkdir, write image",
+    "config.json": "write config.json: snapshot, rootfs mount, conmon, runc create",
+    "start": "`start` in ctl: runc start",
+    "wait": "read wait until the exit status",
+    "rmdir": "rmdir: runc delete, unmount, snapshot and state removed",
+}
 
-def cdfs_run_true(daemon: Cdfs, name: str) -> None:
+
+def cdfs_run_true(daemon: Cdfs, name: str, phases: dict[str, list[float]]) -> None:
+    """One container's life through the tree; each phase's seconds go to `phases`."""
     container = daemon.ns("containers", name)
-    container.mkdir()
-    write(container / "image", BUSYBOX)
-    write(container / "config.json", json.dumps({"process": {"args": ["true"]}}))
-    write(container / "ctl", "start\n")
-    status = (container / "wait").read_text().strip()
-    if status != "0":
-        raise RuntimeError(f"cdfs container {name} exited {status}")
-    container.rmdir()
+
+    def mkdir() -> None:
+        container.mkdir()
+        write(container / "image", BUSYBOX)
+
+    def wait() -> None:
+        status = (container / "wait").read_text().strip()
+        if status != "0":
+            raise RuntimeError(f"cdfs container {name} exited {status}")
+
+    steps: dict[str, Callable[[], object]] = {
+        "mkdir + image": mkdir,
+        "config.json": lambda: write(container / "config.json",
+                                     json.dumps({"process": {"args": ["true"]}})),
+        "start": lambda: write(container / "ctl", "start\n"),
+        "wait": wait,
+        "rmdir": container.rmdir,
+    }
+    for phase, step in steps.items():
+        phases.setdefault(phase, []).append(timed(step))
 
 
 def share_busybox(daemon: Cdfs, containerd: Containerd, workdir: Path) -> None:
@@ -85,7 +106,8 @@ def bench_run_exit(iterations: int = 20) -> list[Row]:
         runc_root = workdir / "runc"
 
         say(f"run-to-exit: {iterations} x cdfs")
-        ours = sample(lambda i: cdfs_run_true(daemon, f"t{i + 1}"), iterations)
+        phases: dict[str, list[float]] = {}
+        ours = sample(lambda i: cdfs_run_true(daemon, f"t{i + 1}", phases), iterations)
         say(f"run-to-exit: {iterations} x ctr run --rm")
         theirs = sample(lambda i: run(containerd.ctr(
             "run", "--rm", "--runc-root", str(containerd.runc_root), BUSYBOX,
@@ -99,4 +121,6 @@ def bench_run_exit(iterations: int = 20) -> list[Row]:
             median(plain) * 1e3, target),
         Row("run `true` to exit, p90", "ms", p90(ours) * 1e3, p90(theirs) * 1e3,
             p90(plain) * 1e3, target),
+        *(Row(f"... cdfs: {PHASES[phase]}, median", "ms", median(times[1:]) * 1e3)
+          for phase, times in phases.items()),
     ]

@@ -25,8 +25,8 @@ def bench_reads(fleet: Fleet, rounds: int) -> list[Row]:
     return [
         Row(f"stats/memory vs `ctr task metrics`, one container, median ({count} x {rounds})",
             "ms", median(ours) * 1e3, median(theirs) * 1e3),
-        Row("… p90", "ms", p90(ours) * 1e3, p90(theirs) * 1e3),
-        Row(f"… all {count} containers once", "ms", median(ours) * 1e3 * count,
+        Row("... p90", "ms", p90(ours) * 1e3, p90(theirs) * 1e3),
+        Row(f"... all {count} containers once", "ms", median(ours) * 1e3 * count,
             median(theirs) * 1e3 * count),
     ]
 
@@ -59,8 +59,8 @@ def bench_stream_cpu(fleet: Fleet, seconds: float, readers: int = 10) -> list[Ro
     return [
         Row(f"cdfs daemon CPU, idle with {len(fleet.ids)} containers", "% of a core",
             idle / seconds * 100),
-        Row(f"… {readers} readers following stats/stream (1 s interval)", "% of a core",
+        Row(f"... {readers} readers following stats/stream (1 s interval)", "% of a core",
             default / seconds * 100),
-        Row(f"… {readers} readers following stats/stream (0.1 s interval)", "% of a core",
+        Row(f"... {readers} readers following stats/stream (0.1 s interval)", "% of a core",
             fast / seconds * 100),
     ]
