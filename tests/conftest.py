@@ -4,7 +4,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from support import Daemon, start_registry
+from support import Daemon, Names, cleanup_runtime, start_registry
 
 
 @pytest.fixture
@@ -25,6 +25,7 @@ def make_daemon(tmp_path: Path) -> Iterator[Callable[..., Daemon]]:
     yield make
     for daemon in made:
         daemon.stop()
+        cleanup_runtime(daemon.state / "runtime")
 
 
 @pytest.fixture
@@ -41,3 +42,13 @@ def registry(tmp_path: Path) -> Iterator[str]:
     finally:
         proc.kill()
         proc.wait(timeout=10)
+
+
+@pytest.fixture
+def names() -> Iterator[Names]:
+    """Network namespace and interface names that are deleted after the test."""
+    made = Names()
+    try:
+        yield made
+    finally:
+        made.delete()

@@ -1,7 +1,10 @@
 """What tests share: a real cdfs daemon on temp dirs, and small helpers."""
 
+import contextlib
 import json
 import os
+import secrets
+import shutil
 import signal
 import socket
 import subprocess
@@ -10,6 +13,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from cdfs.runtime import mounts
 
 REPO = Path(__file__).resolve().parent.parent
 CDFS = [sys.executable, "-m", "cdfs.cli"]
@@ -133,3 +138,77 @@ def start_registry(workdir: Path) -> tuple[str, subprocess.Popen[bytes]]:
                 proc.kill()
                 raise RuntimeError("docker-registry did not start") from None
             time.sleep(0.05)
+
+
+BUSYBOX_APPLETS = ("sh", "echo", "cat", "sleep", "ls", "id", "true", "false", "yes", "head",
+                   "wc", "sync", "trap", "kill", "env", "pwd", "dd", "seq")
+
+
+def make_busybox_rootfs(root: Path) -> Path:
+    """A bring-your-own rootfs: /bin/busybox, links to the applets tests use, and the
+    directories a container expects."""
+    (root / "bin").mkdir(parents=True)
+    shutil.copy2("/bin/busybox", root / "bin" / "busybox")
+    for applet in BUSYBOX_APPLETS:
+        (root / "bin" / applet).symlink_to("busybox")
+    for name in ("proc", "dev", "sys", "tmp", "etc", "run"):
+        (root / name).mkdir()
+    (root / "etc" / "passwd").write_text("root:x:0:0:root:/root:/bin/sh\n")
+    return root
+
+
+def cleanup_runtime(runtime: Path) -> None:
+    """Kill and forget every container and monitor a TaskService on `runtime` started
+    (containers and conmon outlive a daemon by design): `runc delete -f` each by id,
+    kill each conmon by the pid it recorded (checked against its command line), and
+    unmount each rootfs."""
+    runc_root = runtime / "runc"
+    for namespace in sorted(runc_root.glob("*")):
+        for container in sorted(namespace.glob("*")):
+            subprocess.run(["runc", "--root", str(namespace), "delete", "-f", container.name],
+                           capture_output=True, timeout=30)
+    tasks = runtime / "tasks"
+    for pid_file in tasks.rglob("conmon.pid"):
+        with contextlib.suppress(OSError, ValueError):
+            pid = int(pid_file.read_text())
+            if str(pid_file.parent).encode() in Path(f"/proc/{pid}/cmdline").read_bytes():
+                os.kill(pid, signal.SIGKILL)
+    for rootfs in tasks.glob("*/*/rootfs"):
+        mounts.unmount_all(rootfs)
+
+
+def ip(*args: str) -> str:
+    """iproute2, the independent witness of network namespaces and links."""
+    return subprocess.run(["ip", *args], check=True, capture_output=True, text=True,
+                          timeout=10).stdout
+
+
+def listed() -> list[str]:
+    """The names `ip netns list` shows."""
+    return [line.split()[0] for line in ip("netns", "list").splitlines() if line.strip()]
+
+
+@dataclass
+class Names:
+    """Unique network namespace and interface names for one test; `delete` removes
+    whatever exists of them (the `names` fixture calls it at teardown)."""
+
+    token: str = field(default_factory=lambda: secrets.token_hex(3))
+    namespaces: list[str] = field(default_factory=list)
+    host_ifs: list[str] = field(default_factory=list)
+
+    def namespace(self) -> str:
+        name = f"cdfs-t-{self.token}-{len(self.namespaces)}"
+        self.namespaces.append(name)
+        return name
+
+    def host_if(self) -> str:
+        name = f"cdfs{self.token}h{len(self.host_ifs)}"
+        self.host_ifs.append(name)
+        return name
+
+    def delete(self) -> None:
+        for name in self.namespaces:
+            subprocess.run(["ip", "netns", "delete", name], capture_output=True, timeout=10)
+        for ifname in self.host_ifs:
+            subprocess.run(["ip", "link", "delete", ifname], capture_output=True, timeout=10)

@@ -400,9 +400,9 @@ def test_update_changes_limits(daemon: Daemon) -> None:
     c.ctl("stop 0")
 
 
-def test_daemon_kill9_and_restart_keeps_containers(make_cdaemon: Callable[..., Daemon]
+def test_daemon_kill9_and_restart_keeps_containers(make_daemon: Callable[..., Daemon]
                                                    ) -> None:  # fmt: skip
-    first = make_cdaemon()
+    first = make_daemon()
     waiting = run(first, "waiting", ["sh", "-c", "echo before; read line; echo got $line; "
                                      "exit 5"])  # fmt: skip
     done = run(first, "done", ["sh", "-c", "echo finished; exit 3"])

@@ -4,58 +4,15 @@ makes is deleted in teardown, even when the test fails."""
 
 import os
 import re
-import secrets
 import subprocess
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from support import Names, ip, listed
 
 from cdfs.errors import AlreadyExists, InvalidArgument, NotFound
 from cdfs.runtime import netns
-
-
-def ip(*args: str) -> str:
-    return subprocess.run(
-        ["ip", *args], check=True, capture_output=True, text=True, timeout=10
-    ).stdout
-
-
-@dataclass
-class Names:
-    """Unique names for this test; teardown deletes whatever exists of them."""
-
-    token: str = field(default_factory=lambda: secrets.token_hex(3))
-    namespaces: list[str] = field(default_factory=list)
-    host_ifs: list[str] = field(default_factory=list)
-
-    def namespace(self) -> str:
-        name = f"cdfs-t-{self.token}-{len(self.namespaces)}"
-        self.namespaces.append(name)
-        return name
-
-    def host_if(self) -> str:
-        name = f"cdfs{self.token}h{len(self.host_ifs)}"
-        self.host_ifs.append(name)
-        return name
-
-
-@pytest.fixture
-def names() -> Iterator[Names]:
-    made = Names()
-    try:
-        yield made
-    finally:
-        for name in made.namespaces:
-            subprocess.run(["ip", "netns", "delete", name], capture_output=True, timeout=10)
-        for ifname in made.host_ifs:
-            subprocess.run(["ip", "link", "delete", ifname], capture_output=True, timeout=10)
-
-
-def listed() -> list[str]:
-    return [line.split()[0] for line in ip("netns", "list").splitlines() if line.strip()]
 
 
 def test_create_list_remove(names: Names) -> None:

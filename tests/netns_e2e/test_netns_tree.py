@@ -7,51 +7,9 @@ import json
 import os
 import secrets
 import subprocess
-from collections.abc import Iterator
-from dataclasses import dataclass, field
 
 import pytest
-from support import Daemon, wait_until
-
-
-def ip(*args: str) -> str:
-    return subprocess.run(["ip", *args], check=True, capture_output=True, text=True,
-                          timeout=10).stdout
-
-
-def listed() -> list[str]:
-    return [line.split()[0] for line in ip("netns", "list").splitlines() if line.strip()]
-
-
-@dataclass
-class Names:
-    """Unique names for one test; teardown deletes whatever exists of them."""
-
-    token: str = field(default_factory=lambda: secrets.token_hex(3))
-    namespaces: list[str] = field(default_factory=list)
-    host_ifs: list[str] = field(default_factory=list)
-
-    def namespace(self) -> str:
-        name = f"cdfs-e2e-{self.token}-{len(self.namespaces)}"
-        self.namespaces.append(name)
-        return name
-
-    def host_if(self) -> str:
-        name = f"ce{self.token}h{len(self.host_ifs)}"
-        self.host_ifs.append(name)
-        return name
-
-
-@pytest.fixture
-def names() -> Iterator[Names]:
-    made = Names()
-    try:
-        yield made
-    finally:
-        for name in made.namespaces:
-            subprocess.run(["ip", "netns", "delete", name], capture_output=True, timeout=10)
-        for ifname in made.host_ifs:
-            subprocess.run(["ip", "link", "delete", ifname], capture_output=True, timeout=10)
+from support import Daemon, Names, ip, listed, wait_until
 
 
 def refused(daemon: Daemon, path: str, line: str) -> tuple[int, str]:
