@@ -481,3 +481,10 @@ def test_a_c_program_with_plain_file_io_is_enough(daemon: Daemon, tmp_path: Path
     assert result.returncode == 0, result.stderr
     assert result.stdout == "got one\ngot two\nexit 9\n"
     assert not daemon.path("containers", "from-c").exists()
+
+
+def test_no_daemon_descriptor_leaks_into_a_container(daemon: Daemon) -> None:
+    """The FUSE device, sqlite and sockets of the daemon stay out: pid 1 has stdio only."""
+    leak = run(daemon, "fds", ["sh", "-c", "ls /proc/1/fd; true"])
+    assert leak.wait() == 0
+    assert read_with_timeout(leak / "stdout").split() == ["0", "1", "2"]
