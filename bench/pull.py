@@ -14,6 +14,7 @@ import subprocess
 import threading
 import time
 from datetime import datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -146,8 +147,8 @@ def bench_pull(repetitions: int = 3, sources: tuple[str, ...] = LAYER_SOURCES) -
                 downloads.append(download)
             with Stack() as fresh:
                 containerd = open_containerd(fresh)
-                theirs.append(timed(lambda c=containerd: run(
-                    c.ctr("images", "pull", "--plain-http", ref))))
+                theirs.append(timed(partial(
+                    run, containerd.ctr("images", "pull", "--plain-http", ref))))
     download = median(downloads)
     return [
         Row(f"cold pull + unpack, {size / 1e6:.0f} MB in {len(sources)} layers, median",

@@ -5,6 +5,7 @@ an unpacked bundle."""
 import json
 import tarfile
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 from harness import (
@@ -89,10 +90,10 @@ def busybox_bundle(archive: Path, bundle: Path) -> None:
     (bundle / "config.json").write_text(json.dumps(spec))
 
 
-def sample(action: Callable[[int], None], iterations: int) -> list[float]:
+def sample(action: Callable[[int], object], iterations: int) -> list[float]:
     """Durations of `iterations` calls after one untimed warm-up call."""
     action(-1)
-    return [timed(lambda i=i: action(i)) for i in range(iterations)]  # type: ignore[misc]
+    return [timed(partial(action, i)) for i in range(iterations)]
 
 
 def bench_run_exit(iterations: int = 20) -> list[Row]:

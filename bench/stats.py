@@ -4,6 +4,7 @@ daemon spends while readers follow stats/stream."""
 
 import subprocess
 import time
+from functools import partial
 from pathlib import Path
 
 from fleet import Fleet
@@ -18,8 +19,8 @@ def _read_memory(path: Path) -> None:
 def bench_reads(fleet: Fleet, rounds: int) -> list[Row]:
     """Per-container latency of one stats read, over `rounds` rounds of the fleet."""
     files = [fleet.daemon.ns("containers", name, "stats", "memory") for name in fleet.ids]
-    ours = [timed(lambda f=f: _read_memory(f)) for _ in range(rounds) for f in files]
-    theirs = [timed(lambda n=n: run(fleet.containerd.ctr("task", "metrics", n)))
+    ours = [timed(partial(_read_memory, f)) for _ in range(rounds) for f in files]
+    theirs = [timed(partial(run, fleet.containerd.ctr("task", "metrics", n)))
               for _ in range(rounds) for n in fleet.ids]
     count = len(fleet.ids)
     return [
