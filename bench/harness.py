@@ -25,7 +25,7 @@ from cdfs.runtime import conmon, mounts
 
 Stack = contextlib.ExitStack
 BUSYBOX = "cdfs.local/busybox:latest"
-NAMESPACE = "bench"  # containerd's
+NAMESPACE = "cdfs-bench"  # containerd's; also the parent cgroup of its containers
 
 
 # -- arithmetic and output ---------------------------------------------------------------
@@ -348,6 +348,9 @@ def _stop_containerd(daemon: Containerd) -> None:
         for container_id in os.listdir(daemon.runc_root):
             subprocess.run(["runc", "--root", str(daemon.runc_root), "delete", "-f",
                             container_id], capture_output=True, timeout=30, check=False)
+    for parent in Path("/sys/fs/cgroup").glob(f"*/{NAMESPACE}"):
+        with contextlib.suppress(OSError):  # gone already, or (not ours) still in use
+            parent.rmdir()
 
 
 # -- memory ----------------------------------------------------------------------------------
