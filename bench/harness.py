@@ -21,7 +21,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from cdfs.runtime import conmon, mounts
+from cdfs.mount import unmount_all
+from cdfs.runtime import conmon
 
 Stack = contextlib.ExitStack
 BUSYBOX = "cdfs.local/busybox:latest"
@@ -272,7 +273,7 @@ def _kill_cdfs_containers(state: Path) -> None:
         if pid and str(pid_file.parent).encode() in cmdline(pid):
             kill_pid(pid)
     for rootfs in (state / "runtime" / "tasks").glob("*/*/rootfs"):
-        mounts.unmount_all(rootfs)
+        unmount_all(rootfs)
 
 
 def _stop_cdfs(daemon: Cdfs) -> None:

@@ -31,11 +31,11 @@ from cdfs.container_streams import CombinedLogReader, DirWatcher, ExitReader, Ou
 from cdfs.db import Database, dumps
 from cdfs.errors import AlreadyExists, Busy, CdfsError, InvalidArgument, NotFound
 from cdfs.events import EventBus
+from cdfs.mount import Mount
 from cdfs.runtime import netns, spec
 from cdfs.runtime.logs import LogReader
 from cdfs.runtime.state import Status, parse_signal
 from cdfs.runtime.tasks import TaskInfo, TaskService
-from cdfs.types import Mount
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)

@@ -14,7 +14,7 @@ import trio
 
 from cdfs.content.rootfs import read_from_layers
 from cdfs.content.snapshots import Info, Snapshotter, open_snapshotter
-from cdfs.types import Mount
+from cdfs.mount import Mount
 
 
 @dataclass(frozen=True)

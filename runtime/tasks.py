@@ -32,13 +32,13 @@ from pathlib import Path
 from typing import Any
 
 from cdfs.errors import AlreadyExists, Busy, InvalidArgument, NotFound, Unavailable
-from cdfs.runtime import conmon, mounts, spec
+from cdfs.mount import Mount, is_mounted, mount_all, unmount_all
+from cdfs.runtime import conmon, spec
 from cdfs.runtime.conmon import MonitorFiles
 from cdfs.runtime.inotify import IN_CLOSE_WRITE, IN_CREATE, IN_MOVED_TO, Inotify
 from cdfs.runtime.logs import LogReader
 from cdfs.runtime.runc import Runc
 from cdfs.runtime.state import Status, Verb, check
-from cdfs.types import Mount
 
 DEFAULT_LOG_SIZE_MAX = 64 << 20
 # The exit status of a process whose monitor died before recording it.
@@ -163,7 +163,7 @@ class TaskService:
             if not own_root:
                 oci_spec = spec.merge(oci_spec, {"root": {"path": str(bundle / "rootfs")}})
                 (bundle / "rootfs").mkdir()
-                mounts.mount_all(rootfs, bundle / "rootfs")
+                mount_all(rootfs, bundle / "rootfs")
                 mounted = True
             _write_json(bundle / "config.json", oci_spec)
             monitor_id = uuid.uuid4().hex
@@ -177,7 +177,7 @@ class TaskService:
         except BaseException:
             self._runc(namespace, runtime).delete(container_id, force=True)
             if mounted:
-                mounts.unmount_all(bundle / "rootfs")
+                unmount_all(bundle / "rootfs")
             shutil.rmtree(bundle, ignore_errors=True)
             raise
         return self.state(namespace, container_id)
@@ -467,8 +467,8 @@ class TaskService:
         runtime.delete(container_id, force=True)
         self._drop_stdin(path)
         if record.get("rootfs_mounted"):
-            mounts.unmount_all(path / "rootfs")
-        if mounts.is_mounted(path / "rootfs"):
+            unmount_all(path / "rootfs")
+        if is_mounted(path / "rootfs"):
             raise Busy(f'container "{container_id}": rootfs is still mounted')
         self._unlink_sockets(path)
         shutil.rmtree(path, ignore_errors=True)

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from cdfs.runtime import mounts
+from cdfs.mount import unmount_all
 
 REPO = Path(__file__).resolve().parent.parent
 CDFS = [sys.executable, "-m", "cdfs.cli"]
@@ -174,7 +174,7 @@ def cleanup_runtime(runtime: Path) -> None:
             if str(pid_file.parent).encode() in Path(f"/proc/{pid}/cmdline").read_bytes():
                 os.kill(pid, signal.SIGKILL)
     for rootfs in tasks.glob("*/*/rootfs"):
-        mounts.unmount_all(rootfs)
+        unmount_all(rootfs)
 
 
 def ip(*args: str) -> str:

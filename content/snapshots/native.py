@@ -7,7 +7,7 @@ from pathlib import Path
 from cdfs.content.snapshots.metadata import Row
 from cdfs.content.snapshots.snapshotter import Snapshotter
 from cdfs.errors import Unavailable
-from cdfs.types import Mount
+from cdfs.mount import Mount
 
 
 class NativeSnapshotter(Snapshotter):

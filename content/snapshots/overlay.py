@@ -11,12 +11,12 @@ from pathlib import Path
 from cdfs.content.snapshots.metadata import Row
 from cdfs.content.snapshots.snapshotter import Snapshotter
 from cdfs.errors import InvalidArgument
-from cdfs.types import Mount
+from cdfs.mount import Mount
 
 
 class OverlaySnapshotter(Snapshotter):
     """Snapshots as overlayfs layers under `root`. Long chains give long lowerdir
-    options; mounting.mount_all shortens them when they pass a page."""
+    options; cdfs.mount.mount_all shortens them when they pass a page."""
 
     whiteouts = "overlay"
 

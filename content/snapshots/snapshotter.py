@@ -23,7 +23,7 @@ from pathlib import Path
 from cdfs.content.snapshots.metadata import Info, Kind, Metadata, Row, check_key
 from cdfs.content.unpack import WhiteoutMode
 from cdfs.errors import Busy, InvalidArgument, NotFound
-from cdfs.types import Mount
+from cdfs.mount import Mount
 
 
 @dataclass(frozen=True)

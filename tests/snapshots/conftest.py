@@ -13,8 +13,7 @@ import pytest
 import zstandard
 
 from cdfs.content.snapshots import NativeSnapshotter, OverlaySnapshotter, Snapshotter
-from cdfs.content.snapshots.mounting import mount_all, unmount
-from cdfs.types import Mount
+from cdfs.mount import Mount, mount_all, unmount
 
 MEDIA_TYPES = {
     "none": "application/vnd.oci.image.layer.v1.tar",

@@ -19,8 +19,8 @@ from cdfs.content.snapshots import (
     open_snapshotter,
     overlay_supported,
 )
-from cdfs.content.snapshots.mounting import compact_lowerdirs
 from cdfs.errors import AlreadyExists, Busy, InvalidArgument, NotFound
+from cdfs.mount import compact_lowerdirs
 
 
 def reopen(snapshotter: Snapshotter) -> Snapshotter:
