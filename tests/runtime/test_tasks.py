@@ -1,5 +1,6 @@
 """The task service against real runc and conmon, with a busybox rootfs."""
 
+import json
 import os
 import signal
 import time
@@ -245,9 +246,11 @@ def test_update_resources(service: TaskService, busybox_rootfs: Path) -> None:
         service.update("test", "u", [])  # type: ignore[arg-type]
 
 
-def test_status_from_state_file_agrees_with_runc_state(service: TaskService,
-                                                        busybox_rootfs: Path) -> None:
-    """Runc.status reads state.json instead of running `runc state`: same answers."""
+def test_status_start_and_delete_without_runc_processes_agree_with_runc(
+        service: TaskService, busybox_rootfs: Path) -> None:
+    """Runc.status reads state.json, start reads the exec fifo and delete of a stopped
+    container removes its cgroups and state, each without a runc process: `runc state`
+    must see the same at every step, and nothing may be left behind."""
     runc = service._runc("test")
     service.create("test", "agree", container_spec(busybox_rootfs, ["sleep", "100"]))
 
@@ -264,5 +267,12 @@ def test_status_from_state_file_agrees_with_runc_state(service: TaskService,
     service.kill("test", "agree", signal.SIGKILL)
     service.wait("test", "agree", timeout=10)
     assert both() == ("stopped", "stopped")
+    state = runc.state("agree")
+    assert state is not None
+    saved = json.loads((runc.root / "agree" / "state.json").read_text())
+    cgroups = set(saved["cgroup_paths"].values())
+    assert any(os.path.isdir(path) for path in cgroups)
     service.delete("test", "agree")
     assert both() == (None, None)
+    assert not any(os.path.exists(path) for path in cgroups)
+    assert not (runc.root / "agree").exists()
