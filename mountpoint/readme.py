@@ -14,6 +14,7 @@ from cdfs.mountpoint.table import (
     Table,
     Value,
 )
+from cdfs.topics import TOPICS
 
 INTRO = """\
 # The cdfs filesystem
@@ -54,6 +55,22 @@ at start; the format is docker's config.json, plus an `insecure` list:
 Credentials are sent only to the host they belong to (never across a redirect to
 another host). Basic and Bearer token authentication are both understood.
 """
+
+
+def _events() -> str:
+    """The topics table of the reference, from cdfs.topics."""
+    lines = ["\n## Events\n",
+             "Each line of an `events` file is one JSON object: `time` (RFC 3339), `namespace`,",
+             "`topic`, `id` (the object's name), and the topic's own fields, as in containerd.",
+             "A reader sees the events from the moment it opened the file; one that falls",
+             "behind never slows the daemon (it loses events, and is told so).", "", "```"]
+    for topic in TOPICS:
+        first, *more = topic.when.splitlines()
+        lines.append(f"{topic.name:<22} {first}")
+        lines.extend(f"{'':<22} {line}" for line in more)
+        if topic.fields:
+            lines.append(f"{'':<22} fields: {topic.fields}")
+    return "\n".join(lines) + "\n```\n"
 
 
 def _kind(entry: Entry) -> str:
@@ -117,4 +134,4 @@ def reference(root: Table) -> str:
     """The whole reference: the introduction and every path, file and verb."""
     lines: list[str] = []
     _table(lines, root, 0)
-    return INTRO + "\n```\n" + "\n".join(lines) + "\n```\n" + REGISTRIES
+    return INTRO + "\n```\n" + "\n".join(lines) + "\n```\n" + _events() + REGISTRIES

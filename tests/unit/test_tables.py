@@ -55,3 +55,17 @@ def test_errno_mapping(error: type[Exception], code: str) -> None:
 def test_err_line_is_one_line_quoting_the_file() -> None:
     line = err_line("ctl", InvalidArgument('unknown control message "a\nb"'))
     assert line == 'ctl: unknown control message "a b"\n'
+
+
+def test_every_published_topic_is_documented() -> None:
+    import re
+    from pathlib import Path
+
+    from cdfs.topics import TOPICS
+    sources = Path(__file__).resolve().parents[2].joinpath("cdfs")
+    published = set()
+    for source in sources.glob("*.py"):
+        published.update(re.findall(r'publish\([^,]+,\s*"(/[a-z/_-]+)"', source.read_text()))
+    documented = {topic.name for topic in TOPICS}
+    assert published and published <= documented, published - documented
+    assert "/tasks/oom" in reference(ROOT)
