@@ -18,7 +18,7 @@ from typing import Any, NoReturn, TypeVar
 import pyfuse3
 import trio
 
-from cdfs.errors import InvalidArgument, NotFound, PermissionDenied
+from cdfs.errors import NotFound, PermissionDenied
 from cdfs.mountpoint.ctl import split_lines
 from cdfs.mountpoint.errors import err_line, errno_of
 from cdfs.mountpoint.interrupt import POLL_SECONDS, interrupted
@@ -269,17 +269,22 @@ class Filesystem(pyfuse3.Operations):
     async def releasedir(self, fh: int) -> None:
         self._listings.pop(fh, None)
 
+    @staticmethod
+    def _dynamic(parent: Node, name: str, handler: str, verb: str) -> Any:
+        """The parent's `handler` (mkdir, rmdir, create or unlink) for its dynamic
+        children; PermissionDenied for a fixed name or a directory without one."""
+        table = parent.table
+        action = getattr(table.children, handler, None) if table and table.children else None
+        if table is None or action is None or name in table.index:
+            raise PermissionDenied(f'cannot {verb} "{name}" here')
+        return action
+
     async def mkdir(self, parent_inode: int, name: bytes, mode: int,
                     ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
         parent = self.nodes.get(parent_inode)
         text = os.fsdecode(name)
-        children = parent.table.children if parent.table else None
         try:
-            if children is None or children.mkdir is None:
-                raise PermissionDenied(f'cannot mkdir "{text}" here')
-            if parent.table is not None and text in parent.table.index:
-                raise InvalidArgument(f'"{text}" is a fixed name here')
-            await children.mkdir(self.services, parent.scope, text)
+            await self._dynamic(parent, text, "mkdir", "mkdir")(self.services, parent.scope, text)
             node = self.nodes.add(parent, await self._resolve(parent, text))
         except Exception as exc:
             self._refuse(exc, parent, f'mkdir "{text}"')
@@ -289,26 +294,17 @@ class Filesystem(pyfuse3.Operations):
     async def rmdir(self, parent_inode: int, name: bytes, ctx: pyfuse3.RequestContext) -> None:
         parent = self.nodes.get(parent_inode)
         text = os.fsdecode(name)
-        table = parent.table
         try:
-            children = table.children if table is not None else None
-            if table is None or children is None or children.rmdir is None \
-                    or text in table.index:
-                raise PermissionDenied(f'cannot rmdir "{text}" here')
-            await children.rmdir(self.services, parent.scope, text)
+            await self._dynamic(parent, text, "rmdir", "rmdir")(self.services, parent.scope, text)
         except Exception as exc:
             self._refuse(exc, parent, f'rmdir "{text}"')
 
     async def unlink(self, parent_inode: int, name: bytes, ctx: pyfuse3.RequestContext) -> None:
         parent = self.nodes.get(parent_inode)
         text = os.fsdecode(name)
-        table = parent.table
         try:
-            children = table.children if table is not None else None
-            if table is None or children is None or children.unlink is None \
-                    or text in table.index:
-                raise PermissionDenied(f'cannot remove "{text}" here')
-            await children.unlink(self.services, parent.scope, text)
+            await self._dynamic(parent, text, "unlink", "remove")(self.services, parent.scope,
+                                                                  text)
         except Exception as exc:
             self._refuse(exc, parent, f'rm "{text}"')
 
@@ -317,12 +313,11 @@ class Filesystem(pyfuse3.Operations):
                                                            pyfuse3.EntryAttributes]:
         parent = self.nodes.get(parent_inode)
         text = os.fsdecode(name)
-        children = parent.table.children if parent.table else None
         try:
-            if children is None or children.create is None:
-                raise PermissionDenied(f'cannot create "{text}" here')
-            sink = await children.create(self.services, parent.scope, text)
-            node = self.nodes.add(parent, resolve_child(parent, children, text))
+            sink = await self._dynamic(parent, text, "create", "create")(
+                self.services, parent.scope, text)
+            assert parent.table is not None and parent.table.children is not None
+            node = self.nodes.add(parent, resolve_child(parent, parent.table.children, text))
         except Exception as exc:
             self._refuse(exc, parent, f'create "{text}"')
         self.nodes.remember(node)
