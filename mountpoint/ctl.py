@@ -60,12 +60,12 @@ class VerbTable:
         verb = self.verbs.get(words[0])
         if verb is None:
             known = ", ".join(self.verbs)
-            raise InvalidArgument(f'unknown control message "{line}" (verbs: {known})')
+            raise InvalidArgument(f"unknown control message (verbs: {known})")
         rest = words[1] if len(words) > 1 else ""
         max_args = verb.max_args
         args = rest.split(None, max_args - 1) if verb.rest and max_args else rest.split()
         if len(args) < verb.min_args or (max_args is not None and len(args) > max_args):
-            raise InvalidArgument(f'bad arguments in "{line}": usage: {self._synopsis(verb)}')
+            raise InvalidArgument(f"bad arguments: usage: {self._synopsis(verb)}")
         return verb, args
 
 

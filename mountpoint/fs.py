@@ -416,6 +416,7 @@ class Filesystem(pyfuse3.Operations):
     async def _store(self, handle: _ValueHandle, final: bool) -> None:
         """Act on what was written: complete ctl lines, or a complete value."""
         node, entry = handle.node, handle.node.entry
+        what = node.name
         try:
             if isinstance(entry, Ctl):
                 lines, rest = split_lines(bytes(handle.buffer))
@@ -424,6 +425,7 @@ class Filesystem(pyfuse3.Operations):
                     rest = b""
                 handle.buffer = bytearray(rest)
                 for line in lines:
+                    what = f'{node.name} "{line}"'  # the err line quotes the refused message
                     verb, args = entry.verbs.parse(line)
                     await verb.handler(self.services, node.scope, args)
             elif isinstance(entry, Value) and entry.write is not None:
@@ -433,7 +435,7 @@ class Filesystem(pyfuse3.Operations):
                     await entry.write(self.services, node.scope, data)
         except Exception as exc:
             handle.buffer.clear()
-            self._refuse(exc, node, node.name)
+            self._refuse(exc, node, what)
 
     async def flush(self, fh: int) -> None:
         handle = self._handles.get(fh)

@@ -223,3 +223,9 @@ def test_shell_scripts(daemon: Daemon) -> None:
         result = subprocess.run(["bash", str(script)], env={**os.environ, "M": str(daemon.mount)},
                                 capture_output=True, text=True, timeout=120)
         assert result.returncode == 0, f"{script.name}:\n{result.stdout}\n{result.stderr}"
+
+
+def test_err_quotes_the_refused_ctl_message(daemon: Daemon) -> None:
+    daemon.sh('printf "log-level debug\\nlog-level nonsense extra\\n" > "$M/ctl"', check=False)
+    assert read(daemon.path("err")) == \
+        'ctl "log-level nonsense extra": bad arguments: usage: log-level LEVEL\n'

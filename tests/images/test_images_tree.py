@@ -5,6 +5,7 @@ import hashlib
 import json
 import os
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -171,3 +172,13 @@ def test_export_import_round_trip(daemon: Daemon, tmp_path: Path) -> None:
     assert busy.value.errno == errno.EBUSY
     assert ctl(daemon, f"import {archive} example.org/renamed:1").returncode == 0
     assert image_dir(daemon, "example.org/renamed:1").is_dir()
+
+
+def test_images_survive_a_daemon_kill(make_daemon: Callable[..., Daemon]) -> None:
+    first = make_daemon()
+    assert ctl(first, f"tag {BUSYBOX} example.com/kept:1").returncode == 0
+    digest = (image_dir(first, "example.com/kept:1") / "digest").read_text()
+    first.kill9()
+    second = first.start()
+    assert (image_dir(second, "example.com/kept:1") / "digest").read_text() == digest
+    assert len(os.listdir(second.path("namespaces", "default", "snapshots"))) == 1

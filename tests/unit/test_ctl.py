@@ -26,15 +26,15 @@ def test_parse_counts_arguments() -> None:
 
 
 @pytest.mark.parametrize("line", ["start now", "kill 9 15", "tag a", "tag a b c", "update"])
-def test_wrong_argument_counts_quote_the_line(line: str) -> None:
-    with pytest.raises(InvalidArgument, match=f'"{line}"'):
+def test_wrong_argument_counts_give_the_usage(line: str) -> None:
+    verb = line.split()[0]
+    with pytest.raises(InvalidArgument, match=f"usage: {verb}"):
         TABLE.parse(line)
 
 
-def test_unknown_verb_is_quoted_with_the_known_ones() -> None:
-    with pytest.raises(InvalidArgument) as refused:
+def test_unknown_verb_names_the_known_ones() -> None:
+    with pytest.raises(InvalidArgument, match="unknown control message") as refused:
         TABLE.parse("frobnicate x")
-    assert '"frobnicate x"' in str(refused.value)
     assert "start, kill, tag, update" in str(refused.value)
 
 
