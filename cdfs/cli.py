@@ -11,11 +11,16 @@ from cdfs.config import DEFAULT_MOUNT, DEFAULT_ROOT, DEFAULT_STATE, Config
 
 BANNER = """\
 cdfs {version} is serving {mount}. In another shell, try:
-  cat {mount}/README | less                 # every file and verb
-  cat {mount}/version; ls {mount}/namespaces
-  timeout 5 cat {mount}/events &            # events as JSON lines
-  mkdir {mount}/namespaces/tenant1; rmdir {mount}/namespaces/tenant1
-Stop with Ctrl-C (the tree is unmounted cleanly)."""
+  cd {mount}; less README                   # every file and verb
+  ls -R images/                             # cdfs.local/busybox:latest, built from the host
+  timeout 30 cat events &                   # events as JSON lines
+  mkdir containers/web
+  echo cdfs.local/busybox:latest > containers/web/image
+  echo '{{"process":{{"args":["sh","-c","echo hi"]}}}}' > containers/web/config.json
+  echo start > containers/web/ctl
+  cat containers/web/stdout containers/web/wait          # hi, then 0
+  rmdir containers/web
+Stop with Ctrl-C: the tree is unmounted; containers keep running under their monitors."""
 
 
 def _parser() -> argparse.ArgumentParser:
