@@ -106,8 +106,11 @@ def spawn(launch: Launch) -> int:
         env = {"PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"),
                "_OCI_SYNCPIPE": str(write_end)}
         try:
+            # In its working directory conmon writes files of its own (an `oom` file
+            # when the kernel kills for memory): give it the task's directory.
             process = subprocess.Popen(
                 command(launch), env=env, pass_fds=(write_end,), close_fds=True,
+                cwd=launch.files.dir,
                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                 start_new_session=True,
             )  # fmt: skip
