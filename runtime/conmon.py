@@ -13,6 +13,7 @@ conmon reports the created process's pid (or runc's error) as `{"data": N, "mess
 on the pipe named by `_OCI_SYNCPIPE`; that is how podman and CRI-O start it too.
 """
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -131,6 +132,8 @@ def spawn(launch: Launch) -> int:
     if not isinstance(pid, int) or pid <= 0:
         detail = runtime_message(str(message.get("message") or f"exit status {pid}"))
         raise Unavailable(f'runtime failed for "{launch.container_id}": {detail}')
+    with contextlib.suppress(FileNotFoundError):
+        os.chmod(launch.files.attach, 0o600)  # conmon leaves it 0700; only root connects
     return pid
 
 

@@ -3,6 +3,7 @@
 import json
 import os
 import signal
+import stat
 import time
 from pathlib import Path
 
@@ -125,6 +126,8 @@ def test_pause_and_resume(service: TaskService, busybox_rootfs: Path) -> None:
 
 def test_stdin_piped_into_cat(service: TaskService, busybox_rootfs: Path) -> None:
     run(service, "cat", busybox_rootfs, "cat; echo done", stdin=True)
+    attach = service.files("test", "cat").attach
+    assert stat.S_ISSOCK(attach.stat().st_mode) and attach.stat().st_mode & 0o777 == 0o600
     service.write_stdin("test", "cat", b"hello\n")
     service.write_stdin("test", "cat", b"x" * 10000 + b"\n")
     wait_for(lambda: stdout(service, "cat").startswith(b"hello\nxxx"))
