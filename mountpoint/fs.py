@@ -139,23 +139,26 @@ class Filesystem(pyfuse3.Operations):
         return attrs
 
     def _mode(self, node: Node) -> int:
-        group = 0o050 if self.owner.group_access else 0
-        if node.table is not None:
-            writable = node.table.children is not None and (
-                node.table.children.mkdir is not None or node.table.children.create is not None)
-            return stat.S_IFDIR | (0o755 if writable else 0o555) | group
+        """The owner's bits say what a file does (read, write, both); the group, when
+        the mount is opened to one, gets the same, and others nothing: with
+        allow_other the kernel checks these bits for everyone but root."""
         entry = node.entry
         if isinstance(entry, Link):
             return stat.S_IFLNK | 0o777
-        readable = not isinstance(entry, Input) and (
-            not isinstance(entry, Value) or entry.read is not None)
-        writable = isinstance(entry, Ctl | Input) or (
-            isinstance(entry, Value) and entry.write is not None)
-        perm = (0o444 if readable else 0) | (0o200 if writable else 0)
+        if node.table is not None:
+            children = node.table.children
+            writable = children is not None and (
+                children.mkdir is not None or children.create is not None)
+            kind, perm = stat.S_IFDIR, 0o500 | (0o200 if writable else 0)
+        else:
+            readable = not isinstance(entry, Input) and (
+                not isinstance(entry, Value) or entry.read is not None)
+            writable = isinstance(entry, Ctl | Input) or (
+                isinstance(entry, Value) and entry.write is not None)
+            kind, perm = stat.S_IFREG, (0o400 if readable else 0) | (0o200 if writable else 0)
         if self.owner.group_access:
-            perm |= 0o040 if readable else 0
-            perm |= 0o020 if writable else 0
-        return stat.S_IFREG | perm
+            perm |= perm >> 3
+        return kind | perm
 
     async def _node_attrs(self, node: Node) -> pyfuse3.EntryAttributes:
         if isinstance(node.entry, HostFile):

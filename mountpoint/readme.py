@@ -29,6 +29,9 @@ unknown name, EEXIST, EBUSY, EACCES, EIO when a registry or the runtime failed)
 and the directory's `err` file says why in one line, quoting what was refused.
 Bad input changes nothing.
 
+The tree is root's: only root may use it, unless the daemon was started with
+`--allow-group GROUP`, which gives that group's members the same rights.
+
 Every path below, with what it is. `<name>/` stands for objects made by mkdir
 (or by the daemon); a trailing `/` marks a directory, `->` a symbolic link.
 """

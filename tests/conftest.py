@@ -13,11 +13,12 @@ def make_daemon(tmp_path: Path) -> Iterator[Callable[..., Daemon]]:
     made: list[Daemon] = []
 
     def make(name: str = "cdfs", extra_args: list[str] | None = None,
-             root: Path | None = None, state: Path | None = None) -> Daemon:
+             root: Path | None = None, state: Path | None = None,
+             mount: Path | None = None) -> Daemon:
         base = tmp_path / name
         for sub in ("mnt", "root", "state"):
             (base / sub).mkdir(parents=True, exist_ok=True)
-        daemon = Daemon(base / "mnt", root or base / "root", state or base / "state",
+        daemon = Daemon(mount or base / "mnt", root or base / "root", state or base / "state",
                         base / "daemon.log", extra_args or [])
         made.append(daemon)
         return daemon.start()

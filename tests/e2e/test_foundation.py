@@ -5,8 +5,10 @@ import hashlib
 import json
 import os
 import queue
+import shutil
 import signal
 import subprocess
+import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -162,7 +164,7 @@ def test_ingest_commits_by_digest_and_is_read_only(daemon: Daemon, tmp_path: Pat
     blob = daemon.path("content", "blobs", "sha256", digest)
     assert blob.read_bytes() == data
     assert daemon.sh(f'sha256sum "{blob}"').stdout.split()[0] == digest
-    assert oct(blob.stat().st_mode & 0o777) == "0o444"
+    assert blob.stat().st_mode & 0o777 == 0o400  # read-only, and root's alone
     with pytest.raises(PermissionError):
         open(blob, "wb")  # noqa: SIM115
     assert "upload" not in os.listdir(daemon.path("content", "ingest"))
@@ -229,3 +231,40 @@ def test_err_quotes_the_refused_ctl_message(daemon: Daemon) -> None:
     daemon.sh('printf "log-level debug\\nlog-level nonsense extra\\n" > "$M/ctl"', check=False)
     assert read(daemon.path("err")) == \
         'ctl "log-level nonsense extra": bad arguments: usage: log-level LEVEL\n'
+
+
+def test_only_root_may_use_the_mount_unless_a_group_is_allowed(
+        make_daemon: Callable[..., Daemon]) -> None:
+    # Mount points others can reach (pytest's temp dirs are root's alone), so that
+    # only cdfs decides who may enter.
+    public = Path(tempfile.mkdtemp(prefix="cdfs-access-"))
+    public.chmod(0o755)
+    try:
+        check_access(make_daemon, public)
+    finally:
+        for mount in public.iterdir():
+            if is_mounted(mount):
+                subprocess.run(["fusermount3", "-uz", str(mount)], check=False)
+        shutil.rmtree(public)
+
+
+def as_user(gid: int, groups: str, *command: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["setpriv", "--reuid=65534", f"--regid={gid}", groups, *command],
+                          capture_output=True, text=True, timeout=10)
+
+
+def check_access(make_daemon: Callable[..., Daemon], public: Path) -> None:
+    (public / "closed").mkdir()
+    closed = make_daemon("closed", mount=public / "closed")
+    refused = as_user(65534, "--clear-groups", "ls", str(closed.mount))
+    assert refused.returncode != 0 and "Permission denied" in refused.stderr
+    (public / "opened").mkdir()
+    opened = make_daemon("opened", ["--allow-group", "nogroup"], mount=public / "opened")
+    mounts = Path("/proc/mounts").read_text().splitlines()
+    assert "allow_other" in next(line for line in mounts if str(opened.mount) in line)
+    member = as_user(65534, "--init-groups", "cat", str(opened.path("version")))
+    assert member.returncode == 0 and member.stdout.startswith("cdfs "), member.stderr
+    stranger = as_user(12345, "--clear-groups", "cat", str(opened.path("version")))
+    assert stranger.returncode != 0 and "Permission denied" in stranger.stderr
+    as_member = as_user(65534, "--init-groups", "mkdir", str(opened.path("namespaces", "x")))
+    assert as_member.returncode == 0  # a member may do what root does
