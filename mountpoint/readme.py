@@ -30,7 +30,9 @@ and the directory's `err` file says why in one line, quoting what was refused.
 Bad input changes nothing.
 
 The tree is root's: only root may use it, unless the daemon was started with
-`--allow-group GROUP`, which gives that group's members the same rights.
+`--allow-group GROUP`, which gives that group's members the same rights. Whoever
+may run containers (and import or export at host paths) is as good as root, as
+with docker's group: allow only a group you would give root.
 
 Every path below, with what it is. `<name>/` stands for objects made by mkdir
 (or by the daemon); a trailing `/` marks a directory, `->` a symbolic link.
