@@ -11,6 +11,7 @@ import json
 import logging
 import sqlite3
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -34,12 +35,12 @@ from cdfs.content.manifest import (
 from cdfs.content.reference import parse_reference
 from cdfs.content.registry.client import Registries
 from cdfs.content.registry.credentials import Credentials, load_credentials
-from cdfs.content.registry.fetch import pull as fetch
+from cdfs.content.registry.fetch import PullResult, fetch_layers, resolve
 from cdfs.content.registry.push import push as upload
 from cdfs.content.store import ContentStore
 from cdfs.content.unpacker import unpack
 from cdfs.db import Database, dumps
-from cdfs.errors import AlreadyExists, CdfsError, InvalidArgument, NotFound
+from cdfs.errors import AlreadyExists, CdfsError, InvalidArgument, NotFound, Unavailable
 from cdfs.events import EventBus
 from cdfs.namespaces import Namespaces, utcnow
 from cdfs.snapshots import Snapshots
@@ -99,6 +100,46 @@ class Progress:
         if self.outcome:
             lines.append(self.outcome)
         return "".join(line + "\n" for line in lines)
+
+
+class Arrivals:
+    """Layers landing in the store while a pull downloads them, so that unpacking can
+    follow the download instead of waiting for its end. The download runs in a thread
+    of its own (`run`); the unpack waits for each layer it needs (`wait`)."""
+
+    def __init__(self) -> None:
+        self._landed: set[str] = set()
+        self._failure: BaseException | None = None
+        self._over = False
+        self._changed = threading.Condition()
+
+    def run(self, download: Callable[[], None]) -> None:
+        try:
+            download()
+        except BaseException as exc:
+            self._failure = exc
+        finally:
+            with self._changed:
+                self._over = True
+                self._changed.notify_all()
+
+    def arrived(self, layer: Descriptor) -> None:
+        with self._changed:
+            self._landed.add(layer.digest)
+            self._changed.notify_all()
+
+    def wait(self, layer: Descriptor) -> None:
+        """Return once `layer` is in the store; raise what the download failed with."""
+        with self._changed:
+            self._changed.wait_for(lambda: layer.digest in self._landed or self._over)
+            if layer.digest in self._landed:
+                return
+        self.check()
+        raise Unavailable(f'layer "{layer.digest}" was not downloaded')
+
+    def check(self) -> None:
+        if self._failure is not None:
+            raise self._failure
 
 
 class Images:
@@ -209,11 +250,24 @@ class Images:
                                               digest=digest, done=done, total=total),
                     trio_token=token)
 
+        def fetch_and_unpack() -> tuple[PullResult, str]:
+            image = resolve(ref, self._store, platform, report, self.registries)
+            arrivals = Arrivals()
+            downloads = threading.Thread(target=arrivals.run, name="cdfs-pull", args=(
+                lambda: fetch_layers(image, self._store, report, self.registries,
+                                     arrivals.arrived),))
+            downloads.start()
+            try:
+                chain_id = self._unpack(namespace, image.image, image.config, arrivals.wait)
+            finally:
+                downloads.join()
+            arrivals.check()
+            return image, chain_id
+
         try:
-            result = await trio.to_thread.run_sync(
-                lambda: fetch(ref, self._store, platform, report, self.registries))
-            record = await self._unpack_and_save(
-                namespace, name, result.root, result.manifest, result.image, result.config)
+            image, chain_id = await trio.to_thread.run_sync(fetch_and_unpack)
+            record = await self._record(namespace, name, image.root, image.manifest,
+                                        image.image, image.config, chain_id)
         except BaseException as exc:
             progress.outcome = f"error: {exc}"
             raise
@@ -323,12 +377,22 @@ class Images:
             return chosen, image
         return root, parsed
 
+    def _unpack(self, namespace: str, image: ImageManifest, config: ImageConfig,
+                ready: Callable[[Descriptor], None] | None = None) -> str:
+        """Unpack the image's layers into the namespace's snapshots (blocking); the
+        top chain ID."""
+        return unpack(self._store, self._snapshots.raw, list(image.layers),
+                      list(config.diff_ids), key_prefix=self._snapshots.key(namespace, ""),
+                      ready=ready)
+
     async def _unpack_and_save(self, namespace: str, name: str, root: Descriptor,
                                manifest: Descriptor, image: ImageManifest,
                                config: ImageConfig) -> ImageRecord:
-        chain_id = await trio.to_thread.run_sync(
-            lambda: unpack(self._store, self._snapshots.raw, list(image.layers),
-                           list(config.diff_ids), key_prefix=self._snapshots.key(namespace, "")))
+        chain_id = await trio.to_thread.run_sync(self._unpack, namespace, image, config)
+        return await self._record(namespace, name, root, manifest, image, config, chain_id)
+
+    async def _record(self, namespace: str, name: str, root: Descriptor, manifest: Descriptor,
+                      image: ImageManifest, config: ImageConfig, chain_id: str) -> ImageRecord:
         old = self.find(namespace, name)
         now = utcnow()
         record = ImageRecord(namespace, name, root, manifest, image, config, chain_id,

@@ -9,6 +9,7 @@ commit fails with AlreadyExists and it drops its copy (containerd's scheme).
 
 import hashlib
 import uuid
+from collections.abc import Callable
 
 from cdfs.content.compression import Limits
 from cdfs.content.descriptor import Descriptor, parse_digest
@@ -32,12 +33,15 @@ def chain_ids(diff_ids: list[str]) -> list[str]:
 
 
 def unpack(store: ContentStore, snapshotter: Snapshotter, layers: list[Descriptor],
-           diff_ids: list[str], key_prefix: str = "", limits: Limits | None = None) -> str:
+           diff_ids: list[str], key_prefix: str = "", limits: Limits | None = None,
+           ready: Callable[[Descriptor], None] | None = None) -> str:
     """Make sure a committed snapshot named `key_prefix + chain ID` exists for every
     layer, applying only the missing ones, and return the top chain ID.
     InvalidArgument if the counts differ, a layer is malformed, or its uncompressed
     digest is not the config's diff_id (nothing is committed for that layer);
-    NotFound if a needed layer blob is missing from the store."""
+    NotFound if a needed layer blob is missing from the store. With `ready`, each
+    layer still to apply is first handed to it, which returns once the blob is there
+    (so unpacking can follow a download in progress)."""
     if len(layers) != len(diff_ids):
         raise InvalidArgument(
             f"image has {len(layers)} layers but {len(diff_ids)} diff_ids")
@@ -48,6 +52,8 @@ def unpack(store: ContentStore, snapshotter: Snapshotter, layers: list[Descripto
     for layer, diff_id, chain_id in zip(layers, diff_ids, chain, strict=True):
         name = key_prefix + chain_id
         if not _is_committed(snapshotter, name):
+            if ready is not None:
+                ready(layer)  # blocks until the layer's blob is in the store
             _apply_one(store, snapshotter, layer, diff_id, name, parent, limits)
         parent = name
     return chain[-1]

@@ -1,5 +1,6 @@
 """Pull: fetch what a reference names into the content store (unpacking is the caller's)."""
 
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -39,15 +40,13 @@ class PullResult:
         return self.image.layers
 
 
-def pull(ref: Reference, store: ContentStore, platform: Platform | None = None,
-         progress: Progress | None = None, registries: Registries | None = None) -> PullResult:
+def resolve(ref: Reference, store: ContentStore, platform: Platform | None = None,
+            progress: Progress | None = None, registries: Registries | None = None
+            ) -> PullResult:
     """Fetch the root manifest or index of `ref`, the manifest for `platform` (default:
-    this host), its config and its layers (a few in parallel) into `store`.
-
-    Every blob is verified before it is committed; a failed pull leaves verified blobs
-    and resumable ingests behind, never a wrong blob. NotFound if the registry lacks
-    the reference or the index lacks the platform, PermissionDenied on refused
-    credentials, Unavailable for network and registry failures."""
+    this host) and its config into `store`: everything but the layers. NotFound if the
+    registry lacks the reference or the index lacks the platform, PermissionDenied on
+    refused credentials, Unavailable for network and registry failures."""
     own = registries is None
     registries = registries or Registries()
     try:
@@ -66,12 +65,42 @@ def pull(ref: Reference, store: ContentStore, platform: Platform | None = None,
             config = parse_config(store.read(manifest.config.digest, MAX_CONFIG_SIZE))
         except InvalidArgument as e:
             raise Unavailable(f'config of "{ref}": {e}') from None
-        unique = list({layer.digest: layer for layer in manifest.layers}.values())
-        with ThreadPoolExecutor(LAYER_WORKERS, thread_name_prefix="cdfs-pull") as pool:
-            for done in [pool.submit(client.fetch_blob, ref.path, layer, store, progress)
-                         for layer in unique]:
-                done.result()
         return PullResult(ref, root, manifest_desc, manifest, config)
     finally:
         if own:
             registries.close()
+
+
+def fetch_layers(image: PullResult, store: ContentStore, progress: Progress | None = None,
+                 registries: Registries | None = None,
+                 fetched: Callable[[Descriptor], None] | None = None) -> None:
+    """Fetch the layers of a resolved image, a few in parallel, every one verified
+    before it is committed; `fetched(layer)` is called (from a worker thread) as each
+    is in the store, so that unpacking can start before the last one arrives."""
+    own = registries is None
+    registries = registries or Registries()
+    ref = image.reference
+    try:
+        client = registries.client(ref.domain)
+
+        def fetch(layer: Descriptor) -> None:
+            client.fetch_blob(ref.path, layer, store, progress)
+            if fetched is not None:
+                fetched(layer)
+
+        unique = list({layer.digest: layer for layer in image.layers}.values())
+        with ThreadPoolExecutor(LAYER_WORKERS, thread_name_prefix="cdfs-pull") as pool:
+            for done in [pool.submit(fetch, layer) for layer in unique]:
+                done.result()
+    finally:
+        if own:
+            registries.close()
+
+
+def pull(ref: Reference, store: ContentStore, platform: Platform | None = None,
+         progress: Progress | None = None, registries: Registries | None = None) -> PullResult:
+    """resolve, then fetch_layers: the whole image in the store. A failed pull leaves
+    verified blobs and resumable ingests behind, never a wrong blob."""
+    image = resolve(ref, store, platform, progress, registries)
+    fetch_layers(image, store, progress, registries)
+    return image

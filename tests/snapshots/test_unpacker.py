@@ -138,3 +138,17 @@ def test_implied_directories_keep_the_lower_metadata(
         assert tmp.st_mtime == 1_600_000_000
         assert os.listdir(root / "tmp") == ["y"]
         assert stat.S_IMODE((root / "var").stat().st_mode) == 0o755
+
+
+def test_unpack_waits_for_each_layer_it_applies(store: ContentStore, snapshotter: Snapshotter,
+                                                layers) -> None:
+    """`ready` is asked, in order, for exactly the layers still to apply, before each is
+    read: a pull's download can still be bringing the later ones in."""
+    base = add_layer(store, layers, [layers.file("base", b"b")])
+    one = add_layer(store, layers, [layers.file("one", b"1")])
+    two = add_layer(store, layers, [layers.file("two", b"2")])
+    unpack(store, snapshotter, [base[0]], [base[1]])
+    asked: list[str] = []
+    unpack(store, snapshotter, [base[0], one[0], two[0]], [base[1], one[1], two[1]],
+           ready=lambda layer: asked.append(layer.digest))
+    assert asked == [one[0].digest, two[0].digest]
