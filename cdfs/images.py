@@ -226,9 +226,6 @@ class Images:
     def all_records(self) -> list[ImageRecord]:
         return [r for records in self._records.values() for r in records.values()]
 
-    def count(self, namespace: str) -> int:
-        return len(self._records.get(namespace, {}))
-
     # -- verbs ---------------------------------------------------------------
     async def pull(self, namespace: str, ref_text: str, platform_text: str | None = None
                    ) -> ImageRecord:
@@ -422,4 +419,3 @@ def parse_platform_argument(text: str) -> str:
         raise InvalidArgument(f'expected platform=OS/ARCH[/VARIANT], got "{text}"')
     parse_platform(value)
     return value
-

@@ -45,15 +45,6 @@ class Mount:
     options: tuple[str, ...] = field(default_factory=tuple)
     target: str = ""
 
-    def to_oci(self, destination: str) -> dict[str, object]:
-        """This mount as an entry of an OCI spec's `mounts` list."""
-        return {
-            "destination": destination,
-            "type": self.type,
-            "source": self.source,
-            "options": list(self.options),
-        }
-
 
 def split_options(options: Sequence[str]) -> tuple[int, str]:
     """mount(2)'s flags and filesystem data for mount(8)-style options."""

@@ -37,10 +37,6 @@ class Snapshots:
     def __init__(self, root: Path) -> None:
         self.raw: Snapshotter = open_snapshotter(root)
 
-    @property
-    def kind(self) -> str:
-        return type(self.raw).__name__.removesuffix("Snapshotter").lower()
-
     def key(self, namespace: str, key: str) -> str:
         return _prefix(namespace) + key
 

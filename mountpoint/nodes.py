@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from itertools import count
 
 from cdfs.errors import NotFound
-from cdfs.mountpoint.table import Children, Dir, Entry, Err, Scope, Table
+from cdfs.mountpoint.table import Children, Dir, Entry, Scope, Table
 
 ROOT_INODE = 1
 
@@ -126,8 +126,3 @@ class NodeTable:
 
     def __len__(self) -> int:
         return len(self._by_ino)
-
-
-def is_err(node: Node) -> bool:
-    return isinstance(node.entry, Err)
-
