@@ -78,7 +78,6 @@ class EventBus:
 
     def __init__(self) -> None:
         self._subscribers: set[Subscription] = set()
-        self.published = 0
 
     def subscribe(self, namespace: str | None = None,
                   maxlen: int = QUEUE_LENGTH) -> Subscription:
@@ -89,7 +88,6 @@ class EventBus:
     def publish(self, namespace: str, topic: str, id: str = "", **fields: Any) -> None:
         event = {"time": _now(), "namespace": namespace, "topic": topic, "id": id, **fields}
         line = encode(event)
-        self.published += 1
         for subscription in list(self._subscribers):
             subscription._offer(event, line)
 

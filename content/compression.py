@@ -23,22 +23,10 @@ from typing import BinaryIO, Literal
 
 import zstandard
 
+from cdfs.content import mediatypes
 from cdfs.errors import InvalidArgument
 
 Compression = Literal["gzip", "zstd", "none"]
-
-_COMPRESSION_BY_MEDIA_TYPE: dict[str, Compression] = {
-    "application/vnd.oci.image.layer.v1.tar": "none",
-    "application/vnd.oci.image.layer.v1.tar+gzip": "gzip",
-    "application/vnd.oci.image.layer.v1.tar+zstd": "zstd",
-    "application/vnd.oci.image.layer.nondistributable.v1.tar": "none",
-    "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip": "gzip",
-    "application/vnd.oci.image.layer.nondistributable.v1.tar+zstd": "zstd",
-    "application/vnd.docker.image.rootfs.diff.tar": "none",
-    "application/vnd.docker.image.rootfs.diff.tar.gzip": "gzip",
-    "application/vnd.docker.image.rootfs.foreign.diff.tar": "none",
-    "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip": "gzip",
-}
 
 _CHUNK = 1 << 20
 _QUEUE_DEPTH = 8
@@ -58,10 +46,9 @@ class Limits:
 
 def compression_for(media_type: str) -> Compression:
     """The compression of a layer media type; InvalidArgument if it is not a layer."""
-    try:
-        return _COMPRESSION_BY_MEDIA_TYPE[media_type]
-    except KeyError:
-        raise InvalidArgument(f'not a layer media type: "{media_type}"') from None
+    if media_type not in mediatypes.LAYERS:
+        raise InvalidArgument(f'not a layer media type: "{media_type}"')
+    return mediatypes.layer_compression(media_type) or "none"
 
 
 class _Gunzip:

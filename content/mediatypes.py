@@ -1,5 +1,7 @@
 """Media types of OCI and Docker image content, and the groups callers test against."""
 
+from typing import Literal
+
 # OCI image spec
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
@@ -44,7 +46,7 @@ NONDISTRIBUTABLE = frozenset({
 MANIFEST_ACCEPT = (OCI_INDEX, OCI_MANIFEST, DOCKER_MANIFEST_LIST, DOCKER_MANIFEST)
 
 
-def layer_compression(media_type: str) -> str | None:
+def layer_compression(media_type: str) -> Literal["gzip", "zstd"] | None:
     """'gzip', 'zstd' or None (a plain tar) for a layer media type. Types not listed
     here are judged by their suffix, as containerd's diff service does."""
     if media_type in LAYERS_GZIP or media_type.endswith(("+gzip", ".gzip")):

@@ -64,33 +64,14 @@ class Reference:
         """What to ask the registry's manifests/ endpoint for: the digest if known, else the tag."""
         return self.digest or self.tag or DEFAULT_TAG
 
-    def with_tag(self, tag: str) -> "Reference":
-        if not _TAG_RE.fullmatch(tag):
-            raise InvalidArgument(f'bad tag: "{tag}"')
-        return Reference(self.domain, self.path, tag, None)
-
-    def with_digest(self, digest: str) -> "Reference":
-        return Reference(self.domain, self.path, None, parse_digest(digest))
-
-    def familiar(self) -> str:
-        """The short form docker prints: `busybox:latest` for docker.io/library/busybox:latest."""
-        name = self.repository
-        if self.domain == DEFAULT_DOMAIN:
-            official = self.path.removeprefix(OFFICIAL_REPO_PREFIX)
-            name = official if official != self.path and "/" not in official else self.path
-        return _join(name, self.tag, self.digest)
-
     def __str__(self) -> str:
-        return _join(self.repository, self.tag, self.digest)
-
-
-def _join(name: str, tag: str | None, digest: str | None) -> str:
-    text = name
-    if tag:
-        text += ":" + tag
-    if digest:
-        text += "@" + digest
-    return text
+        """The canonical form, which is also the image's path under images/."""
+        text = self.repository
+        if self.tag:
+            text += ":" + self.tag
+        if self.digest:
+            text += "@" + self.digest
+        return text
 
 
 def _split_domain(name: str) -> tuple[str, str]:
@@ -145,17 +126,3 @@ def parse_reference(text: str, default_tag: bool = True) -> Reference:
     if default_tag and tag is None and not at:
         tag = DEFAULT_TAG
     return Reference(domain, path, tag, digest if at else None)
-
-
-def ref_to_path(ref: Reference) -> str:
-    """The relative path of `ref` under images/: its canonical string."""
-    return str(ref)
-
-
-def path_to_ref(path: str) -> Reference:
-    """The reference an images/ path names. Only canonical paths are accepted, so that
-    each image has exactly one path (no `busybox` alias of docker.io/library/busybox:latest)."""
-    ref = parse_reference(path, default_tag=False)
-    if str(ref) != path or (ref.tag is None and ref.digest is None):
-        raise InvalidArgument(f'not a canonical image path: "{path}"')
-    return ref

@@ -4,6 +4,7 @@ service (cdfs.containers), and exec/ for the processes run inside it."""
 import json
 
 from cdfs.container_config import format_labels, parse_grace
+from cdfs.containers import EMPTY
 from cdfs.errors import InvalidArgument
 from cdfs.mountpoint.ctl import Verb, VerbTable
 from cdfs.mountpoint.statsdir import STATS
@@ -56,7 +57,7 @@ def _text(data: bytes, what: str) -> str:
 
 async def _status(app: S, scope: Scope) -> str:
     info = await app.containers.state(scope["ns"], scope["id"], _exec_id(scope))
-    return f"{info.status if info is not None else 'empty'}\n"
+    return f"{info.status if info is not None else EMPTY}\n"
 
 
 async def _pid(app: S, scope: Scope) -> str:
