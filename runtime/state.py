@@ -59,11 +59,6 @@ def check(verb: Verb, status: Status, what: str) -> None:
     raise error(f'cannot {verb} {what}: it is {status}')
 
 
-def exit_status_for_signal(signum: int) -> int:
-    """The exit status a shell reports for a process killed by `signum` (137 for KILL)."""
-    return 128 + signum
-
-
 def parse_signal(text: str) -> int:
     """A signal number from `9`, `KILL` or `SIGKILL`; refused when not a real signal."""
     name = text.strip().upper()

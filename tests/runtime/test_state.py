@@ -3,7 +3,7 @@
 import pytest
 
 from cdfs.errors import Busy, InvalidArgument
-from cdfs.runtime.state import ALLOWED, Status, Verb, check, exit_status_for_signal, parse_signal
+from cdfs.runtime.state import ALLOWED, Status, Verb, check, parse_signal
 
 
 @pytest.mark.parametrize(("verb", "allowed"), [
@@ -30,11 +30,6 @@ def test_kill_running_or_paused_not_stopped() -> None:
 
 def test_every_verb_has_a_row() -> None:
     assert set(ALLOWED) == set(Verb)
-
-
-def test_exit_status_encoding() -> None:
-    assert exit_status_for_signal(9) == 137
-    assert exit_status_for_signal(15) == 143
 
 
 @pytest.mark.parametrize(("text", "number"), [("9", 9), ("KILL", 9), ("SIGTERM", 15),
