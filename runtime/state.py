@@ -1,4 +1,4 @@
-"""The task state machine: which verb is allowed in which status, and exit codes.
+"""The task state machine: which verb is allowed in which status, and signal names.
 
 Pure and table-driven (like h11's _state.py): the runtime asks `check(verb, status)`
 before it touches runc, so a refused verb changes nothing.
