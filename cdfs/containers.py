@@ -439,9 +439,18 @@ class Containers:
 
     async def stop(self, namespace: str, container_id: str, grace: float,
                    exec_id: str | None = None) -> None:  # fmt: skip
-        """TERM, then KILL after `grace` seconds; returns once it has exited."""
+        """The image's StopSignal (TERM without one, and for execs), then KILL after
+        `grace` seconds, as containerd's WithImageStopSignal; returns once it has exited."""
         self._task(namespace, container_id, exec_id)
-        await self._thread(self.tasks.stop, namespace, container_id, grace, exec_id)
+        signum = self._stop_signal(self.get(namespace, container_id)) if exec_id is None \
+            else signal.SIGTERM
+        await self._thread(self.tasks.stop, namespace, container_id, grace, exec_id, signum)
+
+    def _stop_signal(self, container: Container) -> int:
+        record = self._app.images.find(container.namespace, container.image) \
+            if container.image else None
+        stop_signal = record.config.stop_signal if record is not None else ""
+        return parse_signal(stop_signal) if stop_signal else signal.SIGTERM
 
     async def pause(self, namespace: str, container_id: str) -> None:
         self._task(namespace, container_id, None)

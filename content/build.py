@@ -125,6 +125,7 @@ class BuildConfig:
     working_dir: str = ""
     user: str = ""
     labels: dict[str, str] = field(default_factory=dict)
+    stop_signal: str = ""
     os: str = ""
     architecture: str = ""
     variant: str = ""
@@ -278,6 +279,8 @@ def _config_json(config: BuildConfig, platform: Platform, diff_ids: list[str]) -
         runtime["User"] = config.user
     if config.labels:
         runtime["Labels"] = dict(config.labels)
+    if config.stop_signal:
+        runtime["StopSignal"] = config.stop_signal
     return {
         **platform.to_json(),
         "config": runtime,

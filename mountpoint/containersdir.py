@@ -153,7 +153,8 @@ _START = Verb("start", "", "run the program (the task was created stopped before
 _KILL = Verb("kill", "[SIGNAL]", "send SIGNAL (a name such as KILL or a number; default TERM)",
              _kill)
 _STOP = Verb("stop", "[SECONDS]",
-             "TERM, then KILL after SECONDS (default 10); returns once it has exited", _stop)
+             "the image's StopSignal (TERM without one, and for an exec), then KILL after\n"
+             "SECONDS (default 10); returns once it has exited", _stop)
 _CLOSEIO = Verb("closeio", "", "close its stdin: the program reads end of file", _closeio)
 
 CONTAINER_VERBS = VerbTable(

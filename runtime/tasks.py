@@ -313,11 +313,12 @@ class TaskService:
                 os.kill(info.pid, signum)
 
     def stop(self, namespace: str, container_id: str, grace: float = 10.0,
-             exec_id: str | None = None) -> TaskInfo:  # fmt: skip
-        """TERM, then KILL if it has not exited after `grace` seconds; returns the
-        stopped state. A paused container is resumed so that it can handle TERM."""
+             exec_id: str | None = None, signum: int = signal.SIGTERM) -> TaskInfo:
+        """`signum` (TERM, or the image's StopSignal), then KILL if it has not exited
+        after `grace` seconds; returns the stopped state. A paused container is
+        resumed so that it can handle the signal."""
         info = self._checked(Verb.STOP, namespace, container_id, exec_id)
-        self.kill(namespace, container_id, signal.SIGTERM, exec_id)
+        self.kill(namespace, container_id, signum, exec_id)
         if info.status == Status.PAUSED:
             self.resume(namespace, container_id)
         info = self.wait(namespace, container_id, exec_id, timeout=grace)

@@ -14,6 +14,10 @@ from typing import Any
 import pytest
 from support import REPO, Daemon, wait_until
 
+from cdfs.content.archive import export_archive
+from cdfs.content.build import BuildConfig, Entry, Layer, build_image
+from cdfs.content.store import ContentStore
+
 BUSYBOX = "cdfs.local/busybox:latest"
 
 
@@ -488,3 +492,25 @@ def test_no_daemon_descriptor_leaks_into_a_container(daemon: Daemon) -> None:
     leak = run(daemon, "fds", ["sh", "-c", "ls /proc/1/fd; true"])
     assert leak.wait() == 0
     assert read_with_timeout(leak / "stdout").split() == ["0", "1", "2"]
+
+
+def test_stop_sends_the_images_stop_signal(daemon: Daemon, tmp_path: Path) -> None:
+    """As containerd's WithImageStopSignal: an image that asks for USR1 gets USR1."""
+    store = ContentStore(tmp_path / "store")
+    applets = [Entry.symlink(f"bin/{name}", "busybox") for name in ("sh", "sleep", "echo")]
+    image = build_image(store, [Layer([
+        Entry.dir("bin"), Entry.dir("proc"), Entry.dir("dev"), Entry.dir("sys"),
+        Entry.file("bin/busybox", source=Path("/bin/busybox"), mode=0o755), *applets])],
+        BuildConfig(cmd=["sh"], stop_signal="SIGUSR1"))
+    archive = tmp_path / "usr1.tar"
+    export_archive(store, image, "example.com/usr1:1", archive)
+    daemon.sh(f'echo "import {archive}" > "$M/images/ctl"')
+
+    polite = Container(daemon, "polite").make(
+        ["sh", "-c", "trap 'echo got USR1; exit 7' USR1; while :; do sleep 0.1; done"],
+        image="example.com/usr1:1")
+    polite.ctl("start")
+    time.sleep(0.5)
+    polite.ctl("stop 5")
+    assert polite.value("exit") == "7"
+    assert read_with_timeout(polite / "stdout") == "got USR1\n"
