@@ -15,6 +15,7 @@ import trio
 
 from cdfs.app import App
 from cdfs.config import Config
+from cdfs.mount import mounted_type
 from cdfs.mountpoint.fs import Filesystem, Owner
 from cdfs.mountpoint.rootdir import ROOT
 
@@ -29,23 +30,11 @@ class StartupError(Exception):
     """The daemon cannot start; the message says why."""
 
 
-def mounted_filesystem(path: Path) -> str | None:
-    """The filesystem type mounted exactly at `path`, if any (from mountinfo)."""
-    target = str(path)
-    with open("/proc/self/mountinfo") as mountinfo:
-        for line in mountinfo:
-            fields = line.split()
-            mount_point = fields[4].encode().decode("unicode_escape")
-            if mount_point == target:
-                return fields[fields.index("-") + 1]
-    return None
-
-
 def prepare_mountpoint(path: Path) -> None:
     """Make `path` ready to mount on: recover a stale mount left by a crashed daemon,
     refuse one a live daemon serves."""
     path.mkdir(parents=True, exist_ok=True)
-    kind = mounted_filesystem(path)
+    kind = mounted_type(path)
     if kind is None:
         return
     if not kind.startswith("fuse"):

@@ -133,15 +133,22 @@ def unmount(target: Path) -> bool:
     raise Unavailable(f'umount of "{target}" failed: {os.strerror(code)}')
 
 
-def is_mounted(target: Path) -> bool:
-    """Whether something is mounted at `target` (bind mounts of the same filesystem
-    included, which os.path.ismount misses)."""
+def mounted_type(target: Path) -> str | None:
+    """The filesystem type of the topmost mount at `target`, or None if nothing is
+    mounted there (bind mounts of the same filesystem included, which
+    os.path.ismount misses)."""
     wanted = os.path.realpath(target)
+    found = None
     with open("/proc/self/mountinfo", "rb") as mountinfo:
         for line in mountinfo:
-            if line.split(b" ")[4].decode("unicode_escape") == wanted:
-                return True
-    return False
+            fields = line.split()
+            if fields[4].decode("unicode_escape") == wanted:
+                found = fields[fields.index(b"-") + 1].decode()
+    return found
+
+
+def is_mounted(target: Path) -> bool:
+    return mounted_type(target) is not None
 
 
 def unmount_all(target: Path) -> None:
