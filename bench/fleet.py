@@ -19,7 +19,7 @@ from harness import (
 )
 from run_exit import share_busybox
 
-from cdfs.runtime import conmon
+from runtime import conmon
 
 
 @dataclass(frozen=True)

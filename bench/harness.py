@@ -21,8 +21,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from cdfs.mount import unmount_all
-from cdfs.runtime import conmon
+from runtime import conmon
+from runtime.mounts import unmount_all
 
 Stack = contextlib.ExitStack
 BUSYBOX = "cdfs.local/busybox:latest"

@@ -6,19 +6,19 @@ from dataclasses import dataclass, field
 import trio
 
 from cdfs import __version__
-from cdfs.cas import Cas
 from cdfs.config import Config
-from cdfs.containers import Containers
-from cdfs.content.store import ContentStore
 from cdfs.db import Database
 from cdfs.events import EventBus
 from cdfs.gc import Collected, collect
-from cdfs.images import Images
-from cdfs.metrics import Metrics
-from cdfs.namespaces import Namespaces
-from cdfs.netns import NetworkNamespaces
-from cdfs.runtime.tasks import TaskService
-from cdfs.snapshots import Snapshots
+from cdfs.services.containers import Containers
+from cdfs.services.content import Cas
+from cdfs.services.images import Images
+from cdfs.services.metrics import Metrics
+from cdfs.services.namespaces import Namespaces
+from cdfs.services.netns import NetworkNamespaces
+from cdfs.services.snapshots import Snapshots
+from content.store import ContentStore
+from runtime.tasks import TaskService
 
 log = logging.getLogger(__name__)
 

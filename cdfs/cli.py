@@ -43,8 +43,8 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "docs":
-        from cdfs.mountpoint.readme import reference
-        from cdfs.mountpoint.rootdir import ROOT
+        from mountpoint.readme import reference
+        from mountpoint.rootdir import ROOT
 
         sys.stdout.write(reference(ROOT))
         return 0

@@ -15,9 +15,9 @@ import trio
 
 from cdfs.app import App
 from cdfs.config import Config
-from cdfs.mount import mounted_type
-from cdfs.mountpoint.fs import Filesystem, Owner
-from cdfs.mountpoint.rootdir import ROOT
+from mountpoint.fs import Filesystem, Owner
+from mountpoint.rootdir import ROOT
+from runtime.mounts import mounted_type
 
 log = logging.getLogger(__name__)
 

@@ -73,7 +73,7 @@ class Database:
         for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
             self._conn.executescript(f"BEGIN; {script} PRAGMA user_version={number}; COMMIT;")
 
-    def transact(self, work: Callable[[sqlite3.Connection], T]) -> T:
+    def transact_sync(self, work: Callable[[sqlite3.Connection], T]) -> T:
         """Run `work` in one transaction (blocking): all of it commits, or none."""
         with self._lock:
             self._conn.execute("BEGIN IMMEDIATE")
@@ -85,18 +85,18 @@ class Database:
             self._conn.execute("COMMIT")
             return result
 
-    def query(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
+    def query_sync(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
         with self._lock:
             return self._conn.execute(sql, params).fetchall()
 
-    async def atransact(self, work: Callable[[sqlite3.Connection], T]) -> T:
-        return await trio.to_thread.run_sync(self.transact, work)
+    async def transact(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        return await trio.to_thread.run_sync(self.transact_sync, work)
 
-    async def aquery(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
-        return await trio.to_thread.run_sync(self.query, sql, params)
+    async def query(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
+        return await trio.to_thread.run_sync(self.query_sync, sql, params)
 
-    async def aexecute(self, sql: str, params: Sequence[Any] = ()) -> None:
-        await self.atransact(lambda conn: conn.execute(sql, params))
+    async def execute(self, sql: str, params: Sequence[Any] = ()) -> None:
+        await self.transact(lambda conn: conn.execute(sql, params))
 
     def close(self) -> None:
         with self._lock:

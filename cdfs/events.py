@@ -10,11 +10,12 @@ read what was kept it sees a `/events/lost` event saying how many were dropped.
 """
 
 import json
-import time
 from collections import deque
 from typing import Any
 
 import trio
+
+from base.clock import rfc3339
 
 QUEUE_LENGTH = 4096
 
@@ -51,7 +52,7 @@ class Subscription:
             if self._queue:
                 self._pending = self._queue.popleft()
             elif self._lost:
-                lost_event = {"time": _now(), "namespace": self.namespace or "",
+                lost_event = {"time": rfc3339(), "namespace": self.namespace or "",
                               "topic": "/events/lost", "lost": self._lost}
                 self._pending, self._lost = encode(lost_event), 0
         data, self._pending = self._pending[:size], self._pending[size:]
@@ -86,7 +87,7 @@ class EventBus:
         return subscription
 
     def publish(self, namespace: str, topic: str, id: str = "", **fields: Any) -> None:
-        event = {"time": _now(), "namespace": namespace, "topic": topic, "id": id, **fields}
+        event = {"time": rfc3339(), "namespace": namespace, "topic": topic, "id": id, **fields}
         line = encode(event)
         for subscription in list(self._subscribers):
             subscription._offer(event, line)
@@ -97,7 +98,3 @@ class EventBus:
             subscription.close()
 
 
-def _now() -> str:
-    """RFC 3339 UTC with nanoseconds, as containerd stamps its events."""
-    ns = time.time_ns()
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ns // 10**9)) + f".{ns % 10**9:09d}Z"

@@ -13,11 +13,11 @@ from dataclasses import dataclass
 
 import trio
 
-from cdfs.content.descriptor import Descriptor
-from cdfs.content.manifest import walk
-from cdfs.content.store import ContentStore
-from cdfs.errors import Busy, NotFound
-from cdfs.snapshots import Snapshots
+from base.errors import Busy, NotFound
+from cdfs.services.snapshots import Snapshots
+from content.descriptor import Descriptor
+from content.manifest import walk
+from content.store import ContentStore
 
 log = logging.getLogger(__name__)
 

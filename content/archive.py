@@ -7,12 +7,12 @@ always writes an OCI layout tar. Both block on disk I/O: call them from a worker
 
 from pathlib import Path
 
-from cdfs.content.archive_source import ImportedImage, open_archive
-from cdfs.content.descriptor import Descriptor
-from cdfs.content.docker_archive import import_docker_archive, is_docker_archive
-from cdfs.content.oci_layout import export_layout, import_layout, is_layout
-from cdfs.content.store import ContentStore
-from cdfs.errors import InvalidArgument
+from base.errors import InvalidArgument
+from content.archive_source import ImportedImage, open_archive
+from content.descriptor import Descriptor
+from content.docker_archive import import_docker_archive, is_docker_archive
+from content.oci_layout import export_layout, import_layout, is_layout
+from content.store import ContentStore
 
 __all__ = ["ImportedImage", "export_archive", "import_archive"]
 

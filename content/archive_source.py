@@ -15,9 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import IO, Protocol
 
-from cdfs.content.descriptor import Descriptor, digest_hex
-from cdfs.content.store import ContentStore
-from cdfs.errors import InvalidArgument, NotFound
+from base.errors import InvalidArgument, NotFound
+from content.descriptor import Descriptor, digest_hex
+from content.store import ContentStore
 
 _CHUNK = 1 << 20
 

@@ -28,11 +28,11 @@ from typing import Any, Literal
 
 import zstandard
 
-from cdfs.content import mediatypes
-from cdfs.content.descriptor import Descriptor
-from cdfs.content.manifest import Platform, host_platform
-from cdfs.content.store import ContentStore, Writer
-from cdfs.errors import InvalidArgument
+from base.errors import InvalidArgument
+from content import mediatypes
+from content.descriptor import Descriptor
+from content.manifest import Platform, host_platform
+from content.store import ContentStore, Writer
 
 Compression = Literal["gzip", "zstd", "none"]
 

@@ -4,10 +4,10 @@ without a registry (the daemon imports it as `cdfs.local/busybox:latest`)."""
 import subprocess
 from pathlib import Path
 
-from cdfs.content.build import BuildConfig, Entry, Layer, build_image
-from cdfs.content.descriptor import Descriptor
-from cdfs.content.store import ContentStore
-from cdfs.errors import InvalidArgument, NotFound
+from base.errors import InvalidArgument, NotFound
+from content.build import BuildConfig, Entry, Layer, build_image
+from content.descriptor import Descriptor
+from content.store import ContentStore
 
 BUSYBOX = Path("/bin/busybox")
 PATH_ENV = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"

@@ -23,8 +23,8 @@ from typing import BinaryIO, Literal
 
 import zstandard
 
-from cdfs.content import mediatypes
-from cdfs.errors import InvalidArgument
+from base.errors import InvalidArgument
+from content import mediatypes
 
 Compression = Literal["gzip", "zstd", "none"]
 

@@ -4,7 +4,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from cdfs.errors import InvalidArgument
+from base.errors import InvalidArgument
 
 _DIGEST = re.compile(r"sha256:[a-f0-9]{64}")
 

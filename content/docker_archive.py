@@ -14,14 +14,14 @@ from typing import Any
 
 import zstandard
 
-from cdfs.content import mediatypes
-from cdfs.content.archive_source import ArchiveSource, ImportedImage, copy_member, read_member
-from cdfs.content.build import canonical_json
-from cdfs.content.descriptor import Descriptor
-from cdfs.content.manifest import MAX_CONFIG_SIZE, MAX_MANIFEST_SIZE, parse_config
-from cdfs.content.reference import parse_reference
-from cdfs.content.store import ContentStore
-from cdfs.errors import InvalidArgument, NotFound
+from base.errors import InvalidArgument, NotFound
+from content import mediatypes
+from content.archive_source import ArchiveSource, ImportedImage, copy_member, read_member
+from content.build import canonical_json
+from content.descriptor import Descriptor
+from content.manifest import MAX_CONFIG_SIZE, MAX_MANIFEST_SIZE, parse_config
+from content.reference import parse_reference
+from content.store import ContentStore
 
 MANIFEST_FILE = "manifest.json"
 

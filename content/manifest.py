@@ -17,9 +17,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from cdfs.content import mediatypes as mt
-from cdfs.content.descriptor import Descriptor, parse_digest
-from cdfs.errors import InvalidArgument, NotFound
+from base.errors import InvalidArgument, NotFound
+from content import mediatypes as mt
+from content.descriptor import Descriptor, parse_digest
 
 _COMPONENT = re.compile(r"[A-Za-z0-9_.-]+")
 

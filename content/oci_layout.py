@@ -14,20 +14,20 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from cdfs.content import mediatypes
-from cdfs.content.archive_source import (
+from base.errors import InvalidArgument, NotFound
+from content import mediatypes
+from content.archive_source import (
     ArchiveSource,
     ImportedImage,
     blob_member,
     copy_member,
     read_member,
 )
-from cdfs.content.build import canonical_json
-from cdfs.content.descriptor import Descriptor
-from cdfs.content.manifest import MAX_MANIFEST_SIZE, ImageIndex, parse_manifest, walk
-from cdfs.content.reference import parse_reference
-from cdfs.content.store import ContentStore
-from cdfs.errors import InvalidArgument, NotFound
+from content.build import canonical_json
+from content.descriptor import Descriptor
+from content.manifest import MAX_MANIFEST_SIZE, ImageIndex, parse_manifest, walk
+from content.reference import parse_reference
+from content.store import ContentStore
 
 LAYOUT_FILE = "oci-layout"
 INDEX_FILE = "index.json"

@@ -13,8 +13,8 @@ file names and the grammar admits no '.', '..' or empty component.
 import re
 from dataclasses import dataclass
 
-from cdfs.content.descriptor import parse_digest
-from cdfs.errors import InvalidArgument
+from base.errors import InvalidArgument
+from content.descriptor import parse_digest
 
 DEFAULT_DOMAIN = "docker.io"
 LEGACY_DEFAULT_DOMAIN = "index.docker.io"

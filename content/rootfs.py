@@ -15,7 +15,7 @@ import stat
 from collections.abc import Sequence
 from pathlib import Path
 
-from cdfs.errors import InvalidArgument
+from base.errors import InvalidArgument
 
 _SYS_OPENAT2 = 437  # the same number on x86_64 and arm64
 _RESOLVE_NO_MAGICLINKS = 0x02

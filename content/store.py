@@ -15,8 +15,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from cdfs.content.descriptor import digest_hex, parse_digest
-from cdfs.errors import Busy, InvalidArgument, NotFound
+from base.errors import Busy, InvalidArgument, NotFound
+from content.descriptor import digest_hex, parse_digest
 
 _CHUNK = 1 << 20
 

@@ -11,12 +11,12 @@ import hashlib
 import uuid
 from collections.abc import Callable
 
-from cdfs.content.compression import Limits
-from cdfs.content.descriptor import Descriptor, parse_digest
-from cdfs.content.snapshots import Snapshotter
-from cdfs.content.store import ContentStore
-from cdfs.content.unpack import apply_layer
-from cdfs.errors import AlreadyExists, InvalidArgument, NotFound
+from base.errors import AlreadyExists, InvalidArgument, NotFound
+from content.apply import apply_layer
+from content.compression import Limits
+from content.descriptor import Descriptor, parse_digest
+from content.snapshots import Snapshotter
+from content.store import ContentStore
 
 
 def chain_ids(diff_ids: list[str]) -> list[str]:

@@ -1,14 +1,14 @@
 """containers/: one directory per container, its files mapped onto the containers
-service (cdfs.containers), and exec/ for the processes run inside it."""
+service (cdfs.services.containers), and exec/ for the processes run inside it."""
 
 import json
 
-from cdfs.container_config import format_labels, parse_grace
-from cdfs.containers import EMPTY
-from cdfs.errors import InvalidArgument
-from cdfs.mountpoint.ctl import Verb, VerbTable
-from cdfs.mountpoint.statsdir import STATS
-from cdfs.mountpoint.table import (
+from base.errors import InvalidArgument
+from cdfs.services.container_config import format_labels, parse_grace
+from cdfs.services.containers import EMPTY
+from mountpoint.ctl import Verb, VerbTable
+from mountpoint.statsdir import STATS
+from mountpoint.table import (
     Children,
     Ctl,
     Dir,
@@ -21,8 +21,8 @@ from cdfs.mountpoint.table import (
     Table,
     Value,
 )
-from cdfs.mountpoint.table import Services as S
-from cdfs.runtime.state import Status
+from mountpoint.table import Services as S
+from runtime.state import Status
 
 LIVE = (Status.CREATED, Status.RUNNING, Status.PAUSED)
 

@@ -1,9 +1,9 @@
 """content/: the CAS shared by every namespace."""
 
-from cdfs.content.descriptor import digest_hex
-from cdfs.mountpoint.ctl import Verb, VerbTable
-from cdfs.mountpoint.table import Children, Ctl, Dir, Err, HostFile, Scope, Sink, Table, Value
-from cdfs.mountpoint.table import Services as S
+from content.descriptor import digest_hex
+from mountpoint.ctl import Verb, VerbTable
+from mountpoint.table import Children, Ctl, Dir, Err, HostFile, Scope, Sink, Table, Value
+from mountpoint.table import Services as S
 
 
 async def _blob_names(app: S, scope: Scope) -> list[str]:

@@ -10,7 +10,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from cdfs.errors import InvalidArgument
+from base.errors import InvalidArgument
 
 Handler = Callable[[Any, Any, list[str]], Awaitable[None]]
 

@@ -3,7 +3,7 @@
 import errno
 import logging
 
-from cdfs import errors
+from base import errors
 
 log = logging.getLogger(__name__)
 

@@ -18,12 +18,12 @@ from typing import Any, NoReturn, TypeVar
 import pyfuse3
 import trio
 
-from cdfs.errors import NotFound, PermissionDenied
-from cdfs.mountpoint.ctl import split_lines
-from cdfs.mountpoint.errors import err_line, errno_of
-from cdfs.mountpoint.interrupt import POLL_SECONDS, interrupted
-from cdfs.mountpoint.nodes import Node, NodeTable, Resolved, resolve_child, resolve_fixed
-from cdfs.mountpoint.table import (
+from base.errors import NotFound, PermissionDenied
+from mountpoint.ctl import split_lines
+from mountpoint.errors import err_line, errno_of
+from mountpoint.interrupt import POLL_SECONDS, interrupted
+from mountpoint.nodes import Node, NodeTable, Resolved, resolve_child, resolve_fixed
+from mountpoint.table import (
     Ctl,
     Err,
     HostFile,

@@ -5,11 +5,11 @@ images/docker.io/library/busybox@sha256:…/ — the levels in between are plain
 directories listing the next path component of the images below them.
 """
 
-from cdfs.content.descriptor import digest_hex
-from cdfs.errors import NotFound
-from cdfs.images import ImageRecord, parse_platform_argument
-from cdfs.mountpoint.ctl import Verb, VerbTable
-from cdfs.mountpoint.table import (
+from base.errors import NotFound
+from cdfs.services.images import ImageRecord, parse_platform_argument
+from content.descriptor import digest_hex
+from mountpoint.ctl import Verb, VerbTable
+from mountpoint.table import (
     Children,
     Ctl,
     Dir,
@@ -20,7 +20,7 @@ from cdfs.mountpoint.table import (
     Table,
     Value,
 )
-from cdfs.mountpoint.table import Services as S
+from mountpoint.table import Services as S
 
 
 def _record(app: S, scope: Scope) -> ImageRecord:

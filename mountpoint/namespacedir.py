@@ -1,11 +1,11 @@
 """namespaces/: one directory per tenant, each with its images, containers,
 snapshots and events."""
 
-from cdfs.mountpoint.containersdir import CONTAINERS
-from cdfs.mountpoint.imagesdir import IMAGES
-from cdfs.mountpoint.snapshotsdir import SNAPSHOTS
-from cdfs.mountpoint.table import Children, Dir, Scope, Stream, StreamReader, Table
-from cdfs.mountpoint.table import Services as S
+from mountpoint.containersdir import CONTAINERS
+from mountpoint.imagesdir import IMAGES
+from mountpoint.snapshotsdir import SNAPSHOTS
+from mountpoint.table import Children, Dir, Scope, Stream, StreamReader, Table
+from mountpoint.table import Services as S
 
 
 async def _names(app: S, scope: Scope) -> list[str]:

@@ -1,8 +1,8 @@
 """netns/: named network namespaces (those of `ip netns`), and primitives to wire them."""
 
-from cdfs.mountpoint.ctl import Verb, VerbTable
-from cdfs.mountpoint.table import Children, Ctl, Err, Scope, Table, Value
-from cdfs.mountpoint.table import Services as S
+from mountpoint.ctl import Verb, VerbTable
+from mountpoint.table import Children, Ctl, Err, Scope, Table, Value
+from mountpoint.table import Services as S
 
 
 async def _names(app: S, scope: Scope) -> list[str]:

@@ -10,8 +10,8 @@ caching, so what mkdir, rmdir and the daemon itself change shows at once.
 from dataclasses import dataclass
 from itertools import count
 
-from cdfs.errors import NotFound
-from cdfs.mountpoint.table import Children, Dir, Entry, Scope, Table
+from base.errors import NotFound
+from mountpoint.table import Children, Dir, Entry, Scope, Table
 
 ROOT_INODE = 1
 

@@ -1,7 +1,8 @@
 """The reference of the tree, generated from its tables: the root `README` file and
 docs/filesystem.md are this text, so neither can drift from what the tree serves."""
 
-from cdfs.mountpoint.table import (
+from cdfs.topics import TOPICS
+from mountpoint.table import (
     Children,
     Ctl,
     Dir,
@@ -14,7 +15,6 @@ from cdfs.mountpoint.table import (
     Table,
     Value,
 )
-from cdfs.topics import TOPICS
 
 INTRO = """\
 # The cdfs filesystem

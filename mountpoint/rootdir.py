@@ -2,14 +2,14 @@
 
 import logging
 
-from cdfs.errors import InvalidArgument
-from cdfs.mountpoint.contentdir import CONTENT
-from cdfs.mountpoint.ctl import Verb, VerbTable
-from cdfs.mountpoint.namespacedir import NAMESPACES
-from cdfs.mountpoint.netnsdir import NETNS
-from cdfs.mountpoint.readme import reference
-from cdfs.mountpoint.table import Ctl, Dir, Err, Link, Scope, Stream, StreamReader, Table, Value
-from cdfs.mountpoint.table import Services as S
+from base.errors import InvalidArgument
+from mountpoint.contentdir import CONTENT
+from mountpoint.ctl import Verb, VerbTable
+from mountpoint.namespacedir import NAMESPACES
+from mountpoint.netnsdir import NETNS
+from mountpoint.readme import reference
+from mountpoint.table import Ctl, Dir, Err, Link, Scope, Stream, StreamReader, Table, Value
+from mountpoint.table import Services as S
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
 

@@ -3,8 +3,8 @@ and containers' writable layers (named by container id)."""
 
 import datetime
 
-from cdfs.mountpoint.table import Children, Scope, Table, Value
-from cdfs.mountpoint.table import Services as S
+from mountpoint.table import Children, Scope, Table, Value
+from mountpoint.table import Services as S
 
 
 async def _keys(app: S, scope: Scope) -> list[str]:

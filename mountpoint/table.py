@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from cdfs.mountpoint.ctl import VerbTable
+from mountpoint.ctl import VerbTable
 
 
 class Scope(Mapping[str, str]):

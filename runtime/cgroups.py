@@ -33,7 +33,7 @@ from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Final
 
-from cdfs.errors import InvalidArgument, NotFound
+from base.errors import InvalidArgument, NotFound
 
 CGROUP_ROOT: Final = Path("/sys/fs/cgroup")
 

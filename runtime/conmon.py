@@ -24,8 +24,8 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from cdfs.errors import Unavailable
-from cdfs.runtime.runc import runtime_message
+from base.errors import Unavailable
+from runtime.runc import runtime_message
 
 CONMON = "/usr/bin/conmon"
 _SYNC_TIMEOUT = 60.0

@@ -28,11 +28,11 @@ from typing import Any, Final
 from pyroute2 import IPRoute, NetlinkError
 from pyroute2 import netns as pyroute2_netns
 
-from cdfs.errors import AlreadyExists, InvalidArgument, NotFound, Unavailable
+from base import identifiers
+from base.errors import AlreadyExists, InvalidArgument, NotFound, Unavailable
 
 NETNS_DIR: Final = Path("/run/netns")
 
-_NAME: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 # As the kernel's dev_valid_name: shorter than IFNAMSIZ (16), no '/', ':' or blanks.
 _IFNAME: Final = re.compile(r"[A-Za-z0-9_.-]{1,15}")
 
@@ -51,11 +51,8 @@ class Link:
 
 
 def check_name(name: str) -> str:
-    """A namespace name: letters, digits, '_', '.', '-', at most 64, not starting with
-    a dot or dash (so never '.', '..' or a path)."""
-    if not _NAME.fullmatch(name):
-        raise InvalidArgument(f'bad network namespace name: "{name}"')
-    return name
+    """A namespace name, by the one identifier rule (so never '.', '..' or a path)."""
+    return identifiers.validate(name, "network namespace name")
 
 
 def check_ifname(ifname: str) -> str:

@@ -18,9 +18,9 @@ from pathlib import Path
 from types import TracebackType
 from typing import Final, Self
 
-from cdfs.errors import NotFound
-from cdfs.runtime.cgroups import CGROUP_ROOT, Cgroup, CgroupV1, CgroupV2, open_cgroup
-from cdfs.runtime.inotify import IN_MODIFY, Inotify
+from base.errors import NotFound
+from runtime.cgroups import CGROUP_ROOT, Cgroup, CgroupV1, CgroupV2, open_cgroup
+from runtime.inotify import IN_MODIFY, Inotify
 
 _KILL_POLL_S: Final = 0.005
 

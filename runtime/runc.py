@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from cdfs.errors import NotFound, Unavailable
+from base.errors import NotFound, Unavailable
 
 _TIMEOUT = 60.0
 

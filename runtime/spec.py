@@ -16,7 +16,7 @@ import resource
 from collections.abc import Mapping
 from typing import Any
 
-from cdfs.errors import InvalidArgument
+from base.errors import InvalidArgument
 
 Spec = dict[str, Any]
 

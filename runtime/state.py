@@ -7,7 +7,7 @@ before it touches runc, so a refused verb changes nothing.
 import enum
 import signal
 
-from cdfs.errors import Busy, InvalidArgument
+from base.errors import Busy, InvalidArgument
 
 
 class Status(enum.StrEnum):

@@ -19,7 +19,6 @@ import builtins
 import contextlib
 import json
 import os
-import re
 import shutil
 import signal
 import socket
@@ -31,19 +30,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cdfs.errors import AlreadyExists, Busy, InvalidArgument, NotFound, Unavailable
-from cdfs.mount import Mount, is_mounted, mount_all, unmount_all
-from cdfs.runtime import conmon, spec
-from cdfs.runtime.conmon import MonitorFiles
-from cdfs.runtime.inotify import IN_CLOSE_WRITE, IN_CREATE, IN_MOVED_TO, Inotify
-from cdfs.runtime.logs import LogReader
-from cdfs.runtime.runc import Runc
-from cdfs.runtime.state import Status, Verb, check
+from base import identifiers
+from base.errors import AlreadyExists, Busy, InvalidArgument, NotFound, Unavailable
+from base.mount import Mount
+from runtime import conmon, spec
+from runtime.conmon import MonitorFiles
+from runtime.inotify import IN_CLOSE_WRITE, IN_CREATE, IN_MOVED_TO, Inotify
+from runtime.logs import LogReader
+from runtime.mounts import is_mounted, mount_all, unmount_all
+from runtime.runc import Runc
+from runtime.state import Status, Verb, check
 
 DEFAULT_LOG_SIZE_MAX = 64 << 20
 # The exit status of a process whose monitor died before recording it.
 EXIT_UNKNOWN = 255
-_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 _EXIT_WAIT_AFTER_KILL = 10.0
 
 
@@ -58,13 +58,6 @@ class TaskInfo:
     pid: int | None
     exit_status: int | None
     exited_at: float | None  # seconds since the epoch
-
-
-def _check_name(kind: str, name: str) -> None:
-    if not _NAME.fullmatch(name):
-        raise InvalidArgument(
-            f'bad {kind}: "{name}" (letters, digits, "_.-", at most 64, not starting with'
-            ' a symbol)')
 
 
 def _write_json(path: Path, value: object) -> None:
@@ -107,14 +100,14 @@ class TaskService:
         return Runc(runtime or self.runtime_binary, self.state_dir / "runc" / namespace)
 
     def _dir(self, namespace: str, container_id: str, exec_id: str | None) -> Path:
-        _check_name("namespace", namespace)
-        _check_name("container id", container_id)
+        identifiers.validate(namespace, "namespace")
+        identifiers.validate(container_id, "container id")
         bundle = self.bundle(namespace, container_id)
         if not (bundle / "task.json").exists():
             raise NotFound(f'no container "{container_id}" in namespace "{namespace}"')
         if exec_id is None:
             return bundle
-        _check_name("exec id", exec_id)
+        identifiers.validate(exec_id, "exec id")
         path = bundle / "execs" / exec_id
         if not (path / "exec.json").exists():
             raise NotFound(f'no exec "{exec_id}" in container "{container_id}"')
@@ -142,8 +135,8 @@ class TaskService:
         (bring-your-own rootfs). `runtime` is the OCI runtime binary for this container
         (default: the service's). InvalidArgument for a bad spec or id, AlreadyExists,
         Unavailable when mounting or the runtime fails; a failure leaves nothing behind."""
-        _check_name("namespace", namespace)
-        _check_name("container id", container_id)
+        identifiers.validate(namespace, "namespace")
+        identifiers.validate(container_id, "container id")
         spec.validate(oci_spec)
         own_root = os.path.isabs(oci_spec["root"]["path"])
         if not own_root and not rootfs:
@@ -410,7 +403,7 @@ class TaskService:
         fields it leaves out (env, cwd, user...) come from the container's process.
         InvalidArgument for a bad process or a container not running, AlreadyExists."""
         bundle = self._dir(namespace, container_id, None)
-        _check_name("exec id", exec_id)
+        identifiers.validate(exec_id, "exec id")
         if not isinstance(process, dict):
             raise InvalidArgument(f"process.json: must be a JSON object, not {process!r}")
         base = {k: v for k, v in self.config(namespace, container_id)["process"].items()

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from cdfs.mount import unmount_all
+from runtime.mounts import unmount_all
 
 REPO = Path(__file__).resolve().parent.parent
 CDFS = [sys.executable, "-m", "cdfs.cli"]

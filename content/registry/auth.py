@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 
 import requests
 
-from cdfs.content.registry.credentials import Credentials
-from cdfs.errors import PermissionDenied, Unavailable
+from base.errors import PermissionDenied, Unavailable
+from content.registry.credentials import Credentials
 
 _PARAM = re.compile(r'\s*([A-Za-z][\w-]*)\s*=\s*("(?:[^"\\]|\\.)*"|[^,\s]*)\s*,?')
 TOKEN_TIMEOUT = 30.0

@@ -17,13 +17,13 @@ from urllib.parse import urlencode, urljoin, urlsplit
 import requests
 import urllib3
 
-from cdfs.content import mediatypes as mt
-from cdfs.content.descriptor import Descriptor, digest_hex
-from cdfs.content.manifest import MAX_MANIFEST_SIZE, parse_manifest
-from cdfs.content.registry.auth import Authenticator
-from cdfs.content.registry.credentials import Credentials
-from cdfs.content.store import ContentStore, Writer
-from cdfs.errors import InvalidArgument, NotFound, PermissionDenied, Unavailable
+from base.errors import InvalidArgument, NotFound, PermissionDenied, Unavailable
+from content import mediatypes as mt
+from content.descriptor import Descriptor, digest_hex
+from content.manifest import MAX_MANIFEST_SIZE, parse_manifest
+from content.registry.auth import Authenticator
+from content.registry.credentials import Credentials
+from content.store import ContentStore, Writer
 
 Progress = Callable[[str, int, int], None]
 """progress(digest, bytes done, bytes total), called from worker threads."""

@@ -4,8 +4,9 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-from cdfs.content.descriptor import Descriptor
-from cdfs.content.manifest import (
+from base.errors import InvalidArgument, Unavailable
+from content.descriptor import Descriptor
+from content.manifest import (
     MAX_CONFIG_SIZE,
     ImageConfig,
     ImageIndex,
@@ -16,10 +17,9 @@ from cdfs.content.manifest import (
     parse_manifest,
     select_manifest,
 )
-from cdfs.content.reference import Reference
-from cdfs.content.registry.client import Progress, Registries
-from cdfs.content.store import ContentStore
-from cdfs.errors import InvalidArgument, Unavailable
+from content.reference import Reference
+from content.registry.client import Progress, Registries
+from content.store import ContentStore
 
 LAYER_WORKERS = 3
 

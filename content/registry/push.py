@@ -2,13 +2,13 @@
 
 from concurrent.futures import ThreadPoolExecutor
 
-from cdfs.content import mediatypes as mt
-from cdfs.content.descriptor import Descriptor
-from cdfs.content.manifest import walk
-from cdfs.content.reference import Reference
-from cdfs.content.registry.client import Progress, Registries, RegistryClient
-from cdfs.content.store import ContentStore
-from cdfs.errors import InvalidArgument
+from base.errors import InvalidArgument
+from content import mediatypes as mt
+from content.descriptor import Descriptor
+from content.manifest import walk
+from content.reference import Reference
+from content.registry.client import Progress, Registries, RegistryClient
+from content.store import ContentStore
 
 BLOB_WORKERS = 3
 

@@ -5,10 +5,10 @@
 
 from pathlib import Path
 
-from cdfs.content.snapshots.metadata import Info, Kind
-from cdfs.content.snapshots.native import NativeSnapshotter
-from cdfs.content.snapshots.overlay import OverlaySnapshotter, overlay_supported
-from cdfs.content.snapshots.snapshotter import Snapshotter, Usage
+from content.snapshots.metadata import Info, Kind
+from content.snapshots.native import NativeSnapshotter
+from content.snapshots.overlay import OverlaySnapshotter, overlay_supported
+from content.snapshots.snapshotter import Snapshotter, Usage
 
 __all__ = ["Info", "Kind", "NativeSnapshotter", "OverlaySnapshotter", "Snapshotter", "Usage",
            "open_snapshotter", "overlay_supported"]

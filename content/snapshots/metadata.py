@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from cdfs.errors import AlreadyExists, InvalidArgument, NotFound
+from base.errors import AlreadyExists, InvalidArgument, NotFound
 
 Kind = Literal["active", "view", "committed"]
 

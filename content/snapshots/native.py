@@ -4,10 +4,10 @@ Slow and large, but it works on any filesystem (no overlayfs, no trusted xattrs)
 import subprocess
 from pathlib import Path
 
-from cdfs.content.snapshots.metadata import Row
-from cdfs.content.snapshots.snapshotter import Snapshotter
-from cdfs.errors import Unavailable
-from cdfs.mount import Mount
+from base.errors import Unavailable
+from base.mount import Mount
+from content.snapshots.metadata import Row
+from content.snapshots.snapshotter import Snapshotter
 
 
 class NativeSnapshotter(Snapshotter):

@@ -8,15 +8,15 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from cdfs.content.snapshots.metadata import Row
-from cdfs.content.snapshots.snapshotter import Snapshotter
-from cdfs.errors import InvalidArgument
-from cdfs.mount import Mount
+from base.errors import InvalidArgument
+from base.mount import Mount
+from content.snapshots.metadata import Row
+from content.snapshots.snapshotter import Snapshotter
 
 
 class OverlaySnapshotter(Snapshotter):
     """Snapshots as overlayfs layers under `root`. Long chains give long lowerdir
-    options; cdfs.mount.mount_all shortens them when they pass a page."""
+    options; runtime.mounts.mount_all shortens them when they pass a page."""
 
     whiteouts = "overlay"
 

@@ -20,10 +20,10 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
 
-from cdfs.content.snapshots.metadata import Info, Kind, Metadata, Row, check_key
-from cdfs.content.unpack import WhiteoutMode
-from cdfs.errors import Busy, InvalidArgument, NotFound
-from cdfs.mount import Mount
+from base.errors import Busy, InvalidArgument, NotFound
+from base.mount import Mount
+from content.apply import WhiteoutMode
+from content.snapshots.metadata import Info, Kind, Metadata, Row, check_key
 
 
 @dataclass(frozen=True)

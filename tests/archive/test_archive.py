@@ -11,13 +11,13 @@ from pathlib import Path
 
 import pytest
 
-from cdfs.content import mediatypes
-from cdfs.content.archive import ImportedImage, export_archive, import_archive
-from cdfs.content.build import BuildConfig, Entry, Layer, build_image, build_index, canonical_json
-from cdfs.content.descriptor import Descriptor
-from cdfs.content.manifest import parse_image_manifest, walk
-from cdfs.content.store import ContentStore
-from cdfs.errors import InvalidArgument, NotFound
+from base.errors import InvalidArgument, NotFound
+from content import mediatypes
+from content.archive import ImportedImage, export_archive, import_archive
+from content.build import BuildConfig, Entry, Layer, build_image, build_index, canonical_json
+from content.descriptor import Descriptor
+from content.manifest import parse_image_manifest, walk
+from content.store import ContentStore
 
 needs_skopeo = pytest.mark.skipif(shutil.which("skopeo") is None, reason="needs skopeo")
 

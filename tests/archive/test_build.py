@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 import zstandard
 
-from cdfs.content import mediatypes
-from cdfs.content.build import BuildConfig, Entry, Layer, build_image, build_index, write_tar
-from cdfs.content.manifest import parse_config, parse_image_manifest, parse_manifest
-from cdfs.content.store import ContentStore
-from cdfs.errors import InvalidArgument
+from base.errors import InvalidArgument
+from content import mediatypes
+from content.build import BuildConfig, Entry, Layer, build_image, build_index, write_tar
+from content.manifest import parse_config, parse_image_manifest, parse_manifest
+from content.store import ContentStore
 
 
 @pytest.fixture
@@ -127,7 +127,7 @@ def test_image_layers_config_and_manifest(store: ContentStore, compression: str,
 
 
 def test_default_platform_is_the_host(store: ContentStore) -> None:
-    from cdfs.content.manifest import host_platform
+    from content.manifest import host_platform
     desc = build_image(store, [])
     config = parse_config(store.read(parse_image_manifest(store.read(desc.digest)).config.digest))
     assert config.platform == host_platform()

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from cdfs.content.busybox import BUSYBOX, build_busybox_image
-from cdfs.content.manifest import parse_config, parse_image_manifest
-from cdfs.content.store import ContentStore
-from cdfs.errors import NotFound
+from base.errors import NotFound
+from content.busybox import BUSYBOX, build_busybox_image
+from content.manifest import parse_config, parse_image_manifest
+from content.store import ContentStore
 
 pytestmark = pytest.mark.skipif(not BUSYBOX.is_file(), reason="needs busybox-static")
 

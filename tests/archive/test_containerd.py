@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from cdfs.content.archive import export_archive, import_archive
-from cdfs.content.build import BuildConfig, Entry, Layer, build_image, build_index
-from cdfs.content.store import ContentStore
+from content.archive import export_archive, import_archive
+from content.build import BuildConfig, Entry, Layer, build_image, build_index
+from content.store import ContentStore
 
 pytestmark = pytest.mark.skipif(
     shutil.which("containerd") is None or shutil.which("ctr") is None, reason="needs containerd")

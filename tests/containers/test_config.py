@@ -2,9 +2,9 @@
 
 import pytest
 
-from cdfs import container_config as cc
-from cdfs.errors import InvalidArgument
-from cdfs.mountpoint.containersdir import json_complete
+from base.errors import InvalidArgument
+from cdfs.services import container_config as cc
+from mountpoint.containersdir import json_complete
 
 LIMITS = {"RLIMIT_NOFILE": 20000}
 IMAGE = cc.image_config_mapping(("/entry",), ("arg",), ("PATH=/bin", "A=1"), "/work", "")

@@ -14,9 +14,9 @@ from typing import Any
 import pytest
 from support import REPO, Daemon, wait_until
 
-from cdfs.content.archive import export_archive
-from cdfs.content.build import BuildConfig, Entry, Layer, build_image
-from cdfs.content.store import ContentStore
+from content.archive import export_archive
+from content.build import BuildConfig, Entry, Layer, build_image
+from content.store import ContentStore
 
 BUSYBOX = "cdfs.local/busybox:latest"
 

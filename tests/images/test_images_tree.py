@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 from support import Daemon
 
-from cdfs.content.build import BuildConfig, Entry, Layer, build_image, build_index
-from cdfs.content.reference import parse_reference
-from cdfs.content.registry.push import push
-from cdfs.content.store import ContentStore
+from content.build import BuildConfig, Entry, Layer, build_image, build_index
+from content.reference import parse_reference
+from content.registry.push import push
+from content.store import ContentStore
 
 BUSYBOX = "cdfs.local/busybox:latest"
 

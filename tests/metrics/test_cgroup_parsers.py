@@ -2,8 +2,8 @@
 
 import pytest
 
-from cdfs.errors import InvalidArgument
-from cdfs.runtime.cgroups import (
+from base.errors import InvalidArgument
+from runtime.cgroups import (
     UNLIMITED,
     check_cgroups_path,
     parse_blkio,

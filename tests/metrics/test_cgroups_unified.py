@@ -5,9 +5,9 @@ import time
 
 import pytest
 
-from cdfs.errors import NotFound
-from cdfs.runtime.cgroups import UNLIMITED, CgroupV2, is_pure_v2, open_cgroup
-from cdfs.runtime.oom import watch_oom
+from base.errors import NotFound
+from runtime.cgroups import UNLIMITED, CgroupV2, is_pure_v2, open_cgroup
+from runtime.oom import watch_oom
 
 from .conftest import CGROUP_ROOT, OwnedCgroup
 

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 from cgroupspy.nodes import Node
 
-from cdfs.errors import NotFound
-from cdfs.runtime.cgroups import UNLIMITED, CgroupV1, is_pure_v2, open_cgroup
-from cdfs.runtime.oom import EventfdOomWatcher, watch_oom
+from base.errors import NotFound
+from runtime.cgroups import UNLIMITED, CgroupV1, is_pure_v2, open_cgroup
+from runtime.oom import EventfdOomWatcher, watch_oom
 
 from .conftest import CGROUP_ROOT, OwnedCgroup
 

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from cdfs.errors import NotFound
-from cdfs.runtime.cgroups import UNLIMITED, CgroupV2, is_pure_v2, open_cgroup
-from cdfs.runtime.oom import InotifyOomWatcher, watch_oom
+from base.errors import NotFound
+from runtime.cgroups import UNLIMITED, CgroupV2, is_pure_v2, open_cgroup
+from runtime.oom import InotifyOomWatcher, watch_oom
 
 WEB = "/cdfs/default/web"
 

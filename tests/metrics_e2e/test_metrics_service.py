@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 import trio
 
-from cdfs.errors import InvalidArgument, NotFound
+from base.errors import InvalidArgument, NotFound
 from cdfs.events import EventBus
-from cdfs.metrics import Metrics, parse_interval, render
+from cdfs.services.metrics import Metrics, parse_interval, render
 
 CGROUP = "/cdfs/default/web"
 

@@ -19,9 +19,9 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from cdfs.content import mediatypes as mt
-from cdfs.content.descriptor import Descriptor
-from cdfs.content.store import ContentStore
+from content import mediatypes as mt
+from content.descriptor import Descriptor
+from content.store import ContentStore
 
 
 @pytest.fixture

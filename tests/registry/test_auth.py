@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from cdfs.content.registry.auth import Challenge, parse_challenge
-from cdfs.content.registry.client import is_loopback
-from cdfs.content.registry.credentials import Credentials, load_credentials, parse_credentials
-from cdfs.errors import InvalidArgument
+from base.errors import InvalidArgument
+from content.registry.auth import Challenge, parse_challenge
+from content.registry.client import is_loopback
+from content.registry.credentials import Credentials, load_credentials, parse_credentials
 
 
 def test_parse_bearer_challenge() -> None:

@@ -9,15 +9,15 @@ from typing import Any
 
 import pytest
 
-from cdfs.content.descriptor import Descriptor
-from cdfs.content.manifest import parse_image_manifest
-from cdfs.content.reference import parse_reference
-from cdfs.content.registry.client import Registries
-from cdfs.content.registry.credentials import Credentials
-from cdfs.content.registry.fetch import pull
-from cdfs.content.registry.push import push
-from cdfs.content.store import ContentStore
-from cdfs.errors import Unavailable
+from base.errors import Unavailable
+from content.descriptor import Descriptor
+from content.manifest import parse_image_manifest
+from content.reference import parse_reference
+from content.registry.client import Registries
+from content.registry.credentials import Credentials
+from content.registry.fetch import pull
+from content.registry.push import push
+from content.store import ContentStore
 
 LAYER_SIZE = 300_000
 

@@ -6,9 +6,10 @@ from typing import Any
 
 import pytest
 
-from cdfs.content import mediatypes as mt
-from cdfs.content.descriptor import Descriptor
-from cdfs.content.manifest import (
+from base.errors import InvalidArgument, NotFound
+from content import mediatypes as mt
+from content.descriptor import Descriptor
+from content.manifest import (
     MAX_MANIFEST_SIZE,
     ImageIndex,
     ImageManifest,
@@ -23,7 +24,6 @@ from cdfs.content.manifest import (
     select_manifest,
     walk,
 )
-from cdfs.errors import InvalidArgument, NotFound
 
 
 def _digest(data: bytes) -> str:

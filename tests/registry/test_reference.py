@@ -4,8 +4,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from cdfs.content.reference import Reference, parse_reference
-from cdfs.errors import InvalidArgument
+from base.errors import InvalidArgument
+from content.reference import Reference, parse_reference
 
 DIGEST = "sha256:" + "ab" * 32
 

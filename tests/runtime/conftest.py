@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 from support import cleanup_runtime, make_busybox_rootfs
 
-from cdfs.runtime import spec
-from cdfs.runtime.tasks import TaskService
+from runtime import spec
+from runtime.tasks import TaskService
 
 
 @pytest.fixture(scope="session")

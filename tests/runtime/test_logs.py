@@ -6,8 +6,8 @@ from pathlib import Path
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cdfs.runtime.inotify import Inotify
-from cdfs.runtime.logs import LogReader, parse_record
+from runtime.inotify import Inotify
+from runtime.logs import LogReader, parse_record
 
 TS = "2026-01-01T00:00:00.000000000+00:00"
 

@@ -5,10 +5,10 @@ import signal
 import time
 from pathlib import Path
 
-from cdfs.mount import Mount
-from cdfs.runtime import conmon
-from cdfs.runtime.state import Status
-from cdfs.runtime.tasks import TaskService
+from base.mount import Mount
+from runtime import conmon
+from runtime.state import Status
+from runtime.tasks import TaskService
 
 from .conftest import container_spec
 

@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from cdfs.errors import InvalidArgument
-from cdfs.runtime import spec
+from base.errors import InvalidArgument
+from runtime import spec
 
 PASSWD = (
     "root:x:0:0:root:/root:/bin/sh\n"

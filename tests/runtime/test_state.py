@@ -2,8 +2,8 @@
 
 import pytest
 
-from cdfs.errors import Busy, InvalidArgument
-from cdfs.runtime.state import ALLOWED, Status, Verb, check, parse_signal
+from base.errors import Busy, InvalidArgument
+from runtime.state import ALLOWED, Status, Verb, check, parse_signal
 
 
 @pytest.mark.parametrize(("verb", "allowed"), [

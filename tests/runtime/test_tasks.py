@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from cdfs.errors import AlreadyExists, Busy, InvalidArgument, NotFound, Unavailable
-from cdfs.runtime.state import Status
-from cdfs.runtime.tasks import TaskService
+from base.errors import AlreadyExists, Busy, InvalidArgument, NotFound, Unavailable
+from runtime.state import Status
+from runtime.tasks import TaskService
 
 from .conftest import container_spec
 

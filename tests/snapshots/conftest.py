@@ -12,8 +12,9 @@ from pathlib import Path
 import pytest
 import zstandard
 
-from cdfs.content.snapshots import NativeSnapshotter, OverlaySnapshotter, Snapshotter
-from cdfs.mount import Mount, mount_all, unmount
+from base.mount import Mount
+from content.snapshots import NativeSnapshotter, OverlaySnapshotter, Snapshotter
+from runtime.mounts import mount_all, unmount
 
 MEDIA_TYPES = {
     "none": "application/vnd.oci.image.layer.v1.tar",

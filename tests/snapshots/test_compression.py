@@ -8,8 +8,8 @@ import zlib
 import pytest
 import zstandard
 
-from cdfs.content.compression import LayerStream, Limits, compression_for
-from cdfs.errors import InvalidArgument
+from base.errors import InvalidArgument
+from content.compression import LayerStream, Limits, compression_for
 
 PAYLOAD = bytes(range(256)) * 4000 + b"tail"
 DIGEST = "sha256:" + hashlib.sha256(PAYLOAD).hexdigest()

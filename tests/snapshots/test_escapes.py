@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from cdfs.content.unpack import apply_layer
-from cdfs.errors import InvalidArgument
+from base.errors import InvalidArgument
+from content.apply import apply_layer
 
 
 def snapshot_tree(path: Path) -> dict[str, tuple[int, int, int, int, int, bytes]]:

@@ -12,15 +12,15 @@ from pathlib import Path
 
 import pytest
 
-from cdfs.content.snapshots import (
+from base.errors import AlreadyExists, Busy, InvalidArgument, NotFound
+from content.snapshots import (
     NativeSnapshotter,
     OverlaySnapshotter,
     Snapshotter,
     open_snapshotter,
     overlay_supported,
 )
-from cdfs.errors import AlreadyExists, Busy, InvalidArgument, NotFound
-from cdfs.mount import compact_lowerdirs
+from runtime.mounts import compact_lowerdirs
 
 
 def reopen(snapshotter: Snapshotter) -> Snapshotter:
@@ -192,7 +192,7 @@ def test_overlay_probe_and_choice(tmp_path: Path) -> None:
 CHURN = """
 import sys
 from pathlib import Path
-from cdfs.content.snapshots import NativeSnapshotter, OverlaySnapshotter
+from content.snapshots import NativeSnapshotter, OverlaySnapshotter
 kind = OverlaySnapshotter if sys.argv[1] == "OverlaySnapshotter" else NativeSnapshotter
 snapshotter = kind(Path(sys.argv[2]))
 snapshotter.prepare("base")

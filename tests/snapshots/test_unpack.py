@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from cdfs.content.compression import Limits
-from cdfs.content.unpack import apply_layer, entry_parts, whiteout_target
-from cdfs.errors import InvalidArgument
+from base.errors import InvalidArgument
+from content.apply import apply_layer, entry_parts, whiteout_target
+from content.compression import Limits
 
 
 def apply(layers, target: Path, entries, mode: str = "delete", compression: str = "gzip",

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from cdfs.content.descriptor import Descriptor
-from cdfs.content.snapshots import Snapshotter
-from cdfs.content.store import ContentStore
-from cdfs.content.unpacker import chain_ids, unpack
-from cdfs.errors import InvalidArgument
+from base.errors import InvalidArgument
+from content.descriptor import Descriptor
+from content.snapshots import Snapshotter
+from content.store import ContentStore
+from content.unpacker import chain_ids, unpack
 
 
 @pytest.fixture

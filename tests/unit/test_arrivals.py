@@ -5,9 +5,9 @@ import time
 
 import pytest
 
-from cdfs.content.descriptor import Descriptor
-from cdfs.errors import Unavailable
-from cdfs.images import Arrivals
+from base.errors import Unavailable
+from cdfs.services.images import Arrivals
+from content.descriptor import Descriptor
 
 LAYERS = [Descriptor("application/vnd.oci.image.layer.v1.tar", "sha256:" + c * 64, 1)
           for c in "abc"]

@@ -2,8 +2,8 @@
 
 import pytest
 
-from cdfs.errors import InvalidArgument
-from cdfs.mountpoint.ctl import Verb, VerbTable, split_lines
+from base.errors import InvalidArgument
+from mountpoint.ctl import Verb, VerbTable, split_lines
 
 
 async def _nothing(app: object, scope: object, args: list[str]) -> None:

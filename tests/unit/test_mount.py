@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from cdfs.errors import Unavailable
-from cdfs.mount import Mount, is_mounted, mount_all, split_options, unmount_all
+from base.errors import Unavailable
+from base.mount import Mount
+from runtime.mounts import is_mounted, mount_all, split_options, unmount_all
 
 
 @pytest.fixture

@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from cdfs.content.rootfs import read_from_layers
-from cdfs.errors import InvalidArgument
+from base.errors import InvalidArgument
+from content.rootfs import read_from_layers
 
 
 def layer(root: Path, name: str, files: dict[str, bytes]) -> Path:

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from cdfs.content.store import ContentStore
-from cdfs.errors import Busy, InvalidArgument, NotFound
+from base.errors import Busy, InvalidArgument, NotFound
+from content.store import ContentStore
 
 
 def sha(data: bytes) -> str:

@@ -4,7 +4,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from cdfs.errors import (
+from base.errors import (
     AlreadyExists,
     Busy,
     InvalidArgument,
@@ -12,10 +12,10 @@ from cdfs.errors import (
     PermissionDenied,
     Unavailable,
 )
-from cdfs.mountpoint.errors import err_line, errno_of
-from cdfs.mountpoint.readme import reference
-from cdfs.mountpoint.rootdir import ROOT
-from cdfs.mountpoint.table import Ctl, Dir, Entry, Table
+from mountpoint.errors import err_line, errno_of
+from mountpoint.readme import reference
+from mountpoint.rootdir import ROOT
+from mountpoint.table import Ctl, Dir, Entry, Table
 
 
 def walk(table: Table) -> Iterator[Entry]:
@@ -38,7 +38,7 @@ def test_every_row_and_verb_is_documented() -> None:
 
 
 def test_duplicate_names_are_refused() -> None:
-    from cdfs.mountpoint.table import Err
+    from mountpoint.table import Err
     with pytest.raises(ValueError):
         Table("twice", entries=(Err(), Err()))
 

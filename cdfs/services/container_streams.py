@@ -18,15 +18,15 @@ from pathlib import Path
 
 import trio
 
-from cdfs.runtime.conmon import MonitorFiles
-from cdfs.runtime.inotify import (
+from runtime.conmon import MonitorFiles
+from runtime.inotify import (
     IN_CLOSE_WRITE,
     IN_CREATE,
     IN_MODIFY,
     IN_MOVED_TO,
     Inotify,
 )
-from cdfs.runtime.logs import LogReader
+from runtime.logs import LogReader
 
 IN_IGNORED = 0x00008000
 _MASK = IN_MODIFY | IN_CLOSE_WRITE | IN_CREATE | IN_MOVED_TO

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import trio
 
-from cdfs.content.rootfs import read_from_layers
-from cdfs.content.snapshots import Info, Snapshotter, open_snapshotter
-from cdfs.mount import Mount
+from base.mount import Mount
+from content.rootfs import read_from_layers
+from content.snapshots import Info, Snapshotter, open_snapshotter
 
 
 @dataclass(frozen=True)

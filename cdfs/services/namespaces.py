@@ -1,19 +1,15 @@
 """Namespaces: tenants that share one content store but see only their own images,
 containers and snapshots (containerd's model). `default` always exists."""
 
-import datetime
 import sqlite3
 
-from cdfs import identifiers
+from base import identifiers
+from base.clock import rfc3339
+from base.errors import AlreadyExists, Busy, NotFound
 from cdfs.db import Database
-from cdfs.errors import AlreadyExists, Busy, NotFound
 from cdfs.events import EventBus
 
 DEFAULT = "default"
-
-
-def utcnow() -> str:
-    return datetime.datetime.now(datetime.UTC).isoformat(timespec="microseconds")
 
 
 class Namespaces:
@@ -26,7 +22,7 @@ class Namespaces:
 
     async def load(self) -> None:
         """Read the names, creating `default` on a new root."""
-        rows = await self._db.aquery("SELECT name FROM namespaces")
+        rows = await self._db.query("SELECT name FROM namespaces")
         self._names = {row["name"] for row in rows}
         if DEFAULT not in self._names:
             await self.create(DEFAULT)
@@ -47,8 +43,8 @@ class Namespaces:
         identifiers.validate(name, "namespace")
         if name in self._names:
             raise AlreadyExists(f'namespace "{name}" exists')
-        await self._db.aexecute(
-            "INSERT INTO namespaces (name, created_at) VALUES (?, ?)", (name, utcnow()))
+        await self._db.execute(
+            "INSERT INTO namespaces (name, created_at) VALUES (?, ?)", (name, rfc3339()))
         self._names.add(name)
         self._bus.publish(name, "/namespaces/create", name, name=name)
 
@@ -64,6 +60,6 @@ class Namespaces:
                     raise Busy(f'namespace "{name}" holds {count} {table}')
             conn.execute("DELETE FROM namespaces WHERE name = ?", (name,))
 
-        await self._db.atransact(delete)
+        await self._db.transact(delete)
         self._names.discard(name)
         self._bus.publish(name, "/namespaces/delete", name, name=name)

@@ -3,7 +3,7 @@ alphanumerics joined by single '.', '_' or '-', at most 76 characters."""
 
 import re
 
-from cdfs.errors import InvalidArgument
+from base.errors import InvalidArgument
 
 MAX_LENGTH = 76
 _IDENTIFIER = re.compile(r"[A-Za-z0-9]+(?:[._-][A-Za-z0-9]+)*")

@@ -17,9 +17,15 @@ from pathlib import Path
 
 import trio
 
-from cdfs.content import archive, busybox
-from cdfs.content.descriptor import Descriptor
-from cdfs.content.manifest import (
+from base.clock import rfc3339
+from base.errors import AlreadyExists, CdfsError, InvalidArgument, NotFound, Unavailable
+from cdfs.db import Database, dumps
+from cdfs.events import EventBus
+from cdfs.services.namespaces import Namespaces
+from cdfs.services.snapshots import Snapshots
+from content import archive, busybox
+from content.descriptor import Descriptor
+from content.manifest import (
     MAX_CONFIG_SIZE,
     MAX_MANIFEST_SIZE,
     ImageConfig,
@@ -32,18 +38,13 @@ from cdfs.content.manifest import (
     parse_platform,
     select_manifest,
 )
-from cdfs.content.reference import parse_reference
-from cdfs.content.registry.client import Registries
-from cdfs.content.registry.credentials import Credentials, load_credentials
-from cdfs.content.registry.fetch import PullResult, fetch_layers, resolve
-from cdfs.content.registry.push import push as upload
-from cdfs.content.store import ContentStore
-from cdfs.content.unpacker import unpack
-from cdfs.db import Database, dumps
-from cdfs.errors import AlreadyExists, CdfsError, InvalidArgument, NotFound, Unavailable
-from cdfs.events import EventBus
-from cdfs.namespaces import Namespaces, utcnow
-from cdfs.snapshots import Snapshots
+from content.reference import parse_reference
+from content.registry.client import Registries
+from content.registry.credentials import Credentials, load_credentials
+from content.registry.fetch import PullResult, fetch_layers, resolve
+from content.registry.push import push as upload
+from content.store import ContentStore
+from content.unpacker import unpack
 
 log = logging.getLogger(__name__)
 
@@ -161,7 +162,7 @@ class Images:
     # -- loading -------------------------------------------------------------
     async def load(self) -> None:
         """Read every image record; an image whose blobs vanished is skipped."""
-        rows = await self._db.aquery("SELECT * FROM images")
+        rows = await self._db.query("SELECT * FROM images")
         await self.reload_registries()
         for row in rows:
             try:
@@ -295,12 +296,12 @@ class Images:
         new = parse_reference(new_text)
         if new.digest and new.digest != record.target.digest:
             raise InvalidArgument(f'"{new_text}" names another digest than "{record.name}"')
-        now = utcnow()
+        now = rfc3339()
         await self._save(replace(record, name=str(new), created_at=now, updated_at=now))
 
     async def remove(self, namespace: str, ref_text: str) -> None:
         record = await self.get(namespace, ref_text)
-        await self._db.aexecute("DELETE FROM images WHERE namespace = ? AND name = ?",
+        await self._db.execute("DELETE FROM images WHERE namespace = ? AND name = ?",
                                 (namespace, record.name))
         del self._records[namespace][record.name]
         self._progress.pop((namespace, record.name), None)
@@ -391,7 +392,7 @@ class Images:
     async def _record(self, namespace: str, name: str, root: Descriptor, manifest: Descriptor,
                       image: ImageManifest, config: ImageConfig, chain_id: str) -> ImageRecord:
         old = self.find(namespace, name)
-        now = utcnow()
+        now = rfc3339()
         record = ImageRecord(namespace, name, root, manifest, image, config, chain_id,
                              old.created_at if old else now, now)
         await self._save(record)
@@ -400,7 +401,7 @@ class Images:
     async def _save(self, record: ImageRecord) -> None:
         old = self.find(record.namespace, record.name)
         manifest = dumps(record.manifest.to_json()) if record.manifest != record.target else ""
-        await self._db.aexecute(
+        await self._db.execute(
             "INSERT OR REPLACE INTO images (namespace, name, media_type, digest, size, manifest,"
             " platform, chain_id, created_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?)",
             (record.namespace, record.name, record.target.media_type, record.target.digest,

@@ -15,7 +15,6 @@ the watcher, so an OOM kill is on the events streams before the exit it caused.
 A watcher ends when its cgroup goes, or at /tasks/delete or /containers/delete.
 """
 
-import datetime
 import json
 import logging
 from collections.abc import Callable
@@ -25,10 +24,11 @@ from typing import Any, Final
 
 import trio
 
-from cdfs.errors import CdfsError, InvalidArgument, NotFound
+from base.clock import rfc3339
+from base.errors import CdfsError, InvalidArgument, NotFound
 from cdfs.events import EventBus, Subscription
-from cdfs.runtime.cgroups import CGROUP_ROOT, Cgroup, Stats, open_cgroup
-from cdfs.runtime.oom import OomWatcher, watch_oom
+from runtime.cgroups import CGROUP_ROOT, Cgroup, Stats, open_cgroup
+from runtime.oom import OomWatcher, watch_oom
 
 log = logging.getLogger(__name__)
 
@@ -60,12 +60,6 @@ def parse_interval(text: str) -> float:
         raise InvalidArgument(
             f'interval out of range ({MIN_INTERVAL:g} to {MAX_INTERVAL:g} s): "{text.strip()}"')
     return seconds
-
-
-def timestamp() -> str:
-    """RFC 3339 UTC, as the events are stamped."""
-    now = datetime.datetime.now(datetime.UTC)
-    return now.isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
 def stream_line(sample: dict[str, Any]) -> bytes:
@@ -138,7 +132,7 @@ class Metrics:
         """Every group at once with the time they were read: one stats/stream object."""
         groups = await trio.to_thread.run_sync(
             self._read, namespace, container_id, Cgroup.all)
-        return {"timestamp": timestamp(), "id": container_id, **groups}
+        return {"timestamp": rfc3339(), "id": container_id, **groups}
 
     def interval(self, namespace: str, container_id: str) -> float:
         return self._intervals.get((namespace, container_id), DEFAULT_INTERVAL)

@@ -3,10 +3,10 @@ ingests that the tree turns into files (`cp x content/ingest/name`)."""
 
 import trio
 
-from cdfs.content.descriptor import parse_digest
-from cdfs.content.store import ContentStore, IngestStatus, Writer
-from cdfs.errors import InvalidArgument
+from base.errors import InvalidArgument
 from cdfs.events import EventBus
+from content.descriptor import parse_digest
+from content.store import ContentStore, IngestStatus, Writer
 
 DIGEST_PREFIX = "sha256:"
 

@@ -11,8 +11,8 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from cdfs.errors import InvalidArgument
-from cdfs.runtime import spec as oci
+from base.errors import InvalidArgument
+from runtime import spec as oci
 
 Spec = dict[str, Any]
 

@@ -25,8 +25,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import BinaryIO, Literal
 
-from cdfs.content.compression import LayerStream, Limits
-from cdfs.errors import InvalidArgument
+from base.errors import InvalidArgument
+from content.compression import LayerStream, Limits
 
 WhiteoutMode = Literal["overlay", "delete"]
 

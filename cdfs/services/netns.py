@@ -16,9 +16,9 @@ from pathlib import Path
 
 import trio
 
-from cdfs.errors import Busy, InvalidArgument, NotFound, PermissionDenied
+from base.errors import Busy, InvalidArgument, NotFound, PermissionDenied
 from cdfs.events import EventBus
-from cdfs.runtime import netns
+from runtime import netns
 
 # pyroute2 logs every netlink message at debug level, which would drown the daemon's log.
 logging.getLogger("pyroute2").setLevel(logging.INFO)

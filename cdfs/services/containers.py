@@ -13,7 +13,6 @@ published as /tasks/exit after the task's /tasks/start (or /tasks/exec-started),
 each task's events come in containerd's order.
 """
 
-import datetime
 import functools
 import logging
 import os
@@ -26,16 +25,18 @@ from typing import Any, TypeVar
 
 import trio
 
-from cdfs import container_config, identifiers
-from cdfs.container_streams import CombinedLogReader, DirWatcher, ExitReader, OutputReader
+from base import identifiers
+from base.clock import rfc3339, seconds_to_ns
+from base.errors import AlreadyExists, Busy, CdfsError, InvalidArgument, NotFound
+from base.mount import Mount
 from cdfs.db import Database, dumps
-from cdfs.errors import AlreadyExists, Busy, CdfsError, InvalidArgument, NotFound
 from cdfs.events import EventBus
-from cdfs.mount import Mount
-from cdfs.runtime import netns, spec
-from cdfs.runtime.logs import LogReader
-from cdfs.runtime.state import Status, parse_signal
-from cdfs.runtime.tasks import TaskInfo, TaskService
+from cdfs.services import container_config
+from cdfs.services.container_streams import CombinedLogReader, DirWatcher, ExitReader, OutputReader
+from runtime import netns, spec
+from runtime.logs import LogReader
+from runtime.state import Status, parse_signal
+from runtime.tasks import TaskInfo, TaskService
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -43,17 +44,9 @@ DEFAULT_RUNTIME = "runc"
 EMPTY = "empty"  # the status of a slot before config.json
 
 
-def utcnow() -> str:
-    return datetime.datetime.now(datetime.UTC).isoformat(timespec="microseconds")
-
-
-def rfc3339(seconds: float | None) -> str:
-    """A time as containerd stamps events (UTC, nanoseconds); "" for none."""
-    if seconds is None:
-        return ""
-    ns = int(seconds * 1e9)
-    whole = datetime.datetime.fromtimestamp(ns // 10**9, datetime.UTC)
-    return whole.strftime("%Y-%m-%dT%H:%M:%S") + f".{ns % 10**9:09d}Z"
+def _exited_at(info: TaskInfo) -> str:
+    """When the task exited, as events stamp it; "" while it has not."""
+    return "" if info.exited_at is None else rfc3339(seconds_to_ns(info.exited_at))
 
 
 @dataclass
@@ -116,7 +109,7 @@ class Containers:
     async def load(self) -> None:
         """Read the rows, recover the runtime's tasks (after a restart: conmons that died
         are reaped) and watch every task that may still exit."""
-        rows = await self._db.aquery("SELECT * FROM containers")
+        rows = await self._db.query("SELECT * FROM containers")
         await trio.to_thread.run_sync(self.tasks.recover)
         for row in rows:
             container = Container(
@@ -187,7 +180,7 @@ class Containers:
             await metrics.before_exit(task.namespace, task.id)
         self._bus.publish(task.namespace, "/tasks/exit", task.exec_id or task.id,
                           container_id=task.id, pid=info.pid or 0,
-                          exit_status=info.exit_status, exited_at=rfc3339(info.exited_at))
+                          exit_status=info.exit_status, exited_at=_exited_at(info))
 
     async def _thread(self, fn: Callable[..., T], *args: Any) -> T:
         return await trio.to_thread.run_sync(functools.partial(fn, *args))
@@ -218,10 +211,10 @@ class Containers:
         identifiers.validate(container_id, "container id")
         if self.exists(namespace, container_id):
             raise AlreadyExists(f'container "{container_id}" exists in "{namespace}"')
-        container = Container(namespace, container_id, utcnow())
+        container = Container(namespace, container_id, rfc3339())
         self._containers[(namespace, container_id)] = container
         try:
-            await self._db.aexecute(
+            await self._db.execute(
                 "INSERT INTO containers (namespace, id, runtime, created_at) VALUES (?, ?, ?, ?)",
                 (namespace, container_id, container.runtime, container.created_at))
         except BaseException:
@@ -238,13 +231,13 @@ class Containers:
                 info = await self._delete_task(container)
             if container.snapshot:
                 await self._app.snapshots.remove(namespace, container.snapshot)
-            await self._db.aexecute("DELETE FROM containers WHERE namespace = ? AND id = ?",
+            await self._db.execute("DELETE FROM containers WHERE namespace = ? AND id = ?",
                                     (namespace, container_id))  # fmt: skip
             del self._containers[(namespace, container_id)]
         if info is not None:
             self._bus.publish(namespace, "/tasks/delete", container_id,
                               container_id=container_id, pid=info.pid or 0,
-                              exit_status=info.exit_status, exited_at=rfc3339(info.exited_at))
+                              exit_status=info.exit_status, exited_at=_exited_at(info))
         if container.spec is not None:
             self._bus.publish(namespace, "/containers/delete", container_id)
 
@@ -266,7 +259,7 @@ class Containers:
     # --- the settings written before config.json --------------------------------------
 
     async def _update_row(self, container: Container, column: str, value: str) -> None:
-        await self._db.aexecute(
+        await self._db.execute(
             f"UPDATE containers SET {column} = ? WHERE namespace = ? AND id = ?",
             (value, container.namespace, container.id))
 
@@ -341,7 +334,7 @@ class Containers:
                                           mounts, container.runtime)  # fmt: skip
                 created = await self._thread(self.tasks.config, namespace, container_id)
                 try:
-                    await self._db.aexecute(
+                    await self._db.execute(
                         "UPDATE containers SET spec = ?, snapshot = ? WHERE namespace = ? "
                         "AND id = ?", (dumps(created), snapshot, namespace, container_id))
                 except BaseException:

@@ -1,8 +1,6 @@
-"""Mounts: the value type snapshotters emit and the runtime performs, and performing it.
+"""Performing mounts (base.mount.Mount, what snapshotters emit) and reading mountinfo.
 
-As containerd's core/mount, this is the lingua franca between content/ (snapshotters
-say what to mount) and runtime/ (a container's rootfs is mounted before runc create),
-which never import each other. Mounting goes straight to mount(2): mount(8) costs a
+Mounting goes straight to mount(2): mount(8) costs a
 process (~20 ms here) for what the kernel does in a fraction of a millisecond. Only a
 deep overlay whose lowerdir list outgrows the kernel's one-page option limit takes
 mount(8), run in the layers' common directory with relative paths, since changing the
@@ -14,10 +12,10 @@ import errno
 import os
 import subprocess
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 
-from cdfs.errors import InvalidArgument, Unavailable
+from base.errors import InvalidArgument, Unavailable
+from base.mount import Mount
 
 _libc = ctypes.CDLL(None, use_errno=True)
 _PAGE = os.sysconf("SC_PAGE_SIZE")
@@ -34,16 +32,6 @@ MNT_DETACH = 0x2
 # Options mount(8) turns into flags rather than passing them to the filesystem.
 _FLAGS = {"ro": MS_RDONLY, "rw": 0, "nosuid": MS_NOSUID, "nodev": MS_NODEV,
           "noexec": MS_NOEXEC, "bind": MS_BIND, "rbind": MS_BIND | MS_REC}
-
-
-@dataclass(frozen=True)
-class Mount:
-    """A mount to perform, as containerd's mount.Mount."""
-
-    type: str
-    source: str
-    options: tuple[str, ...] = field(default_factory=tuple)
-    target: str = ""
 
 
 def split_options(options: Sequence[str]) -> tuple[int, str]:

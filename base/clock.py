@@ -1,0 +1,22 @@
+"""The one clock: every time cdfs shows (events, records, stats, files) is RFC 3339
+UTC with nanoseconds, as containerd stamps its events."""
+
+import time
+
+
+def now_ns() -> int:
+    """Nanoseconds since the epoch."""
+    return time.time_ns()
+
+
+def rfc3339(ns: int | None = None) -> str:
+    """`ns` (now by default) as `2026-12-01T09:30:00.123456789Z`."""
+    if ns is None:
+        ns = time.time_ns()
+    seconds, fraction = divmod(ns, 10**9)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{fraction:09d}Z"
+
+
+def seconds_to_ns(seconds: float) -> int:
+    """A float of seconds (a file's mtime, say) as integer nanoseconds."""
+    return int(seconds * 1e9)
