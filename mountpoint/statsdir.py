@@ -3,7 +3,8 @@
 Exports `STATS`, the table of a container's `stats/` directory. The container table
 (mountpoint/containersdir.py) includes it as `Dir("stats", "resource usage …", STATS)`;
 its handlers read `scope["ns"]` and `scope["id"]` and call `app.metrics`
-(cdfs/services/metrics.py). The usage files and the stream answer ENOENT while the container has no task.
+(cdfs/services/metrics.py). The usage files and the stream answer ENOENT while the
+container has no task.
 """
 
 from cdfs.services.metrics import DEFAULT_INTERVAL, MAX_INTERVAL, MIN_INTERVAL, render
