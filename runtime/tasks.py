@@ -245,7 +245,7 @@ class TaskService:
             return False
         try:
             stat = Path(f"/proc/{pid}/stat").read_text()
-        except FileNotFoundError:
+        except (FileNotFoundError, ProcessLookupError):  # gone, or exited mid-read (ESRCH)
             return False
         return stat.rpartition(")")[2].split()[0] != "Z"
 
