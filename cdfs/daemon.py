@@ -32,10 +32,12 @@ class StartupError(Exception):
 
 def prepare_mountpoint(path: Path) -> None:
     """Make `path` ready to mount on: recover a stale mount left by a crashed daemon,
-    refuse one a live daemon serves."""
-    path.mkdir(parents=True, exist_ok=True)
+    refuse one a live daemon serves. Mountinfo is read before anything touches the
+    path: once the kernel's cached attributes expire, any stat of a stale mount
+    (mkdir's exist_ok check included) fails with ENOTCONN."""
     kind = mounted_type(path)
     if kind is None:
+        path.mkdir(parents=True, exist_ok=True)
         return
     if not kind.startswith("fuse"):
         raise StartupError(f"{path} is a mount point ({kind}); choose an empty directory")
