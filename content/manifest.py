@@ -201,6 +201,12 @@ def parse_manifest(data: bytes, media_type: str | None = None) -> ImageManifest 
         raise InvalidArgument(f'unsupported manifest media type: "{kind}"')
     if obj.get("schemaVersion") != 2:
         raise InvalidArgument(f"unsupported manifest schemaVersion: {obj.get('schemaVersion')!r}")
+    # A document of both shapes reads differently to different parsers: refused, as
+    # containerd's validateManifest does (GHSA-5j5w-g665-5m35).
+    if kind in mt.INDEXES and ("config" in obj or "layers" in obj):
+        raise InvalidArgument("index carries config or layers as a manifest would")
+    if kind in mt.MANIFESTS and "manifests" in obj:
+        raise InvalidArgument("manifest carries manifests as an index would")
     if kind in mt.INDEXES:
         entries = obj.get("manifests")
         if not isinstance(entries, list):
@@ -223,11 +229,18 @@ def parse_image_manifest(data: bytes, media_type: str | None = None) -> ImageMan
 
 
 def select_manifest(index: ImageIndex, wanted: Platform | None = None) -> Descriptor:
-    """The index entry to run on `wanted` (default: this host), deterministically.
+    """The index entry to run on `wanted` (default: this host), deterministically: the
+    first of `candidates`. NotFound if none fits."""
+    return candidates(index, wanted)[0]
+
+
+def candidates(index: ImageIndex, wanted: Platform | None = None) -> list[Descriptor]:
+    """The index entries that may run on `wanted` (default: this host), best first.
 
     Entries are ranked by `preference` (exact platform first, then compatible ones in
     containerd's order), ties broken by position in the index; entries without a
-    platform come last, as in containerd's images.Manifest. NotFound if none fits."""
+    platform come last, as in containerd's images.Manifest, and only their config can
+    tell whether they fit (`fits`). NotFound if no entry may fit."""
     wanted = wanted or host_platform()
     ranked: list[tuple[int, int, Descriptor]] = []
     for position, entry in enumerate(index.manifests):
@@ -240,10 +253,21 @@ def select_manifest(index: ImageIndex, wanted: Platform | None = None) -> Descri
         if rank is not None:
             ranked.append((rank, position, entry))
     if not ranked:
-        available = ", ".join(str(Platform.from_json(e.platform)) for e in index.manifests
-                              if e.platform is not None)
-        raise NotFound(f'no manifest for platform "{wanted}" (index has: {available})')
-    return min(ranked, key=lambda r: (r[0], r[1]))[2]
+        raise no_manifest_for(wanted, index)
+    return [entry for _, _, entry in sorted(ranked, key=lambda r: (r[0], r[1]))]
+
+
+def fits(wanted: Platform | None, config: "ImageConfig") -> bool:
+    """Whether an image whose config says `config.platform` runs on `wanted` (default:
+    this host): the check a platform-less index entry needs."""
+    return preference(wanted or host_platform(), config.platform) is not None
+
+
+def no_manifest_for(wanted: Platform | None, index: ImageIndex) -> NotFound:
+    available = ", ".join(str(Platform.from_json(e.platform)) for e in index.manifests
+                          if e.platform is not None)
+    return NotFound(f'no manifest for platform "{wanted or host_platform()}" '
+                    f"(index has: {available})")
 
 
 # -- image config ----------------------------------------------------------------

@@ -29,14 +29,15 @@ from content.manifest import (
     MAX_CONFIG_SIZE,
     MAX_MANIFEST_SIZE,
     ImageConfig,
-    ImageIndex,
     ImageManifest,
     Platform,
+    candidates,
+    fits,
+    no_manifest_for,
     parse_config,
     parse_image_manifest,
     parse_manifest,
     parse_platform,
-    select_manifest,
 )
 from content.reference import parse_reference
 from content.registry.client import Registries
@@ -368,12 +369,15 @@ class Images:
     def _choose_manifest(self, root: Descriptor) -> tuple[Descriptor, ImageManifest]:
         parsed = parse_manifest(self._store.read(root.digest, MAX_MANIFEST_SIZE),
                                 root.media_type or None)
-        if isinstance(parsed, ImageIndex):
-            chosen = select_manifest(parsed)
-            image = parse_image_manifest(self._store.read(chosen.digest, MAX_MANIFEST_SIZE),
-                                         chosen.media_type)
-            return chosen, image
-        return root, parsed
+        if isinstance(parsed, ImageManifest):
+            return root, parsed
+        for entry in candidates(parsed):
+            image = parse_image_manifest(self._store.read(entry.digest, MAX_MANIFEST_SIZE),
+                                         entry.media_type)
+            if entry.platform is not None or fits(None, parse_config(
+                    self._store.read(image.config.digest, MAX_CONFIG_SIZE))):
+                return entry, image
+        raise no_manifest_for(None, parsed)
 
     def _unpack(self, namespace: str, image: ImageManifest, config: ImageConfig,
                 ready: Callable[[Descriptor], None] | None = None) -> str:

@@ -4,21 +4,22 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-from base.errors import InvalidArgument, Unavailable
+from base.errors import InvalidArgument, NotFound, Unavailable
 from content.descriptor import Descriptor
 from content.manifest import (
     MAX_CONFIG_SIZE,
     ImageConfig,
-    ImageIndex,
     ImageManifest,
     Platform,
+    candidates,
+    fits,
+    no_manifest_for,
     parse_config,
     parse_image_manifest,
     parse_manifest,
-    select_manifest,
 )
 from content.reference import Reference
-from content.registry.client import Progress, Registries
+from content.registry.client import Progress, Registries, RegistryClient
 from content.store import ContentStore
 
 LAYER_WORKERS = 3
@@ -45,30 +46,41 @@ def resolve(ref: Reference, store: ContentStore, platform: Platform | None = Non
             ) -> PullResult:
     """Fetch the root manifest or index of `ref`, the manifest for `platform` (default:
     this host) and its config into `store`: everything but the layers. NotFound if the
-    registry lacks the reference or the index lacks the platform, PermissionDenied on
+    registry lacks the reference or no manifest fits the platform (an index entry
+    without a platform fits only if its config does, as in containerd), PermissionDenied on
     refused credentials, Unavailable for network and registry failures."""
     own = registries is None
     registries = registries or Registries()
     try:
         client = registries.client(ref.domain)
         root, data = client.fetch_manifest(ref.path, ref.object, store)
-        manifest_desc, manifest = root, parse_manifest(data, root.media_type)
-        if isinstance(manifest, ImageIndex):
-            manifest_desc = select_manifest(manifest, platform)
-            data = client.fetch_manifest(ref.path, manifest_desc.digest, store,
-                                         expected=manifest_desc)[1]
-            manifest = parse_image_manifest(data, manifest_desc.media_type)
-        if manifest.config.size > MAX_CONFIG_SIZE:
-            raise Unavailable(f'config of "{ref}" is larger than {MAX_CONFIG_SIZE} bytes')
-        client.fetch_blob(ref.path, manifest.config, store, progress)
-        try:
-            config = parse_config(store.read(manifest.config.digest, MAX_CONFIG_SIZE))
-        except InvalidArgument as e:
-            raise Unavailable(f'config of "{ref}": {e}') from None
-        return PullResult(ref, root, manifest_desc, manifest, config)
+        parsed = parse_manifest(data, root.media_type)
+        if isinstance(parsed, ImageManifest):
+            config = _fetch_config(client, ref, parsed, store, progress)
+            if platform is not None and not fits(platform, config):
+                raise NotFound(f'"{ref}" is for {config.platform}, not "{platform}"')
+            return PullResult(ref, root, root, parsed, config)
+        for entry in candidates(parsed, platform):
+            data = client.fetch_manifest(ref.path, entry.digest, store, expected=entry)[1]
+            manifest = parse_image_manifest(data, entry.media_type)
+            config = _fetch_config(client, ref, manifest, store, progress)
+            if entry.platform is not None or fits(platform, config):
+                return PullResult(ref, root, entry, manifest, config)
+        raise no_manifest_for(platform, parsed)
     finally:
         if own:
             registries.close()
+
+
+def _fetch_config(client: RegistryClient, ref: Reference, manifest: ImageManifest,
+                  store: ContentStore, progress: Progress | None) -> ImageConfig:
+    if manifest.config.size > MAX_CONFIG_SIZE:
+        raise Unavailable(f'config of "{ref}" is larger than {MAX_CONFIG_SIZE} bytes')
+    client.fetch_blob(ref.path, manifest.config, store, progress)
+    try:
+        return parse_config(store.read(manifest.config.digest, MAX_CONFIG_SIZE))
+    except InvalidArgument as e:
+        raise Unavailable(f'config of "{ref}": {e}') from None
 
 
 def fetch_layers(image: PullResult, store: ContentStore, progress: Progress | None = None,

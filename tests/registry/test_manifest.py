@@ -88,6 +88,18 @@ def test_refuses_bad_manifests(data: bytes) -> None:
         parse_manifest(data)
 
 
+def test_refuses_a_document_of_both_shapes() -> None:
+    """GHSA-5j5w-g665-5m35: a manifest that also lists manifests, or an index that also
+    names a config or layers, reads as different images to different parsers."""
+    manifest = json.loads(_manifest())
+    with pytest.raises(InvalidArgument, match="manifests as an index"):
+        parse_manifest(json.dumps({**manifest, "manifests": []}).encode())
+    for extra in ({"config": manifest["config"]}, {"layers": manifest["layers"]}):
+        index = {"schemaVersion": 2, "mediaType": mt.OCI_INDEX, "manifests": [], **extra}
+        with pytest.raises(InvalidArgument, match="config or layers"):
+            parse_manifest(json.dumps(index).encode())
+
+
 def test_refuses_media_type_mismatch() -> None:
     with pytest.raises(InvalidArgument, match="served as"):
         parse_manifest(_manifest(), mt.OCI_INDEX)
