@@ -8,6 +8,13 @@ killed). Everything it creates lives in the directory it is given:
     <dir>/pid         the process's pid          <dir>/log     k8s-file log of stdout+stderr
     <dir>/conmon.pid  conmon's own pid           <dir>/exit    exit status, when it exited
     <dir>/attach      seqpacket socket: bytes sent to it go to the process's stdin (-i)
+    <dir>/ctl         fifo of control messages: `1 ROWS COLS\n` resizes the terminal
+
+With `terminal`, conmon (-t) has runc make a pty for the process and receives its
+master on a console socket, as podman does: the process's output (stdout and stderr
+alike) is what the terminal shows, logged as stdout, and the attach socket takes
+keystrokes. conmon keeps the terminal's input open when a client disconnects
+(--leave-stdin-open), so a new daemon can type into it after a restart.
 
 conmon reports the created process's pid (or runc's error) as `{"data": N, "message": ...}`
 on the pipe named by `_OCI_SYNCPIPE`; that is how podman and CRI-O start it too.
@@ -59,6 +66,10 @@ class MonitorFiles:
     def attach(self) -> Path:
         return self.dir / "attach"
 
+    @property
+    def ctl(self) -> Path:
+        return self.dir / "ctl"
+
 
 @dataclass(frozen=True)
 class Launch:
@@ -74,6 +85,7 @@ class Launch:
     stdin: bool
     log_size_max: int
     exec_spec: Path | None = None
+    terminal: bool = False
 
 
 def command(launch: Launch) -> list[str]:
@@ -91,6 +103,8 @@ def command(launch: Launch) -> list[str]:
     ]  # fmt: skip
     if launch.stdin:
         argv.append("-i")
+    if launch.terminal:
+        argv += ["-t", "--leave-stdin-open"]
     if launch.exec_spec is not None:
         argv += ["--exec", "--exec-process-spec", str(launch.exec_spec)]
     return argv
@@ -195,3 +209,23 @@ def connect_attach(files: MonitorFiles) -> socket.socket:
     finally:
         os.close(dir_fd)
     return sock
+
+
+# conmon's control message types (src/ctr_ctl.c), written as `TYPE ROWS COLS\n`.
+_WINDOW_RESIZE = 1
+
+
+def resize(files: MonitorFiles, rows: int, cols: int) -> None:
+    """Set the terminal's window size through conmon's ctl fifo; conmon applies it
+    to the pty (TIOCSWINSZ), so the program gets SIGWINCH. Unavailable when no
+    conmon reads the fifo any more."""
+    try:
+        fd = os.open(files.ctl, os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as e:  # ENXIO: nobody has it open for reading
+        raise Unavailable(f"resize {files.ctl}: {e.strerror}") from None
+    try:
+        os.write(fd, f"{_WINDOW_RESIZE} {rows} {cols}\n".encode())
+    except OSError as e:
+        raise Unavailable(f"resize {files.ctl}: {e.strerror}") from None
+    finally:
+        os.close(fd)

@@ -11,6 +11,7 @@ runtime sets the bound high (see tasks.DEFAULT_LOG_SIZE_MAX) so that this is rar
 """
 
 import os
+import sys
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -84,6 +85,22 @@ class LogReader:
                 return b""
             try:
                 return self._read(fd, stream, offset, size)
+            finally:
+                os.close(fd)
+
+    def length(self, stream: str) -> int:
+        """How many bytes of `stream` the log holds now (where a reader that wants
+        only what comes next starts)."""
+        if stream not in STREAMS:
+            raise ValueError(stream)
+        with self._lock:
+            try:
+                fd = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)
+            except FileNotFoundError:
+                return 0
+            try:
+                self._read(fd, stream, sys.maxsize, 1)  # moves the cursor to the end
+                return self._cursors[stream].offset
             finally:
                 os.close(fd)
 

@@ -54,7 +54,7 @@ def default_spec(namespace: str, container_id: str, hard_limits: Mapping[str, in
     """A sane spec for a container, as containerd's populateDefaultUnixSpec: the rootfs
     at `<bundle>/rootfs`, `sh` as a placeholder command, proc/dev/devpts/shm/mqueue/sysfs
     mounts, default capabilities, masked and read-only /proc paths, new pid ipc uts mount
-    and network namespaces, the cgroup `/cdfs/<namespace>/<id>`, no terminal."""
+    and network namespaces, the cgroup `/cdfs/<namespace>/<id>`, pipes (no terminal)."""
     caps = list(DEFAULT_CAPABILITIES)
     rlimits = [
         {"type": name, "hard": min(value, hard_limits.get(name, value)),
@@ -299,8 +299,12 @@ def _validate_process(process: object, where: str) -> None:
     args = process.get("args")
     _expect(_is_str_list(args) and bool(args), f"{where}.args",
             "must be a non-empty list of strings")
-    _expect(process.get("terminal", False) is False, f"{where}.terminal",
-            "must be false (cdfs gives containers pipes, not terminals)")
+    _expect(isinstance(process.get("terminal", False), bool), f"{where}.terminal",
+            "must be a boolean")
+    present, size = _optional(process, "consoleSize")
+    if present:
+        _expect(isinstance(size, dict) and all(_is_uint(size.get(k)) for k in ("height", "width")),
+                f"{where}.consoleSize", 'must be {"height": ROWS, "width": COLUMNS}')
     cwd = process.get("cwd")
     _expect(isinstance(cwd, str) and cwd.startswith("/"), f"{where}.cwd",
             "must be an absolute path")

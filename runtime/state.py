@@ -29,6 +29,7 @@ class Verb(enum.StrEnum):
     EXEC = "exec"
     CLOSE_STDIN = "closeio"
     WRITE_STDIN = "stdin"
+    RESIZE = "resize"
     DELETE = "delete"
 
 
@@ -43,6 +44,7 @@ ALLOWED: dict[Verb, frozenset[Status]] = {
     # Closing the stdin of a process that has exited is harmless: its stdin is gone.
     Verb.CLOSE_STDIN: frozenset(Status),
     Verb.WRITE_STDIN: frozenset({Status.CREATED, Status.RUNNING, Status.PAUSED}),
+    Verb.RESIZE: frozenset({Status.CREATED, Status.RUNNING, Status.PAUSED}),
     Verb.DELETE: frozenset({Status.CREATED, Status.STOPPED}),
 }
 

@@ -7,11 +7,13 @@ small records written atomically (write + rename).
     <state>/runc/<namespace>/               runc --root: ids are unique per namespace
     <state>/sockets/                        conmon's links to attach-socket directories
     <state>/tasks/<namespace>/<id>/         the bundle (0700): config.json, rootfs/,
-                                            task.json, conmon's pid, exit, log, attach
+                                            task.json, conmon's pid, exit, log, attach, ctl
     <state>/tasks/<namespace>/<id>/execs/<exec_id>/
                                             process.json, exec.json and its conmon files
 
 Verbs take `exec_id=None` for the container's init or an exec id for one of its execs.
+A process whose spec says `terminal` runs on a pty that conmon holds (see conmon.py):
+its stdin takes keystrokes, its log is what the terminal showed, `resize` sets its size.
 All methods are synchronous and safe to call from several threads at once.
 """
 
@@ -45,6 +47,7 @@ DEFAULT_LOG_SIZE_MAX = 64 << 20
 # The exit status of a process whose monitor died before recording it.
 EXIT_UNKNOWN = 255
 _EXIT_WAIT_AFTER_KILL = 10.0
+_WINDOW_MAX = 65535  # a terminal's rows and columns are unsigned shorts (struct winsize)
 
 
 @dataclass(frozen=True)
@@ -152,6 +155,7 @@ class TaskService:
         except FileExistsError:
             raise AlreadyExists(f'container "{container_id}" exists in "{namespace}"') from None
         mounted = False
+        terminal = oci_spec["process"].get("terminal", False) is True
         try:
             if not own_root:
                 oci_spec = spec.merge(oci_spec, {"root": {"path": str(bundle / "rootfs")}})
@@ -161,12 +165,12 @@ class TaskService:
             _write_json(bundle / "config.json", oci_spec)
             monitor_id = uuid.uuid4().hex
             record = {"namespace": namespace, "id": container_id, "runtime": runtime,
-                      "stdin": stdin, "monitor_id": monitor_id, "rootfs_mounted": mounted,
-                      "created_at": time.time()}  # fmt: skip
+                      "stdin": stdin, "terminal": terminal, "monitor_id": monitor_id,
+                      "rootfs_mounted": mounted, "created_at": time.time()}  # fmt: skip
             _write_json(bundle / "task.json", record)
             (self.state_dir / "runc" / namespace).mkdir(mode=0o700, exist_ok=True)
             conmon.spawn(self._launch(namespace, container_id, monitor_id, runtime,
-                                      MonitorFiles(bundle), stdin))
+                                      MonitorFiles(bundle), stdin, terminal))
         except BaseException:
             self._runc(namespace, runtime).delete(container_id, force=True)
             if mounted:
@@ -176,13 +180,13 @@ class TaskService:
         return self.state(namespace, container_id)
 
     def _launch(self, namespace: str, container_id: str, monitor_id: str, runtime: str,
-                files: MonitorFiles, stdin: bool, exec_spec: Path | None = None
-                ) -> conmon.Launch:  # fmt: skip
+                files: MonitorFiles, stdin: bool, terminal: bool,
+                exec_spec: Path | None = None) -> conmon.Launch:  # fmt: skip
         return conmon.Launch(
             container_id=container_id, monitor_id=monitor_id, files=files,
             runtime_path=runtime, runtime_root=self.state_dir / "runc" / namespace,
             socket_dir=self._sockets, stdin=stdin, log_size_max=self.log_size_max,
-            exec_spec=exec_spec,
+            exec_spec=exec_spec, terminal=terminal,
         )  # fmt: skip
 
     def list(self, namespace: str | None = None) -> list[tuple[str, str]]:
@@ -368,8 +372,12 @@ class TaskService:
 
     def close_stdin(self, namespace: str, container_id: str, exec_id: str | None = None
                     ) -> None:  # fmt: skip
-        """Close the process's stdin: it reads end of file."""
+        """Close the process's stdin: it reads end of file. A terminal's input stays
+        open (its program reads end of file when ^D is typed), so for a terminal this
+        does nothing."""
         path = self._dir(namespace, container_id, exec_id)
+        if self._record(path).get("terminal"):
+            return
         live = self._checked(Verb.CLOSE_STDIN, namespace, container_id, exec_id).status \
             != Status.STOPPED
         with self._lock:
@@ -380,6 +388,34 @@ class TaskService:
                 sock = conmon.connect_attach(MonitorFiles(path))
             if sock is not None:
                 sock.close()
+
+    # --- terminals ----------------------------------------------------------------------
+
+    def terminal(self, namespace: str, container_id: str, exec_id: str | None = None
+                 ) -> bool:  # fmt: skip
+        """Whether the process runs on a terminal (its spec said `terminal: true`)."""
+        return bool(self._record(self._dir(namespace, container_id, exec_id)).get("terminal"))
+
+    def resize(self, namespace: str, container_id: str, rows: int, cols: int,
+               exec_id: str | None = None) -> None:  # fmt: skip
+        """Set the window size of the process's terminal; the program sees it at once
+        (SIGWINCH). An exec not started yet gets it as process.consoleSize, the size
+        runc gives its terminal at start. InvalidArgument without a terminal, for a
+        size out of 1..65535, or once stopped."""
+        path = self._dir(namespace, container_id, exec_id)
+        what = self._what(container_id, exec_id)
+        if not self._record(path).get("terminal"):
+            raise InvalidArgument(f"{what} has no terminal")
+        for name, value in (("rows", rows), ("columns", cols)):
+            if not 0 < value <= _WINDOW_MAX:
+                raise InvalidArgument(f"resize: {name} must be 1..{_WINDOW_MAX}, not {value}")
+        self._checked(Verb.RESIZE, namespace, container_id, exec_id)
+        if self._monitor_started(path):
+            conmon.resize(MonitorFiles(path), rows, cols)
+            return
+        process = _read_json(path / "process.json")
+        process["consoleSize"] = {"height": rows, "width": cols}
+        _write_json(path / "process.json", process)
 
     def _record(self, path: Path) -> dict[str, Any]:
         name = "exec.json" if path.parent.name == "execs" else "task.json"
@@ -418,7 +454,8 @@ class TaskService:
         except FileExistsError:
             raise AlreadyExists(f'exec "{exec_id}" exists in "{container_id}"') from None
         _write_json(path / "process.json", full)
-        _write_json(path / "exec.json", {"id": exec_id, "stdin": stdin, "monitor_id": None})
+        _write_json(path / "exec.json", {"id": exec_id, "stdin": stdin, "monitor_id": None,
+                                         "terminal": full.get("terminal", False) is True})
         return self.state(namespace, container_id, exec_id)
 
     def _start_exec(self, namespace: str, container_id: str, exec_id: str) -> None:
@@ -427,7 +464,8 @@ class TaskService:
         record["monitor_id"] = uuid.uuid4().hex
         runtime = _read_json(self.bundle(namespace, container_id) / "task.json")["runtime"]
         launch = self._launch(namespace, container_id, record["monitor_id"], runtime,
-                              MonitorFiles(path), record["stdin"], path / "process.json")
+                              MonitorFiles(path), record["stdin"],
+                              record.get("terminal", False), path / "process.json")
         _write_json(path / "exec.json", record)
         try:
             conmon.spawn(launch)

@@ -314,7 +314,7 @@ BAD_CONFIGS = [
     ('{"hostname": 7}', "hostname: must be a string"),
     ('{"mounts": [{"destination": "tmp", "type": "tmpfs", "source": "x"}]}',
      "mounts[0].destination: must be absolute"),
-    ('{"process": {"terminal": true}}', "process.terminal"),
+    ('{"process": {"terminal": 1}}', "process.terminal: must be a boolean"),
     ('{"linux": {"namespaces": [{"type": "bogus"}]}}', "linux.namespaces[0].type"),
 ]
 

@@ -54,6 +54,17 @@ def test_half_written_line_waits(tmp_path: Path) -> None:
     assert reader.read_combined(0, 10) == TS[:10].encode()
 
 
+def test_length_counts_one_stream_and_leaves_reads_alone(tmp_path: Path) -> None:
+    path = tmp_path / "log"
+    path.write_bytes(f"{TS} stdout P ab\n{TS} stderr F err\n{TS} stdout F cd\n"
+                     f"{TS} stdout F x".encode())  # the last record is still being written
+    reader = LogReader(path)
+    assert (reader.length("stdout"), reader.length("stderr")) == (5, 4)
+    assert reader.read_stream("stdout", 0, 100) == b"abcd\n"
+    assert reader.read_stream("stdout", 5, 100) == b""
+    assert LogReader(tmp_path / "none").length("stdout") == 0
+
+
 def test_replaced_log_is_read_afresh(tmp_path: Path) -> None:
     path = tmp_path / "log"
     path.write_bytes(f"{TS} stdout F old old old\n".encode())

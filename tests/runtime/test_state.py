@@ -12,6 +12,7 @@ from runtime.state import ALLOWED, Status, Verb, check, parse_signal
     (Verb.RESUME, {Status.PAUSED}),
     (Verb.DELETE, {Status.CREATED, Status.STOPPED}),
     (Verb.CLOSE_STDIN, set(Status)),  # a process that exited has no stdin left to close
+    (Verb.RESIZE, {Status.CREATED, Status.RUNNING, Status.PAUSED}),
 ])  # fmt: skip
 def test_verbs_allowed_only_in_their_statuses(verb: Verb, allowed: set[Status]) -> None:
     for status in Status:
