@@ -3,7 +3,7 @@ service (cdfs.services.containers), and exec/ for the processes run inside it.""
 
 import json
 
-from base.errors import InvalidArgument
+from base.errors import InvalidArgument, NotFound
 from cdfs.services.container_config import format_labels, parse_grace
 from cdfs.services.containers import EMPTY
 from mountpoint.ctl import Verb, VerbTable
@@ -22,9 +22,7 @@ from mountpoint.table import (
     Value,
 )
 from mountpoint.table import Services as S
-from runtime.state import Status
-
-LIVE = (Status.CREATED, Status.RUNNING, Status.PAUSED)
+from runtime.state import LIVE
 
 
 def json_complete(buffer: bytes) -> bool:
@@ -70,6 +68,22 @@ async def _exit(app: S, scope: Scope) -> str:
     info = await app.containers.state(scope["ns"], scope["id"], _exec_id(scope))
     stopped = info is not None and info.exit_status is not None
     return f"{info.exit_status}\n" if stopped else ""
+
+
+async def _created(app: S, scope: Scope) -> str:
+    return _line((await app.containers.times(scope["ns"], scope["id"], _exec_id(scope))).created)
+
+
+async def _started(app: S, scope: Scope) -> str:
+    return _line((await app.containers.times(scope["ns"], scope["id"], _exec_id(scope))).started)
+
+
+async def _exited(app: S, scope: Scope) -> str:
+    return _line((await app.containers.times(scope["ns"], scope["id"], _exec_id(scope))).exited)
+
+
+def _line(value: str) -> str:
+    return f"{value}\n" if value else ""
 
 
 async def _wait(app: S, scope: Scope) -> StreamReader:
@@ -211,6 +225,10 @@ async def _write_labels(app: S, scope: Scope, data: bytes) -> None:
     await app.containers.set_labels(scope["ns"], scope["id"], text)
 
 
+async def _info(app: S, scope: Scope) -> str:
+    return json.dumps(await app.containers.info(scope["ns"], scope["id"])) + "\n"
+
+
 async def _config(app: S, scope: Scope) -> str:
     config = app.containers.config_json(scope["ns"], scope["id"])
     return json.dumps(config, indent=2) + "\n" if config is not None else ""
@@ -238,6 +256,10 @@ def _task_files(stdin_doc: str) -> tuple[Value | Stream | Input, ...]:
               "paused)", read=_pid),
         Value("exit", "the exit status once stopped (128+N when killed by signal N: 137 "
               "for KILL)", read=_exit),
+        Value("created", "when the task was created (config.json or process.json), RFC 3339\n"
+              "UTC; empty before", read=_created),
+        Value("started", "when `start` ran the program; empty before", read=_started),
+        Value("exited", "when the program exited; empty before", read=_exited),
         Stream("wait", "blocks until the process has exited, then gives its exit status",
                _wait),
         Input("stdin", stdin_doc, _stdin),
@@ -312,6 +334,9 @@ CONTAINER = Table(
                 list=_exec_names, mkdir=_make_exec, rmdir=_remove_exec, table=EXEC),
         )),
         Dir("stats", "resource usage of the container's cgroup", STATS),
+        Value("info", "the container at a glance, one JSON object: id, status, pid, image,\n"
+              "created, started, exited, exit, labels, runtime, netns (null where a\n"
+              "fact is absent), for jq", read=_info),
         Value("labels", "key=value lines; writing replaces them all", read=_labels,
               write=_write_labels),
         Value("runtime", "the OCI runtime binary (default runc); written before\n"
@@ -339,9 +364,37 @@ async def _rmdir(app: S, scope: Scope, name: str) -> None:
     await app.containers.remove(scope["ns"], name)
 
 
+LIST_COLUMNS = ("ID", "STATUS", "PID", "IMAGE", "CREATED", "EXIT")
+
+
+async def _list(app: S, scope: Scope) -> str:
+    rows: list[tuple[str, ...]] = [LIST_COLUMNS]
+    for name in app.containers.names(scope["ns"]):
+        try:
+            info = await app.containers.info(scope["ns"], name)
+        except NotFound:
+            continue  # removed while the list was made
+        rows.append(tuple("-" if info[key] is None else str(info[key])
+                          for key in ("id", "status", "pid", "image", "created", "exit")))
+    return align(rows)
+
+
+def align(rows: list[tuple[str, ...]]) -> str:
+    """Columns padded to their widest cell, three spaces apart (as ctr prints tables)."""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return "".join("   ".join(cell.ljust(width) for cell, width in zip(row, widths,
+                                                                     strict=True)).rstrip()
+                   + "\n" for row in rows)
+
+
 CONTAINERS = Table(
     "the namespace's containers",
-    entries=(Err(),),
+    entries=(
+        Value("list", "one line per container, a header first: ID STATUS PID IMAGE CREATED\n"
+              "EXIT, aligned (`-` where a fact is absent): `ctr task ls` in one read",
+              read=_list),
+        Err(),
+    ),
     children=Children(
         "id", "a container. mkdir ID makes an empty slot; write image, netns,\n"
         "runtime and labels as needed, then config.json to create it, then\n"

@@ -19,6 +19,9 @@ class Status(enum.StrEnum):
     STOPPED = "stopped"
 
 
+LIVE = frozenset((Status.CREATED, Status.RUNNING, Status.PAUSED))  # a process exists
+
+
 class Verb(enum.StrEnum):
     START = "start"
     KILL = "kill"

@@ -60,7 +60,9 @@ class TaskInfo:
     status: Status
     pid: int | None
     exit_status: int | None
-    exited_at: float | None  # seconds since the epoch
+    exited_at: float | None  # seconds since the epoch, as the other two
+    created_at: float | None = None
+    started_at: float | None = None
 
 
 def _write_json(path: Path, value: object) -> None:
@@ -217,8 +219,10 @@ class TaskService:
 
         def info(status: Status, exit_status: int | None = None) -> TaskInfo:
             exited_at = files.exit.stat().st_mtime if exit_status is not None else None
+            times = self._record(path)
             return TaskInfo(namespace, container_id, exec_id, status,
-                            conmon.read_int(files.pid), exit_status, exited_at)  # fmt: skip
+                            conmon.read_int(files.pid), exit_status, exited_at,
+                            times.get("created_at"), times.get("started_at"))  # fmt: skip
 
         for attempt in range(20):
             exit_status = conmon.read_int(files.exit)
@@ -294,9 +298,18 @@ class TaskService:
         self._checked(Verb.START, namespace, container_id, exec_id)
         if exec_id is None:
             self._runtime(namespace, container_id).start(container_id)
+            self._stamp_started(self.bundle(namespace, container_id) / "task.json")
         else:
             self._start_exec(namespace, container_id, exec_id)
         return self.state(namespace, container_id, exec_id)
+
+    @staticmethod
+    def _stamp_started(record_path: Path) -> None:
+        """When the program started, kept beside the task's other facts so it outlives
+        the daemon (status, pid and exit come from runc and conmon)."""
+        record = _read_json(record_path)
+        record["started_at"] = time.time()
+        _write_json(record_path, record)
 
     def kill(self, namespace: str, container_id: str, signum: int,
              exec_id: str | None = None) -> None:  # fmt: skip
@@ -455,13 +468,15 @@ class TaskService:
             raise AlreadyExists(f'exec "{exec_id}" exists in "{container_id}"') from None
         _write_json(path / "process.json", full)
         _write_json(path / "exec.json", {"id": exec_id, "stdin": stdin, "monitor_id": None,
-                                         "terminal": full.get("terminal", False) is True})
+                                         "terminal": full.get("terminal", False) is True,
+                                         "created_at": time.time()})  # fmt: skip
         return self.state(namespace, container_id, exec_id)
 
     def _start_exec(self, namespace: str, container_id: str, exec_id: str) -> None:
         path = self._dir(namespace, container_id, exec_id)
         record = _read_json(path / "exec.json")
         record["monitor_id"] = uuid.uuid4().hex
+        record["started_at"] = time.time()
         runtime = _read_json(self.bundle(namespace, container_id) / "task.json")["runtime"]
         launch = self._launch(namespace, container_id, record["monitor_id"], runtime,
                               MonitorFiles(path), record["stdin"],
@@ -471,6 +486,7 @@ class TaskService:
             conmon.spawn(launch)
         except BaseException:
             record["monitor_id"] = None
+            del record["started_at"]
             _write_json(path / "exec.json", record)
             raise
 

@@ -35,7 +35,7 @@ from cdfs.services import container_config
 from cdfs.services.container_streams import CombinedLogReader, DirWatcher, ExitReader, OutputReader
 from runtime import netns, spec
 from runtime.logs import LogReader
-from runtime.state import Status, parse_signal
+from runtime.state import LIVE, Status, parse_signal
 from runtime.tasks import TaskInfo, TaskService
 
 T = TypeVar("T")
@@ -46,7 +46,26 @@ EMPTY = "empty"  # the status of a slot before config.json
 
 def _exited_at(info: TaskInfo) -> str:
     """When the task exited, as events stamp it; "" while it has not."""
-    return "" if info.exited_at is None else rfc3339(seconds_to_ns(info.exited_at))
+    return _stamp(info.exited_at)
+
+
+def _stamp(seconds: float | None) -> str:
+    return "" if seconds is None else rfc3339(seconds_to_ns(seconds))
+
+
+@dataclass(frozen=True)
+class Times:
+    """When a task was created, started and exited (RFC 3339; "" until it happens)."""
+
+    created: str
+    started: str
+    exited: str
+
+    @classmethod
+    def of(cls, info: TaskInfo | None) -> "Times":
+        if info is None:
+            return cls("", "", "")
+        return cls(_stamp(info.created_at), _stamp(info.started_at), _stamp(info.exited_at))
 
 
 @dataclass
@@ -385,6 +404,28 @@ class Containers:
             if exec_id is not None:
                 raise
             return TaskInfo(namespace, container_id, None, Status.STOPPED, None, None, None)
+
+    async def times(self, namespace: str, container_id: str, exec_id: str | None = None
+                    ) -> Times:  # fmt: skip
+        return Times.of(await self.state(namespace, container_id, exec_id))
+
+    async def info(self, namespace: str, container_id: str) -> dict[str, Any]:
+        """Everything about a container at a glance, as one JSON-ready object: absent
+        facts (a pid once stopped, an exit while running) are None."""
+        container = self.get(namespace, container_id)
+        info = await self.state(namespace, container_id)
+        times = Times.of(info)
+        live = info is not None and info.status in LIVE
+        return {
+            "id": container_id, "status": str(info.status) if info is not None else EMPTY,
+            "pid": info.pid if live and info is not None else None,
+            "image": container.image or None,
+            "created": times.created or None, "started": times.started or None,
+            "exited": times.exited or None,
+            "exit": info.exit_status if info is not None else None,
+            "labels": dict(container.labels), "runtime": container.runtime,
+            "netns": container.netns or None,
+        }  # fmt: skip
 
     def config_json(self, namespace: str, container_id: str) -> dict[str, Any] | None:
         return self.get(namespace, container_id).spec

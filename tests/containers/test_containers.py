@@ -4,10 +4,12 @@ driven by plain os calls as a user's program would."""
 import errno
 import json
 import os
+import re
 import subprocess
 import threading
 import time
 from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -419,7 +421,7 @@ def test_daemon_kill9_and_restart_keeps_containers(make_daemon: Callable[..., Da
     second = first.start()
     waiting, done, created = (Container(second, n) for n in ("waiting", "done", "created"))
     assert sorted(os.listdir(second.path("containers"))) == [
-        "created", "done", "err", "slot", "waiting"]
+        "created", "done", "err", "list", "slot", "waiting"]
     assert waiting.value("status") == "running" and waiting.value("pid") == pid
     assert done.value("status") == "stopped" and done.value("exit") == "3"
     assert read_with_timeout(done / "stdout") == "finished\n"
@@ -514,3 +516,95 @@ def test_stop_sends_the_images_stop_signal(daemon: Daemon, tmp_path: Path) -> No
     polite.ctl("stop 5")
     assert polite.value("exit") == "7"
     assert read_with_timeout(polite / "stdout") == "got USR1\n"
+
+
+# --- at a glance: created/started/exited, info and containers/list ----------------------
+
+STAMP = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{9}Z$")
+
+
+def when(stamp: str) -> float:
+    assert STAMP.match(stamp), stamp
+    return datetime.fromisoformat(stamp[:26] + "+00:00").timestamp()
+
+
+def test_times_are_empty_until_they_happen(daemon: Daemon) -> None:
+    before = time.time()
+    box = Container(daemon, "box")
+    box.dir.mkdir()
+    assert [(box / n).read_text() for n in ("created", "started", "exited")] == ["", "", ""]
+    write(box / "image", BUSYBOX + "\n")
+    write(box / "config.json", json.dumps({"process": {"args": ["sh", "-c", "read x; exit 4"]}}))
+    created = box.value("created")
+    assert before - 1 < when(created) < time.time() + 1
+    assert box.value("started") == "" and box.value("exited") == ""
+    box.ctl("start")
+    started = box.value("started")
+    assert when(created) <= when(started) and box.value("exited") == ""
+    write(box / "stdin", "go\n")
+    assert box.wait() == 4
+    assert when(started) <= when(box.value("exited")) < time.time() + 1
+
+
+def test_exec_times(daemon: Daemon) -> None:
+    box = run(daemon, "box", ["sleep", "30"])
+    execdir = box / "exec" / "e"
+    execdir.mkdir()
+    assert [(execdir / n).read_text() for n in ("created", "started", "exited")] == ["", "", ""]
+    write(execdir / "process.json", json.dumps({"args": ["sh", "-c", "exit 2"]}))
+    assert STAMP.match((execdir / "created").read_text().strip())
+    assert (execdir / "started").read_text() == ""
+    write(execdir / "ctl", "start\n")
+    assert read_with_timeout(execdir / "wait").strip() == "2"
+    created, started, exited = ((execdir / n).read_text().strip()
+                                for n in ("created", "started", "exited"))
+    assert when(created) <= when(started) <= when(exited)
+    box.ctl("kill KILL")
+    assert box.wait() == 137
+
+
+def test_info_and_list_survive_a_restart(make_daemon: Callable[..., Daemon]) -> None:
+    first = make_daemon()
+    running = run(first, "running", ["sleep", "60"])
+    write(running / "labels", "app=web\n")
+    stopped = run(first, "stopped", ["sh", "-c", "exit 3"])
+    assert stopped.wait() == 3
+    Container(first, "created").make(["true"])
+    Container(first, "slot").dir.mkdir()
+
+    def glance(daemon: Daemon) -> tuple[dict[str, dict], list[str]]:
+        infos = {name: json.loads(Container(daemon, name).value("info"))
+                 for name in ("running", "stopped", "created", "slot")}
+        return infos, daemon.path("namespaces", "default", "containers", "list"
+                                  ).read_text().splitlines()
+
+    infos, lines = glance(first)
+    run_info = infos["running"]
+    assert run_info["status"] == "running" and run_info["pid"] == int(running.value("pid"))
+    assert run_info["labels"] == {"app": "web"} and run_info["image"] == BUSYBOX
+    assert run_info["exit"] is None and run_info["exited"] is None
+    assert run_info["runtime"] == "runc" and run_info["netns"] is None
+    assert set(run_info) == {"id", "status", "pid", "image", "created", "started", "exited",
+                             "exit", "labels", "runtime", "netns"}
+    assert infos["stopped"]["exit"] == 3 and infos["stopped"]["pid"] is None
+    assert STAMP.match(infos["stopped"]["exited"])
+    assert infos["created"]["status"] == "created" and infos["created"]["started"] is None
+    assert infos["slot"] == {**infos["slot"], "status": "empty", "created": None, "pid": None}
+
+    assert lines[0].split() == ["ID", "STATUS", "PID", "IMAGE", "CREATED", "EXIT"]
+    rows = {line.split()[0]: line.split() for line in lines[1:]}
+    assert rows["running"][1:4] == ["running", running.value("pid"), BUSYBOX]
+    assert rows["running"][5] == "-" and rows["stopped"][5] == "3"
+    assert rows["stopped"][1:3] == ["stopped", "-"]
+    assert rows["slot"] == ["slot", "empty", "-", "-", "-", "-"]
+    assert rows["created"][4] == infos["created"]["created"]
+    starts = {line.index(word) for line in lines for word in line.split()[2:3]}
+    assert len(starts) == 1, "the PID column is aligned"
+
+    first.kill9()
+    second = first.start()
+    assert glance(second) == (infos, lines)
+    Container(second, "running").ctl("kill KILL")
+    assert Container(second, "running").wait() == 137
+    for name in ("running", "stopped", "created", "slot"):
+        second.path("namespaces", "default", "containers", name).rmdir()
