@@ -122,7 +122,7 @@ def test_lifecycle_output_exit_and_events_in_order(daemon: Daemon) -> None:
         c = Container(daemon, "web")
         c.dir.mkdir()
         assert c.value("status") == "empty"
-        assert sorted(os.listdir(daemon.path("containers"))) == ["err", "web"]
+        assert sorted(os.listdir(daemon.path("containers"))) == ["err", "list", "web"]
         write(c / "image", "cdfs.local/busybox\n")
         assert c.value("image") == BUSYBOX
         write(c / "labels", "app=web\ntier=front\n")
@@ -466,7 +466,7 @@ def test_fifty_containers_at_once(daemon: Daemon) -> None:
         assert read_with_timeout(c / "stdout") == f"{name}\n"
     for name in names:
         Container(daemon, name).dir.rmdir()
-    assert os.listdir(daemon.path("containers")) == ["err"]
+    assert sorted(os.listdir(daemon.path("containers"))) == ["err", "list"]
 
 
 def test_shell_scripts(daemon: Daemon) -> None:
