@@ -5,14 +5,16 @@ from dataclasses import dataclass, field
 
 import trio
 
+from base.errors import Busy
 from cdfs import __version__
 from cdfs.config import Config
 from cdfs.db import Database
 from cdfs.events import EventBus
-from cdfs.gc import Collected, collect
+from cdfs.gc import Collected, Live, collect
 from cdfs.services.containers import Containers
 from cdfs.services.content import Cas
 from cdfs.services.images import Images
+from cdfs.services.leases import Leases
 from cdfs.services.metrics import Metrics
 from cdfs.services.namespaces import Namespaces
 from cdfs.services.netns import NetworkNamespaces
@@ -35,6 +37,7 @@ class App:
     snapshots: Snapshots
     images: Images
     netns: NetworkNamespaces
+    leases: Leases
     version: str = __version__
     containers: Containers = field(init=False)
     metrics: Metrics = field(init=False)
@@ -48,11 +51,14 @@ class App:
         db = await trio.to_thread.run_sync(Database, config.root / "metadata.db")
         store = await trio.to_thread.run_sync(ContentStore, config.root / "content")
         snapshots = await trio.to_thread.run_sync(Snapshots, config.root / "snapshots")
+        await trio.to_thread.run_sync(_recover, store, snapshots)
         namespaces = Namespaces(db, bus)
-        images = Images(db, bus, store, snapshots, namespaces, config.root)
+        leases = Leases(db, bus)
+        images = Images(db, bus, store, snapshots, namespaces, config.root, leases)
         app = cls(config, db, bus, Cas(store, bus), namespaces, snapshots, images,
-                  NetworkNamespaces(config.state, bus))
+                  NetworkNamespaces(config.state, bus), leases)
         await app.namespaces.load()
+        await app.leases.load()
         await app.images.load()
         await app.images.ensure_busybox()
         app.containers = Containers(app, db, bus, TaskService(config.state / "runtime"))
@@ -64,23 +70,33 @@ class App:
         return app
 
     async def collect_garbage(self) -> Collected:
-        """Free the blobs and snapshots that no image or container uses."""
-        live: dict[str, set[str]] = {}
-        for namespace in self.namespaces.names():
-            keys = {info.key for info in await self.snapshots.list(namespace)
-                    if info.kind != "committed"}
-            keys.update(record.chain_id for record in self.images.all_records()
-                        if record.namespace == namespace)
-            live[namespace] = keys
+        """Free the blobs, snapshots and ingests that no image, container or lease uses."""
+        leased = self.leases.roots()
+        live: dict[str, set[str]] = {ns: set(keys) for ns, keys in leased.snapshots.items()}
+        for record in self.images.all_records():
+            live.setdefault(record.namespace, set()).add(record.chain_id)
+        for namespace, keys in self.containers.snapshots().items():
+            live.setdefault(namespace, set()).update(keys)
         roots = [record.target for record in self.images.all_records()]
-        collected = await collect(self.cas.store, self.snapshots, roots, live)
+        collected = await collect(self.cas.store, self.snapshots, Live(
+            roots, leased.content, live, leased.covered_since))
         self.bus.publish("", "/gc", "", blobs=collected.blobs, bytes=collected.bytes,
-                         snapshots=collected.snapshots)
+                         snapshots=collected.snapshots, ingests=collected.ingests)
         return collected
+
+    async def remove_namespace(self, name: str) -> None:
+        """rmdir of a namespace: refused (Busy) while it holds images (pulls in flight
+        included), containers or leases; otherwise its snapshots are freed with it."""
+        self.namespaces.check(name)
+        if self.images.names(name):
+            raise Busy(f'namespace "{name}" holds images')
+        await self.namespaces.remove(name)
+        await self.snapshots.remove_all(name)
 
     async def run(self, nursery: trio.Nursery) -> None:
         """Start the services' background tasks in the daemon's nursery."""
         nursery.start_soon(self.metrics.run)
+        nursery.start_soon(self.leases.run)
         nursery.start_soon(self.containers.run)
 
     def close(self) -> None:
@@ -89,3 +105,10 @@ class App:
         self.images.registries.close()
         self.snapshots.close()
         self.db.close()
+
+
+def _recover(store: ContentStore, snapshots: Snapshots) -> None:
+    """At start-up nothing is in flight: drop what killed pulls left half-done."""
+    ingests, extracts = store.remove_abandoned_ingests(), snapshots.remove_extracts()
+    if ingests or extracts:
+        log.info("removed %d abandoned ingests and %d half-applied layers", ingests, extracts)

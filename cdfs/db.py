@@ -1,4 +1,4 @@
-"""The metadata database: namespaces, images, containers and labels in sqlite.
+"""The metadata database: namespaces, images, containers, leases and labels in sqlite.
 
 Each change is one transaction in WAL mode, so a kill -9 at any moment leaves the
 last committed state. sqlite blocks: the async methods run statements in a worker
@@ -50,6 +50,20 @@ MIGRATIONS: tuple[str, ...] = (
         labels TEXT NOT NULL DEFAULT '{}',
         created_at TEXT NOT NULL,
         PRIMARY KEY (namespace, id)
+    );
+    """,
+    """
+    CREATE TABLE leases (
+        namespace TEXT NOT NULL REFERENCES namespaces(name),
+        id TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        expires TEXT NOT NULL DEFAULT '',
+        labels TEXT NOT NULL DEFAULT '{}',
+        PRIMARY KEY (namespace, id)
+    );
+    CREATE TABLE content_labels (
+        digest TEXT PRIMARY KEY,
+        labels TEXT NOT NULL DEFAULT '{}'
     );
     """,
 )

@@ -1,15 +1,18 @@
 """Garbage collection: what no image or container needs any more.
 
 The core is a pure reachability function (containerd's pkg/gc Tricolor): roots and a
-way to find what a node refers to give everything live. The policy — what the roots
-are, and that blobs younger than a grace period are spared because a pull or import
-may have committed them without naming them yet — lives in `collect`.
+way to find what a node refers to give everything live. The policy lives in
+`collect`: the roots are images, containers and leases (cdfs/services/leases.py); a
+lease held by work in flight keeps everything made since it began, so nothing needs a
+grace period and what nothing references is freed at once. Ingests no writer holds
+and snapshots of namespaces that are gone are freed too: they are what a killed pull
+or a removed tenant left.
 """
 
 import logging
-import time
+import os
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import trio
 
@@ -20,8 +23,6 @@ from content.manifest import walk
 from content.store import ContentStore
 
 log = logging.getLogger(__name__)
-
-GRACE_SECONDS = 3600.0
 
 
 def reachable(roots: Iterable[str], refs: Callable[[str], Iterable[str]]) -> set[str]:
@@ -42,9 +43,23 @@ class Collected:
     blobs: int
     bytes: int
     snapshots: int
+    ingests: int = 0
 
     def __str__(self) -> str:
-        return f"blobs {self.blobs}\nbytes {self.bytes}\nsnapshots {self.snapshots}\n"
+        return (f"blobs {self.blobs}\nbytes {self.bytes}\nsnapshots {self.snapshots}\n"
+                f"ingests {self.ingests}\n")
+
+
+@dataclass(frozen=True)
+class Live:
+    """gc's roots: the images' root descriptors, blobs leases name, per namespace the
+    snapshots images, containers and leases use, and the time since which everything
+    made is covered by a lease in flight (None: nothing is in flight)."""
+
+    images: list[Descriptor]
+    content: frozenset[str] = frozenset()
+    snapshots: dict[str, set[str]] = field(default_factory=dict)
+    covered_since: float | None = None
 
 
 def live_blobs(store: ContentStore, roots: Iterable[Descriptor]) -> set[str]:
@@ -56,16 +71,17 @@ def live_blobs(store: ContentStore, roots: Iterable[Descriptor]) -> set[str]:
     return live
 
 
-def sweep_blobs(store: ContentStore, live: set[str], grace: float = GRACE_SECONDS
+def sweep_blobs(store: ContentStore, live: set[str], covered_since: float | None = None
                 ) -> tuple[int, int]:
-    """Delete the blobs not in `live` and older than `grace` seconds; count them."""
+    """Delete the blobs not in `live` and not committed since `covered_since` (the
+    commit's rename sets the ctime); count them."""
     count = size = 0
-    cutoff = time.time() - grace
     for blob in list(store.list()):
         if blob.digest in live:
             continue
         try:
-            if store.blob_path(blob.digest).stat().st_mtime > cutoff:
+            if covered_since is not None and \
+                    os.stat(store.blob_path(blob.digest)).st_ctime >= covered_since:
                 continue
             store.delete(blob.digest)
         except (NotFound, FileNotFoundError):
@@ -74,21 +90,29 @@ def sweep_blobs(store: ContentStore, live: set[str], grace: float = GRACE_SECOND
     return count, size
 
 
-async def sweep_snapshots(snapshots: Snapshots, live: dict[str, set[str]]) -> int:
-    """Remove each namespace's snapshots that are neither live nor below a live one."""
+async def sweep_snapshots(snapshots: Snapshots, live: dict[str, set[str]],
+                          covered_since: float | None = None) -> int:
+    """Remove every namespace's snapshots (those of namespaces that are gone included)
+    that are neither live, nor made since `covered_since`, nor below one that is."""
     removed = 0
-    for namespace, keys in live.items():
-        removed += await _sweep_namespace(snapshots, namespace, keys)
+    for namespace in await snapshots.namespaces():
+        removed += await _sweep_namespace(snapshots, namespace, live.get(namespace, set()),
+                                          covered_since)
     return removed
 
 
-async def _sweep_namespace(snapshots: Snapshots, namespace: str, keys: set[str]) -> int:
-    parents = {info.key: info.parent for info in await snapshots.list(namespace)}
+async def _sweep_namespace(snapshots: Snapshots, namespace: str, keys: set[str],
+                           covered_since: float | None) -> int:
+    infos = await snapshots.list(namespace)
+    parents = {info.key: info.parent for info in infos}
     def below(key: str) -> list[str]:
         parent = parents.get(key)
         return [parent] if parent is not None and parent in parents else []
 
-    keep = reachable([key for key in keys if key in parents], below)
+    roots = [key for key in keys if key in parents]
+    if covered_since is not None:
+        roots += [info.key for info in infos if info.created >= covered_since]
+    keep = reachable(roots, below)
     doomed = [key for key in parents if key not in keep]
     removed = 0
     while doomed:
@@ -109,16 +133,15 @@ async def _sweep_namespace(snapshots: Snapshots, namespace: str, keys: set[str])
     return removed
 
 
-async def collect(store: ContentStore, snapshots: Snapshots, roots: list[Descriptor],
-                  live_snapshots: dict[str, set[str]], grace: float = GRACE_SECONDS
-                  ) -> Collected:
-    """Remove the snapshots and blobs nothing live needs: `roots` are the images'
-    descriptors, `live_snapshots` per namespace the snapshots images and containers
-    use (their parents are kept with them)."""
-    removed = await sweep_snapshots(snapshots, live_snapshots)
+async def collect(store: ContentStore, snapshots: Snapshots, live: Live) -> Collected:
+    """Remove the ingests no writer holds, then the snapshots and blobs nothing live
+    needs (a live snapshot's parents are kept with it)."""
+    ingests = await trio.to_thread.run_sync(store.remove_abandoned_ingests)
+    removed = await sweep_snapshots(snapshots, live.snapshots, live.covered_since)
 
     def sweep() -> tuple[int, int]:
-        return sweep_blobs(store, live_blobs(store, roots), grace)
+        keep = live_blobs(store, live.images) | live.content
+        return sweep_blobs(store, keep, live.covered_since)
 
     blobs, size = await trio.to_thread.run_sync(sweep)
-    return Collected(blobs, size, removed)
+    return Collected(blobs, size, removed, ingests)

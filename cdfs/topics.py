@@ -39,7 +39,9 @@ TOPICS: tuple[Topic, ...] = (
     Topic("/tasks/delete", f"{TASK}, exit_status, exited_at", "a task was deleted"),
     Topic("/netns/create", "name", "a network namespace was made (namespace \"\")"),
     Topic("/netns/delete", "name", "a network namespace was removed (namespace \"\")"),
-    Topic("/gc", "blobs, bytes, snapshots", "garbage collection freed what it counts"),
+    Topic("/leases/create", "lease", "a lease was made (mkdir leases/NAME)"),
+    Topic("/leases/delete", "lease", "a lease was released (rmdir, or it expired)"),
+    Topic("/gc", "blobs, bytes, snapshots, ingests", "garbage collection freed what it counts"),
     Topic("/events/lost", "lost", "this reader fell behind and that many events were\n"
           "dropped for it (only this reader sees it)"),
 )

@@ -150,6 +150,21 @@ class ContentStore:
         except FileNotFoundError:
             raise NotFound(f'no ingest "{ref}"') from None
 
+    def remove_abandoned_ingests(self) -> int:
+        """Drop every ingest no writer holds (what a killed pull or upload left); their
+        number. No daemon resumes them across a restart or a failed pull."""
+        removed = 0
+        for path in self.ingest_dir.glob("*.data"):
+            with self._lock:
+                if path.name[: -len(".data")] in self._active:
+                    continue
+                try:
+                    path.unlink()
+                except FileNotFoundError:
+                    continue
+            removed += 1
+        return removed
+
     def _release(self, ref: str) -> None:
         with self._lock:
             self._active.pop(ref, None)

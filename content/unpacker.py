@@ -18,6 +18,9 @@ from content.descriptor import Descriptor, parse_digest
 from content.snapshots import Snapshotter
 from content.store import ContentStore
 
+# What names an active snapshot a layer is being applied into: `<chain ID>.extract-<id>`.
+EXTRACT_MARK = ".extract-"
+
 
 def chain_ids(diff_ids: list[str]) -> list[str]:
     """ChainID(L0) = DiffID(L0); ChainID(Ln) = sha256(ChainID(Ln-1) + " " + DiffID(Ln))."""
@@ -69,7 +72,7 @@ def _is_committed(snapshotter: Snapshotter, name: str) -> bool:
 def _apply_one(store: ContentStore, snapshotter: Snapshotter, layer: Descriptor, diff_id: str,
                name: str, parent: str | None, limits: Limits | None) -> None:
     blob = store.blob_path(layer.digest)
-    key = f"{name}.extract-{uuid.uuid4().hex[:12]}"
+    key = f"{name}{EXTRACT_MARK}{uuid.uuid4().hex[:12]}"
     snapshotter.prepare(key, parent)
     try:
         with open(blob, "rb") as source:

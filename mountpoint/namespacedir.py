@@ -3,6 +3,7 @@ snapshots and events."""
 
 from mountpoint.containersdir import CONTAINERS
 from mountpoint.imagesdir import IMAGES
+from mountpoint.leasesdir import LEASES
 from mountpoint.snapshotsdir import SNAPSHOTS
 from mountpoint.table import Children, Dir, Scope, Stream, StreamReader, Table
 from mountpoint.table import Services as S
@@ -23,7 +24,7 @@ async def _mkdir(app: S, scope: Scope, name: str) -> None:
 
 
 async def _rmdir(app: S, scope: Scope, name: str) -> None:
-    await app.namespaces.remove(name)
+    await app.remove_namespace(name)
 
 
 async def _events(app: S, scope: Scope) -> StreamReader:
@@ -37,6 +38,7 @@ NAMESPACE = Table(
         Dir("images", "the namespace's images", IMAGES),
         Dir("containers", "the namespace's containers", CONTAINERS),
         Dir("snapshots", "the namespace's snapshots", SNAPSHOTS),
+        Dir("leases", "the namespace's leases: holds against gc", LEASES),
         Stream("events", "this namespace's events only, as JSON lines", _events),
     ),
 )
@@ -46,7 +48,8 @@ NAMESPACES = Table(
     children=Children(
         "ns",
         "a namespace. mkdir NAME creates one (letters and digits joined by . _ -,\n"
-        "at most 76); rmdir removes it, EBUSY while it holds images or containers.\n"
+        "at most 76); rmdir removes it and frees its snapshots, EBUSY while it holds\n"
+        "images, containers or leases.\n"
         "`default` exists from the start.",
         list=_names, exists=_exists, mkdir=_mkdir, rmdir=_rmdir, table=NAMESPACE),
 )

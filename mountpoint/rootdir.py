@@ -39,8 +39,8 @@ async def _gc(app: S, scope: Scope, args: list[str]) -> None:
 
 
 ROOT_VERBS = VerbTable(
-    Verb("gc", "", "free the blobs and snapshots no image or container uses (blobs\n"
-         "younger than an hour are kept: a pull may not have named them yet)", _gc),
+    Verb("gc", "", "free at once the blobs, snapshots and ingests no image, container\n"
+         "or lease uses (pulls in flight hold leases: see namespaces/NS/leases)", _gc),
     Verb("log-level", "LEVEL", "set the daemon's log level: debug, info, warning or error",
          _log_level),
 )

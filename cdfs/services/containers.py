@@ -123,6 +123,14 @@ class Containers:
         self._watched: dict[Path, _Task] = {}
         self._nursery: trio.Nursery | None = None
 
+    def snapshots(self) -> dict[str, set[str]]:
+        """Per namespace, the snapshots containers use (a container's own id included:
+        its snapshot is named so while it is being created)."""
+        found: dict[str, set[str]] = {}
+        for (namespace, container_id), container in self._containers.items():
+            found.setdefault(namespace, set()).update({container_id, container.snapshot} - {""})
+        return found
+
     # --- startup and the watcher --------------------------------------------------------
 
     async def load(self) -> None:

@@ -21,6 +21,7 @@ from base.clock import rfc3339
 from base.errors import AlreadyExists, CdfsError, InvalidArgument, NotFound, Unavailable
 from cdfs.db import Database, dumps
 from cdfs.events import EventBus
+from cdfs.services.leases import Hold, Leases
 from cdfs.services.namespaces import Namespaces
 from cdfs.services.snapshots import Snapshots
 from content import archive, busybox
@@ -45,7 +46,7 @@ from content.registry.credentials import Credentials, load_credentials
 from content.registry.fetch import PullResult, fetch_layers, resolve
 from content.registry.push import push as upload
 from content.store import ContentStore
-from content.unpacker import unpack
+from content.unpacker import chain_ids, unpack
 
 log = logging.getLogger(__name__)
 
@@ -148,8 +149,9 @@ class Images:
     """The images of every namespace."""
 
     def __init__(self, db: Database, bus: EventBus, store: ContentStore, snapshots: Snapshots,
-                 namespaces: Namespaces, root: Path) -> None:
+                 namespaces: Namespaces, root: Path, leases: Leases) -> None:
         self._db = db
+        self._leases = leases
         self._bus = bus
         self._store = store
         self._snapshots = snapshots
@@ -249,8 +251,7 @@ class Images:
                                               digest=digest, done=done, total=total),
                     trio_token=token)
 
-        def fetch_and_unpack() -> tuple[PullResult, str]:
-            image = resolve(ref, self._store, platform, report, self.registries)
+        def fetch_and_unpack(image: PullResult) -> str:
             arrivals = Arrivals()
             downloads = threading.Thread(target=arrivals.run, name="cdfs-pull", args=(
                 lambda: fetch_layers(image, self._store, report, self.registries,
@@ -261,12 +262,16 @@ class Images:
             finally:
                 downloads.join()
             arrivals.check()
-            return image, chain_id
+            return chain_id
 
         try:
-            image, chain_id = await trio.to_thread.run_sync(fetch_and_unpack)
-            record = await self._record(namespace, name, image.root, image.manifest,
-                                        image.image, image.config, chain_id)
+            with self._leases.hold(namespace) as hold:
+                image = await trio.to_thread.run_sync(
+                    lambda: resolve(ref, self._store, platform, report, self.registries))
+                _name_in(hold, image.root, image.manifest, image.image, image.config)
+                chain_id = await trio.to_thread.run_sync(fetch_and_unpack, image)
+                record = await self._record(namespace, name, image.root, image.manifest,
+                                            image.image, image.config, chain_id)
         except BaseException as exc:
             progress.outcome = f"error: {exc}"
             raise
@@ -315,18 +320,20 @@ class Images:
         path = Path(path_text)
         if not path.is_absolute():
             raise InvalidArgument(f'import needs an absolute host path: "{path_text}"')
-        imported = await trio.to_thread.run_sync(archive.import_archive, self._store, path)
-        if ref_text is not None and len(imported) != 1:
-            raise InvalidArgument(f'"{path_text}" holds {len(imported)} images; '
-                                  "name them in the archive instead of with REF")
-        unnamed = [image for image in imported if image.name is None]
-        if unnamed and ref_text is None:
-            raise InvalidArgument(f'"{path_text}" holds an unnamed image: give REF')
-        records = []
-        for image in imported:
-            name = str(parse_reference(ref_text or image.name or ""))
-            records.append(await self.add_local(namespace, name, image.descriptor))
-        return records
+        with self._leases.hold(namespace) as hold:
+            imported = await trio.to_thread.run_sync(archive.import_archive, self._store, path)
+            hold.content.update(image.descriptor.digest for image in imported)
+            if ref_text is not None and len(imported) != 1:
+                raise InvalidArgument(f'"{path_text}" holds {len(imported)} images; '
+                                      "name them in the archive instead of with REF")
+            unnamed = [image for image in imported if image.name is None]
+            if unnamed and ref_text is None:
+                raise InvalidArgument(f'"{path_text}" holds an unnamed image: give REF')
+            records = []
+            for image in imported:
+                name = str(parse_reference(ref_text or image.name or ""))
+                records.append(await self.add_local(namespace, name, image.descriptor))
+            return records
 
     async def export_archive(self, namespace: str, ref_text: str, path_text: str) -> None:
         record = await self.get(namespace, ref_text)
@@ -340,15 +347,18 @@ class Images:
 
     async def add_local(self, namespace: str, name: str, root: Descriptor) -> ImageRecord:
         """Name an image whose blobs are in the store already, and unpack it."""
-        manifest_desc, image = await trio.to_thread.run_sync(self._choose_manifest, root)
-        config = await trio.to_thread.run_sync(
-            lambda: parse_config(self._store.read(image.config.digest, MAX_CONFIG_SIZE)))
-        self._busy.add((namespace, name))
-        try:
-            return await self._unpack_and_save(namespace, name, root, manifest_desc, image,
-                                               config)
-        finally:
-            self._busy.discard((namespace, name))
+        with self._leases.hold(namespace) as hold:
+            hold.content.add(root.digest)
+            manifest_desc, image = await trio.to_thread.run_sync(self._choose_manifest, root)
+            config = await trio.to_thread.run_sync(
+                lambda: parse_config(self._store.read(image.config.digest, MAX_CONFIG_SIZE)))
+            _name_in(hold, root, manifest_desc, image, config)
+            self._busy.add((namespace, name))
+            try:
+                return await self._unpack_and_save(namespace, name, root, manifest_desc, image,
+                                                   config)
+            finally:
+                self._busy.discard((namespace, name))
 
     async def ensure_busybox(self) -> None:
         """Build the host's busybox into an image in the default namespace (no network)."""
@@ -415,6 +425,15 @@ class Images:
         topic = "/images/update" if old else "/images/create"
         self._bus.publish(record.namespace, topic, record.name, name=record.name,
                           digest=record.target.digest)
+
+
+def _name_in(hold: Hold, root: Descriptor, manifest: Descriptor, image: ImageManifest,
+             config: ImageConfig) -> None:
+    """Make a lease in flight keep an image's blobs and layer snapshots, those found
+    already there included, until the image's record names them."""
+    hold.content.update({root.digest, manifest.digest, image.config.digest,
+                         *(layer.digest for layer in image.layers)})
+    hold.snapshots.update(chain_ids(list(config.diff_ids)))
 
 
 def parse_platform_argument(text: str) -> str:

@@ -49,11 +49,12 @@ class Namespaces:
         self._bus.publish(name, "/namespaces/create", name, name=name)
 
     async def remove(self, name: str) -> None:
-        """Delete an empty namespace; Busy while it holds images or containers."""
+        """Delete an empty namespace; Busy while it holds images, containers or leases.
+        (Its snapshots are the caller's to free: see App.remove_namespace.)"""
         self.check(name)
 
         def delete(conn: sqlite3.Connection) -> None:
-            for table in ("images", "containers"):
+            for table in ("images", "containers", "leases"):
                 count = conn.execute(
                     f"SELECT COUNT(*) FROM {table} WHERE namespace = ?", (name,)).fetchone()[0]
                 if count:

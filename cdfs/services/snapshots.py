@@ -15,6 +15,7 @@ import trio
 from base.mount import Mount
 from content.rootfs import read_from_layers
 from content.snapshots import Info, Snapshotter, open_snapshotter
+from content.unpacker import EXTRACT_MARK
 
 
 @dataclass(frozen=True)
@@ -49,6 +50,33 @@ class Snapshots:
         prefix = _prefix(namespace)
         infos = await trio.to_thread.run_sync(self.raw.list)
         return [self._local(namespace, i) for i in infos if i.name.startswith(prefix)]
+
+    async def namespaces(self) -> builtins.list[str]:
+        """Every namespace that has snapshots, removed namespaces' leftovers included."""
+        infos = await trio.to_thread.run_sync(self.raw.list)
+        return sorted({info.name.split("/", 1)[0] for info in infos if "/" in info.name})
+
+    async def remove_all(self, namespace: str) -> None:
+        """Remove every snapshot of `namespace`, children before their parents."""
+        infos = await self.list(namespace)
+        depth = {info.key: 0 for info in infos}
+        parents = {info.key: info.parent for info in infos}
+        for key in depth:
+            parent = parents[key]
+            while parent is not None and parent in parents:
+                depth[key] += 1
+                parent = parents[parent]
+        for key in sorted(depth, key=depth.__getitem__, reverse=True):
+            await self.remove(namespace, key)
+
+    def remove_extracts(self) -> int:
+        """At start-up, when no unpack runs: drop the half-applied layers (active
+        `….extract-…` snapshots) that a killed unpack left; their number (blocking)."""
+        doomed = [info.name for info in self.raw.list()
+                  if info.kind == "active" and EXTRACT_MARK in info.name]
+        for name in doomed:
+            self.raw.remove(name)
+        return len(doomed)
 
     async def stat(self, namespace: str, key: str) -> SnapshotInfo:
         info = await trio.to_thread.run_sync(self.raw.stat, self.key(namespace, key))

@@ -5,6 +5,7 @@ safe to share between threads (requests' Session is, for this use; auth state is
 locked). Nothing here decides what to pull or push; fetch.py and push.py do.
 """
 
+import contextlib
 import hashlib
 import ipaddress
 import time
@@ -263,8 +264,12 @@ class RegistryClient:
                 writer.commit()
             except InvalidArgument as e:
                 refused = e
-        finally:
+        except BaseException:
             writer.close()
+            with contextlib.suppress(NotFound):
+                store.abort(ref)  # a failed fetch leaves nothing: it resumes only in retries
+            raise
+        writer.close()
         if refused is not None:
             store.abort(ref)  # wrong bytes must not be resumed from either
             raise Unavailable(f'blob "{desc.digest}" from {self.base}/v2/{path}: {refused}')

@@ -112,7 +112,7 @@ def fetch_layers(image: PullResult, store: ContentStore, progress: Progress | No
 def pull(ref: Reference, store: ContentStore, platform: Platform | None = None,
          progress: Progress | None = None, registries: Registries | None = None) -> PullResult:
     """resolve, then fetch_layers: the whole image in the store. A failed pull leaves
-    verified blobs and resumable ingests behind, never a wrong blob."""
+    verified blobs behind, never a wrong blob or an ingest."""
     image = resolve(ref, store, platform, progress, registries)
     fetch_layers(image, store, progress, registries)
     return image

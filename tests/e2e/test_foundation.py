@@ -40,7 +40,7 @@ def test_tree_layout(daemon: Daemon) -> None:
     assert os.readlink(daemon.path("images")) == "namespaces/default/images"
     assert os.readlink(daemon.path("containers")) == "namespaces/default/containers"
     assert sorted(os.listdir(daemon.path("namespaces", "default"))) == [
-        "containers", "events", "images", "snapshots"]
+        "containers", "events", "images", "leases", "snapshots"]
     assert daemon.path("containers").is_dir() and daemon.path("images").is_dir()
     assert os.stat(daemon.mount).st_uid == 0
 
@@ -65,7 +65,8 @@ def test_namespaces_mkdir_rmdir(daemon: Daemon) -> None:
     ns = daemon.path("namespaces")
     (ns / "tenant-1").mkdir()
     assert "tenant-1" in os.listdir(ns)
-    assert sorted(os.listdir(ns / "tenant-1")) == ["containers", "events", "images", "snapshots"]
+    assert sorted(os.listdir(ns / "tenant-1")) == ["containers", "events", "images", "leases",
+                                               "snapshots"]
     with pytest.raises(FileExistsError):
         (ns / "tenant-1").mkdir()
     with pytest.raises(OSError) as bad:

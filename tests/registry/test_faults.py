@@ -113,6 +113,25 @@ def test_refuses_wrong_bytes_and_commits_nothing(
     assert fresh.has(root.digest)     # what was verified stays
 
 
+def test_a_refused_range_leaves_no_ingest(
+        registry: str, store: ContentStore, tmp_path: Path, image: Callable[..., Descriptor],
+        make_proxy: Callable[..., Any]) -> None:
+    _, layer = _pushed(registry, store, image)
+
+    def hook(handler: Any, proxy: Any) -> bool:
+        if layer.digest not in handler.path or handler.command != "GET":
+            return False
+        body = os.urandom(layer.size + 10)
+        handler.reply(206, body, {"Content-Range": f"bytes 0-{len(body) - 1}/{len(body)}"})
+        return True
+
+    proxy = make_proxy(registry, hook=hook)
+    fresh = ContentStore(tmp_path / "fresh")
+    with pytest.raises(Unavailable, match="larger than"):
+        pull(parse_reference(f"{proxy.address}/faulty:1"), fresh)
+    assert fresh.ingests() == [] and not fresh.has(layer.digest)
+
+
 def test_refuses_a_tag_whose_manifest_does_not_match_its_digest_header(
         registry: str, store: ContentStore, tmp_path: Path, image: Callable[..., Descriptor],
         make_proxy: Callable[..., Any]) -> None:

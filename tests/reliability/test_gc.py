@@ -1,0 +1,149 @@
+"""gc with leases: what nothing references is freed at once, a lease keeps what it
+names until released or expired, a removed namespace gives its disk back, and a pull
+killed at any point leaves nothing that survives a restart."""
+
+import errno
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from support import Daemon, wait_until
+
+from content.build import BuildConfig, Entry, Layer, build_image
+from content.reference import parse_reference
+from content.registry.push import push
+from content.store import ContentStore
+
+
+def _publish(tmp_path: Path, registry: str, name: str, layers: list[Layer]) -> str:
+    store = ContentStore(tmp_path / f"build-{name.replace(':', '_')}")
+    root = build_image(store, layers, BuildConfig(cmd=("sh",)))
+    push(store, root, parse_reference(f"{registry}/{name}"))
+    return root.digest
+
+
+def _ctl(daemon: Daemon, path: str, line: str) -> None:
+    daemon.sh(f'echo "{line}" > "$M/{path}"', timeout=120)
+
+
+def _blobs(daemon: Daemon) -> set[str]:
+    return set(os.listdir(daemon.path("content", "blobs", "sha256")))
+
+
+def _snapshots(daemon: Daemon, ns: str = "default") -> set[str]:
+    return set(os.listdir(daemon.path("namespaces", ns, "snapshots")))
+
+
+def _du(path: Path) -> int:
+    return sum(os.lstat(os.path.join(d, f)).st_blocks for d, _, fs in os.walk(path)
+               for f in fs)
+
+
+def _layer(tag: str) -> Layer:
+    return Layer([Entry.dir("data"), Entry.file(f"data/{tag}", os.urandom(200_000))])
+
+
+def test_rm_then_gc_frees_at_once(daemon: Daemon, registry: str, tmp_path: Path) -> None:
+    blobs, snapshots = _blobs(daemon), _snapshots(daemon)
+    _publish(tmp_path, registry, "gone:1", [_layer("a"), _layer("b")])
+    _ctl(daemon, "images/ctl", f"pull {registry}/gone:1")
+    assert len(_blobs(daemon) - blobs) == 4 and len(_snapshots(daemon) - snapshots) == 2
+    _ctl(daemon, "images/ctl", f"rm {registry}/gone:1")
+    _ctl(daemon, "ctl", "gc")
+    assert _blobs(daemon) == blobs and _snapshots(daemon) == snapshots
+
+
+def test_a_lease_keeps_a_blob_until_released(daemon: Daemon) -> None:
+    data = os.urandom(1000)
+    (daemon.path("content", "ingest", "kept")).write_bytes(data)
+    digest = next(iter(_blobs(daemon) - _busybox_blobs(daemon)))
+    leases = daemon.path("namespaces", "default", "leases")
+    (leases / "hold").mkdir()
+    assert sorted(os.listdir(leases / "hold")) == ["created", "expires", "labels"]
+    (leases / "hold" / "labels").write_text(f"containerd.io/gc.ref.content.0=sha256:{digest}\n")
+    _ctl(daemon, "ctl", "gc")
+    assert digest in _blobs(daemon)
+    (leases / "hold").rmdir()
+    _ctl(daemon, "ctl", "gc")
+    assert digest not in _blobs(daemon)
+
+
+def test_an_expired_lease_is_released_by_the_daemon(daemon: Daemon) -> None:
+    leases = daemon.path("namespaces", "default", "leases")
+    (leases / "brief").mkdir()
+    soon = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 2))
+    (leases / "brief" / "expires").write_text(soon + "\n")
+    assert (leases / "brief" / "expires").read_text().startswith(soon[:19])
+    assert wait_until(lambda: "brief" not in os.listdir(leases), timeout=10)
+
+
+def _busybox_blobs(daemon: Daemon) -> set[str]:
+    image = daemon.path("images", "cdfs.local", "busybox:latest", "blobs")
+    return set(os.listdir(image))
+
+
+def _busy(path: Path) -> bool:
+    try:
+        path.rmdir()
+    except OSError as exc:
+        return exc.errno == errno.EBUSY
+    return False
+
+
+def test_removing_a_namespace_returns_the_root_to_its_size(
+        daemon: Daemon, registry: str, tmp_path: Path) -> None:
+    _publish(tmp_path, registry, "tenant:1", [_layer("t")])
+    layers = daemon.root / "snapshots" / "overlay" / "snapshots"  # files, not the db
+    before = _du(layers)
+    tenant = daemon.path("namespaces", "team-a")
+    tenant.mkdir()
+    _ctl(daemon, "namespaces/team-a/images/ctl", f"pull {registry}/tenant:1")
+    assert _du(layers) > before
+    assert _busy(tenant)
+    _ctl(daemon, "namespaces/team-a/images/ctl", f"rm {registry}/tenant:1")
+    (tenant / "leases" / "l").mkdir()
+    assert _busy(tenant)
+    (tenant / "leases" / "l").rmdir()
+    tenant.rmdir()
+    assert _du(layers) == before
+    _ctl(daemon, "ctl", "gc")
+    assert _blobs(daemon) == _busybox_blobs(daemon)
+
+
+def _extracting(daemon: Daemon) -> bool:
+    return any(".extract-" in key for key in _snapshots(daemon))
+
+
+def _ingesting(daemon: Daemon) -> bool:
+    return any(daemon.root.joinpath("content", "ingest").glob("*.data"))
+
+
+def test_a_pull_killed_at_any_point_leaves_nothing_after_restart(
+        make_daemon: Callable[..., Daemon], registry: str, tmp_path: Path) -> None:
+    many = Layer([Entry.dir("many"), *(Entry.file(f"many/{i}", os.urandom(64))
+                                       for i in range(4000))])
+    big = Layer([Entry.file("big", os.urandom(24 << 20))], compression="none")
+    _publish(tmp_path, registry, "slow:1", [many, big])
+    daemon = make_daemon()
+    blobs = _blobs(daemon)
+    for stage in (_ingesting, _extracting):
+        pull = subprocess.Popen(
+            ["bash", "-c", f'echo "pull {registry}/slow:1" > "$M/images/ctl"'],
+            env={**os.environ, "M": str(daemon.mount)}, start_new_session=True,
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            assert wait_until(lambda stage=stage: stage(daemon), timeout=60, interval=0.01)
+            daemon.kill9()
+        finally:
+            os.killpg(pull.pid, signal.SIGKILL)
+            pull.wait(timeout=10)
+        daemon.force_unmount()
+        daemon.start()
+        assert not _extracting(daemon) and not _ingesting(daemon)
+        _ctl(daemon, "ctl", "gc")
+        assert _blobs(daemon) == blobs
+    _ctl(daemon, "images/ctl", f"pull {registry}/slow:1")
+    assert not _extracting(daemon) and not _ingesting(daemon)
