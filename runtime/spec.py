@@ -149,6 +149,15 @@ def replace_or_append_env(defaults: list[str], overrides: list[str]) -> list[str
     return result
 
 
+def replace_or_append_mounts(defaults: list[Any], overrides: list[Any]) -> list[Any]:
+    """containerd's WithMounts: the defaults stay but those at a destination an
+    override names, and the overrides come after them (a bind mount added to a partial
+    config.json keeps /proc, /dev and the rest)."""
+    taken = {m.get("destination") for m in overrides if isinstance(m, Mapping)}
+    kept = [m for m in defaults if not isinstance(m, Mapping) or m.get("destination") not in taken]
+    return [*copy.deepcopy(kept), *copy.deepcopy(overrides)]
+
+
 def _entries(text: str | None) -> list[list[str]]:
     """The colon-separated fields of each non-comment line of a passwd or group file."""
     if not text:

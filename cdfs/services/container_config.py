@@ -52,6 +52,9 @@ def build_spec(namespace: str, container_id: str, user: Spec,
             # as containerd's WithEnv: the user's variables replace or add to the image's
             result["process"]["env"] = oci.replace_or_append_env(
                 base["process"]["env"], user_env)
+        user_mounts = user.get("mounts")
+        if isinstance(user_mounts, list):
+            result["mounts"] = oci.replace_or_append_mounts(base["mounts"], user_mounts)
     oci.validate(result)
     if netns_path is not None:
         result = with_network_namespace(result, netns_path)
