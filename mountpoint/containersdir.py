@@ -131,6 +131,32 @@ async def _stdin(app: S, scope: Scope) -> Sink:
     return _Stdin(app, scope)
 
 
+async def _tty(app: S, scope: Scope) -> StreamReader:
+    reader: StreamReader = await app.containers.tty(scope["ns"], scope["id"], _exec_id(scope))
+    return reader
+
+
+class _Keystrokes:
+    """One open of a tty for writing: each write is typed into the terminal; closing
+    it ends nothing (a terminal's input stays open: type ^D for end of file)."""
+
+    def __init__(self, app: S, scope: Scope) -> None:
+        self._app = app
+        self._scope = scope
+
+    async def write(self, offset: int, data: bytes) -> None:
+        scope = self._scope
+        await self._app.containers.write_stdin(scope["ns"], scope["id"], data, _exec_id(scope))
+
+    async def close(self) -> None:
+        pass
+
+
+async def _keystrokes(app: S, scope: Scope) -> Sink:
+    await app.containers.require_terminal(scope["ns"], scope["id"], _exec_id(scope))
+    return _Keystrokes(app, scope)
+
+
 # --- ctl verbs -------------------------------------------------------------------------
 
 
@@ -159,6 +185,10 @@ async def _closeio(app: S, scope: Scope, args: list[str]) -> None:
     await app.containers.close_stdin(scope["ns"], scope["id"], _exec_id(scope))
 
 
+async def _resize(app: S, scope: Scope, args: list[str]) -> None:
+    await app.containers.resize(scope["ns"], scope["id"], args, _exec_id(scope))
+
+
 async def _update(app: S, scope: Scope, args: list[str]) -> None:
     await app.containers.update(scope["ns"], scope["id"], args[0])
 
@@ -169,17 +199,21 @@ _KILL = Verb("kill", "[SIGNAL]", "send SIGNAL (a name such as KILL or a number; 
 _STOP = Verb("stop", "[SECONDS]",
              "the image's StopSignal (TERM without one, and for an exec), then KILL after\n"
              "SECONDS (default 10); returns once it has exited", _stop)
-_CLOSEIO = Verb("closeio", "", "close its stdin: the program reads end of file", _closeio)
+_CLOSEIO = Verb("closeio", "", "close its stdin: the program reads end of file (a terminal's\n"
+                "input stays open: type ^D into tty instead)", _closeio)
+_RESIZE = Verb("resize", "ROWS COLS", "set the terminal's window size (the program sees it\n"
+               "at once: `stty size`, SIGWINCH); before an exec starts: its first size",
+               _resize)
 
 CONTAINER_VERBS = VerbTable(
     _START, _KILL, _STOP,
     Verb("pause", "", "freeze every process of the container (cgroup freezer)", _pause),
     Verb("resume", "", "thaw a paused container", _resume),
-    _CLOSEIO,
+    _CLOSEIO, _RESIZE,
     Verb("update", "JSON", 'new cgroup limits, as linux.resources: {"memory": {"limit": N}, '
          '"cpu": {...}, "pids": {"limit": N}}', _update, rest=True),
 )  # fmt: skip
-EXEC_VERBS = VerbTable(_START, _KILL, _STOP, _CLOSEIO)
+EXEC_VERBS = VerbTable(_START, _KILL, _STOP, _CLOSEIO, _RESIZE)
 
 # --- the container's own files ---------------------------------------------------------
 
@@ -267,6 +301,15 @@ def _task_files(stdin_doc: str) -> tuple[Value | Stream | Input, ...]:
                "runs a read waits for more, and the stream ends when it exits, so\n"
                "`cat stdout` prints the whole output and returns at exit", _stdout),
         Stream("stderr", "the same for stderr", _stderr),
+        Stream("tty", "the terminal, when process.terminal is true (EINVAL otherwise). A\n"
+               "read streams what the terminal shows from the moment of opening\n"
+               "(echoed keystrokes, \\r\\n line ends, escape sequences), waiting for\n"
+               "more and ending when the process exits; a write types keystrokes\n"
+               "(`printf 'ls\\r' > tty`; ^C is \\003, ^D \\004). `resize ROWS COLS` in\n"
+               "ctl sets its size (or process.consoleSize). A terminal merges stdout\n"
+               "and stderr: stdout and log record all it showed, stderr stays empty.\n"
+               "Open it once for reading and once for writing (or O_RDWR) to drive it", _tty,
+               input=_keystrokes),
         Stream("log", "stdout and stderr combined as conmon's timestamped log lines\n"
                "(`<time> stdout|stderr F|P <text>`), following like stdout; bounded in\n"
                "size: when full, the log starts afresh", _log),

@@ -63,6 +63,7 @@ class _StreamHandle:
     node: Node
     reader: StreamReader
     pid: int
+    sink: Sink | None = None  # opened for reading and writing (a Stream with input)
 
 
 @dataclass
@@ -154,7 +155,8 @@ class Filesystem(pyfuse3.Operations):
             readable = not isinstance(entry, Input) and (
                 not isinstance(entry, Value) or entry.read is not None)
             writable = isinstance(entry, Ctl | Input) or (
-                isinstance(entry, Value) and entry.write is not None)
+                isinstance(entry, Value) and entry.write is not None) or (
+                isinstance(entry, Stream) and entry.input is not None)
             kind, perm = stat.S_IFREG, (0o400 if readable else 0) | (0o200 if writable else 0)
         if self.owner.group_access:
             perm |= perm >> 3
@@ -175,7 +177,9 @@ class Filesystem(pyfuse3.Operations):
                       ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
         # `echo x > file` truncates first; values are replaced whole anyway.
         node = self.nodes.get(inode)
-        if fields.update_size and not (isinstance(node.entry, Value | Ctl | Input)):
+        writable_stream = isinstance(node.entry, Stream) and node.entry.input is not None
+        if fields.update_size and not (isinstance(node.entry, Value | Ctl | Input)
+                                       or writable_stream):
             raise pyfuse3.FUSEError(errno.EACCES)
         return await self._quietly(self._node_attrs(node))
 
@@ -350,10 +354,15 @@ class Filesystem(pyfuse3.Operations):
             fd = await trio.to_thread.run_sync(os.open, path, os.O_RDONLY | os.O_CLOEXEC)
             return pyfuse3.FileInfo(fh=self._add_handle(_HostHandle(node, fd)), keep_cache=True)
         if isinstance(entry, Stream):
-            if writing:
+            if writing and entry.input is None:
                 raise pyfuse3.FUSEError(errno.EACCES)
-            reader = await self._quietly(entry.open(self.services, node.scope))
-            fh = self._add_handle(_StreamHandle(node, reader, ctx.pid))
+            sink = await self._quietly(entry.input(self.services, node.scope)) \
+                if writing and entry.input is not None else None  # fmt: skip
+            if sink is not None and not reading:
+                fh = self._add_handle(_SinkHandle(node, sink))
+            else:
+                reader = await self._quietly(entry.open(self.services, node.scope))
+                fh = self._add_handle(_StreamHandle(node, reader, ctx.pid, sink))
             return pyfuse3.FileInfo(fh=fh, direct_io=True, keep_cache=False, nonseekable=True)
         if isinstance(entry, Input):
             if reading:
@@ -403,10 +412,11 @@ class Filesystem(pyfuse3.Operations):
 
     async def write(self, fh: int, off: int, buf: bytes) -> int:
         handle = self._handles.get(fh)
-        if isinstance(handle, _SinkHandle):
+        if isinstance(handle, _SinkHandle | _StreamHandle) and handle.sink is not None:
             try:
                 await handle.sink.write(off, buf)
-                handle.written = True
+                if isinstance(handle, _SinkHandle):
+                    handle.written = True
             except Exception as exc:
                 self._refuse(exc, handle.node, f'write to "{handle.node.name}"')
             return len(buf)
@@ -455,6 +465,11 @@ class Filesystem(pyfuse3.Operations):
         handle = self._handles.pop(fh, None)
         if isinstance(handle, _StreamHandle):
             handle.reader.close()
+            if handle.sink is not None:
+                try:
+                    await handle.sink.close()
+                except Exception as exc:
+                    log.warning("closing %s: %s", handle.node.name, exc)
         elif isinstance(handle, _HostHandle):
             os.close(handle.fd)
         elif isinstance(handle, _SinkHandle) and not handle.closed:

@@ -82,7 +82,7 @@ def _kind(entry: Entry) -> str:
     if isinstance(entry, Ctl):
         return "ctl"
     if isinstance(entry, Stream):
-        return "stream"
+        return "stream rw" if entry.input else "stream"
     if isinstance(entry, Link):
         return "link"
     if isinstance(entry, HostFile):

@@ -106,11 +106,14 @@ class Ctl:
 
 @dataclass(frozen=True)
 class Stream:
-    """A file whose reads block until there is data, and end cleanly."""
+    """A file whose reads block until there is data, and end cleanly. With `input`
+    it is writable too: each open for writing gets a Sink, as an Input file does (a
+    terminal: what it shows is read, keystrokes are written)."""
 
     name: str
     doc: str
     open: Callable[[Services, Scope], Awaitable[StreamReader]]
+    input: "Callable[[Services, Scope], Awaitable[Sink]] | None" = None
 
 
 @dataclass(frozen=True)

@@ -132,3 +132,12 @@ def parse_grace(args: list[str]) -> float:
     if not 0 <= seconds <= 3600:
         raise InvalidArgument(f'stop: bad grace period "{args[0]}" (seconds, 0 to 3600)')
     return seconds
+
+
+def parse_window(args: list[str]) -> tuple[int, int]:
+    """The rows and columns of `resize ROWS COLS` (the runtime checks their range)."""
+    try:
+        return int(args[0]), int(args[1])
+    except ValueError:
+        raise InvalidArgument(f'resize: "{" ".join(args)}" is not ROWS COLS '
+                              "(two integers)") from None

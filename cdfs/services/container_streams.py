@@ -135,14 +135,15 @@ class _Follower:
 
 
 class OutputReader(_Follower):
-    """stdout or stderr of a task from its first byte, following while it runs."""
+    """stdout or stderr of a task from byte `start` (its first, or where a terminal's
+    reader came in), following while it runs."""
 
     def __init__(self, watcher: DirWatcher, files: MonitorFiles, logs: LogReader,
-                 stream: str) -> None:  # fmt: skip
+                 stream: str, start: int = 0) -> None:  # fmt: skip
         super().__init__(watcher, files)
         self._logs = logs
         self._stream = stream
-        self._offset = 0
+        self._offset = start
 
     async def read(self, size: int) -> bytes:
         data = await self._next(lambda: self._logs.read_stream(self._stream, self._offset, size))

@@ -527,6 +527,33 @@ class Containers:
         self._task(namespace, container_id, exec_id)
         await self._thread(self.tasks.write_stdin, namespace, container_id, data, exec_id)
 
+    # --- terminals ----------------------------------------------------------------------
+
+    async def require_terminal(self, namespace: str, container_id: str,
+                               exec_id: str | None = None) -> None:  # fmt: skip
+        """InvalidArgument unless the process runs on a terminal."""
+        self._task(namespace, container_id, exec_id)
+        if not await self._thread(self.tasks.terminal, namespace, container_id, exec_id):
+            what = f'exec "{exec_id}"' if exec_id is not None else f'container "{container_id}"'
+            raise InvalidArgument(f"{what} has no terminal (its process.terminal is false)")
+
+    async def tty(self, namespace: str, container_id: str, exec_id: str | None = None
+                  ) -> OutputReader:  # fmt: skip
+        """What the terminal shows from now on, until the process exits: the log's
+        stdout (where conmon writes all a terminal shows) from its present end."""
+        await self.require_terminal(namespace, container_id, exec_id)
+        files = self.tasks.files(namespace, container_id, exec_id)
+        logs = LogReader(files.log)
+        start = await self._thread(logs.length, "stdout")
+        return OutputReader(self._watcher, files, logs, "stdout", start)
+
+    async def resize(self, namespace: str, container_id: str, args: list[str],
+                     exec_id: str | None = None) -> None:  # fmt: skip
+        """`resize ROWS COLS`: the terminal's new window size (the program gets SIGWINCH)."""
+        rows, cols = container_config.parse_window(args)
+        self._task(namespace, container_id, exec_id)
+        await self._thread(self.tasks.resize, namespace, container_id, rows, cols, exec_id)
+
     # --- execs --------------------------------------------------------------------------
 
     def exec_names(self, namespace: str, container_id: str) -> list[str]:
