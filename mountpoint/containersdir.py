@@ -2,27 +2,34 @@
 service (cdfs.services.containers), and exec/ for the processes run inside it."""
 
 import json
+from collections.abc import Awaitable, Callable, Mapping
 
-from base.errors import InvalidArgument, NotFound
+from base.errors import NotFound
 from cdfs.services.container_config import format_labels, parse_grace
-from cdfs.services.containers import EMPTY
+from cdfs.services.containers import EMPTY, Times
 from mountpoint.ctl import Verb, VerbTable
+from mountpoint.services import ContainerSettings
 from mountpoint.statsdir import STATS
 from mountpoint.table import (
-    Children,
     Ctl,
     Dir,
     Err,
     Input,
     Scope,
+    Services,
     Sink,
     Stream,
     StreamReader,
     Table,
     Value,
+    collection,
+    line,
+    opens,
+    show,
+    take,
 )
-from mountpoint.table import Services as S
 from runtime.state import LIVE
+from runtime.tasks import TaskInfo
 
 
 def json_complete(buffer: bytes) -> bool:
@@ -43,75 +50,38 @@ def _exec_id(scope: Scope) -> str | None:
     return scope.get("exec")
 
 
-def _text(data: bytes, what: str) -> str:
-    try:
-        return data.decode().strip()
-    except UnicodeDecodeError:
-        raise InvalidArgument(f"{what}: not UTF-8 text") from None
-
-
 # --- state files, shared by containers and execs ---------------------------------------
 
 
-async def _status(app: S, scope: Scope) -> str:
-    info = await app.containers.state(scope["ns"], scope["id"], _exec_id(scope))
+def _state(app: Services, scope: Scope) -> Awaitable[TaskInfo | None]:
+    return app.containers.state(scope["ns"], scope["id"], _exec_id(scope))
+
+
+def _status(info: TaskInfo | None) -> str:
     return f"{info.status if info is not None else EMPTY}\n"
 
 
-async def _pid(app: S, scope: Scope) -> str:
-    info = await app.containers.state(scope["ns"], scope["id"], _exec_id(scope))
+def _pid(info: TaskInfo | None) -> str:
     live = info is not None and info.status in LIVE and info.pid
-    return f"{info.pid}\n" if live else ""
+    return f"{info.pid}\n" if live and info is not None else ""
 
 
-async def _exit(app: S, scope: Scope) -> str:
-    info = await app.containers.state(scope["ns"], scope["id"], _exec_id(scope))
-    stopped = info is not None and info.exit_status is not None
-    return f"{info.exit_status}\n" if stopped else ""
+def _exit(info: TaskInfo | None) -> str:
+    return line(info.exit_status if info is not None else None)
 
 
-async def _created(app: S, scope: Scope) -> str:
-    return _line((await app.containers.times(scope["ns"], scope["id"], _exec_id(scope))).created)
+def _times(app: Services, scope: Scope) -> Awaitable[Times]:
+    return app.containers.times(scope["ns"], scope["id"], _exec_id(scope))
 
 
-async def _started(app: S, scope: Scope) -> str:
-    return _line((await app.containers.times(scope["ns"], scope["id"], _exec_id(scope))).started)
-
-
-async def _exited(app: S, scope: Scope) -> str:
-    return _line((await app.containers.times(scope["ns"], scope["id"], _exec_id(scope))).exited)
-
-
-def _line(value: str) -> str:
-    return f"{value}\n" if value else ""
-
-
-async def _wait(app: S, scope: Scope) -> StreamReader:
-    reader: StreamReader = app.containers.wait(scope["ns"], scope["id"], _exec_id(scope))
-    return reader
-
-
-async def _stdout(app: S, scope: Scope) -> StreamReader:
-    reader: StreamReader = app.containers.output(scope["ns"], scope["id"], _exec_id(scope),
-                                                 "stdout")
-    return reader
-
-
-async def _stderr(app: S, scope: Scope) -> StreamReader:
-    reader: StreamReader = app.containers.output(scope["ns"], scope["id"], _exec_id(scope),
-                                                 "stderr")
-    return reader
-
-
-async def _log(app: S, scope: Scope) -> StreamReader:
-    reader: StreamReader = app.containers.log(scope["ns"], scope["id"], _exec_id(scope))
-    return reader
+def _output(stream: str) -> Callable[[Services, Scope], Awaitable[StreamReader]]:
+    return opens(lambda app, s: app.containers.output(s["ns"], s["id"], _exec_id(s), stream))
 
 
 class _Stdin:
     """One open of a stdin file: each write goes to the process, close sends EOF."""
 
-    def __init__(self, app: S, scope: Scope) -> None:
+    def __init__(self, app: Services, scope: Scope) -> None:
         self._app = app
         self._scope = scope
 
@@ -126,21 +96,16 @@ class _Stdin:
             await self._app.containers.close_stdin(scope["ns"], scope["id"], _exec_id(scope))
 
 
-async def _stdin(app: S, scope: Scope) -> Sink:
+async def _stdin(app: Services, scope: Scope) -> Sink:
     await app.containers.state(scope["ns"], scope["id"], _exec_id(scope))
     return _Stdin(app, scope)
-
-
-async def _tty(app: S, scope: Scope) -> StreamReader:
-    reader: StreamReader = await app.containers.tty(scope["ns"], scope["id"], _exec_id(scope))
-    return reader
 
 
 class _Keystrokes:
     """One open of a tty for writing: each write is typed into the terminal; closing
     it ends nothing (a terminal's input stays open: type ^D for end of file)."""
 
-    def __init__(self, app: S, scope: Scope) -> None:
+    def __init__(self, app: Services, scope: Scope) -> None:
         self._app = app
         self._scope = scope
 
@@ -152,7 +117,7 @@ class _Keystrokes:
         pass
 
 
-async def _keystrokes(app: S, scope: Scope) -> Sink:
+async def _keystrokes(app: Services, scope: Scope) -> Sink:
     await app.containers.require_terminal(scope["ns"], scope["id"], _exec_id(scope))
     return _Keystrokes(app, scope)
 
@@ -160,147 +125,75 @@ async def _keystrokes(app: S, scope: Scope) -> Sink:
 # --- ctl verbs -------------------------------------------------------------------------
 
 
-async def _start(app: S, scope: Scope, args: list[str]) -> None:
-    await app.containers.start(scope["ns"], scope["id"], _exec_id(scope))
-
-
-async def _kill(app: S, scope: Scope, args: list[str]) -> None:
+async def _kill(app: Services, scope: Scope, args: list[str]) -> None:
     await app.containers.kill(scope["ns"], scope["id"], args[0] if args else None,
-                              _exec_id(scope))  # fmt: skip
+                              _exec_id(scope))
 
 
-async def _stop(app: S, scope: Scope, args: list[str]) -> None:
+async def _stop(app: Services, scope: Scope, args: list[str]) -> None:
     await app.containers.stop(scope["ns"], scope["id"], parse_grace(args), _exec_id(scope))
 
 
-async def _pause(app: S, scope: Scope, args: list[str]) -> None:
-    await app.containers.pause(scope["ns"], scope["id"])
-
-
-async def _resume(app: S, scope: Scope, args: list[str]) -> None:
-    await app.containers.resume(scope["ns"], scope["id"])
-
-
-async def _closeio(app: S, scope: Scope, args: list[str]) -> None:
-    await app.containers.close_stdin(scope["ns"], scope["id"], _exec_id(scope))
-
-
-async def _resize(app: S, scope: Scope, args: list[str]) -> None:
-    await app.containers.resize(scope["ns"], scope["id"], args, _exec_id(scope))
-
-
-async def _update(app: S, scope: Scope, args: list[str]) -> None:
-    await app.containers.update(scope["ns"], scope["id"], args[0])
-
-
-_START = Verb("start", "", "run the program (the task was created stopped before it)", _start)
+_START = Verb("start", "", "run the program (the task was created stopped before it)",
+              lambda app, s, args: app.containers.start(s["ns"], s["id"], _exec_id(s)))
 _KILL = Verb("kill", "[SIGNAL]", "send SIGNAL (a name such as KILL or a number; default TERM)",
              _kill)
 _STOP = Verb("stop", "[SECONDS]",
              "the image's StopSignal (TERM without one, and for an exec), then KILL after\n"
              "SECONDS (default 10); returns once it has exited", _stop)
 _CLOSEIO = Verb("closeio", "", "close its stdin: the program reads end of file (a terminal's\n"
-                "input stays open: type ^D into tty instead)", _closeio)
+                "input stays open: type ^D into tty instead)",
+                lambda app, s, args: app.containers.close_stdin(s["ns"], s["id"], _exec_id(s)))
 _RESIZE = Verb("resize", "ROWS COLS", "set the terminal's window size (the program sees it\n"
                "at once: `stty size`, SIGWINCH); before an exec starts: its first size",
-               _resize)
+               lambda app, s, args: app.containers.resize(s["ns"], s["id"], args, _exec_id(s)))
 
 CONTAINER_VERBS = VerbTable(
     _START, _KILL, _STOP,
-    Verb("pause", "", "freeze every process of the container (cgroup freezer)", _pause),
-    Verb("resume", "", "thaw a paused container", _resume),
+    Verb("pause", "", "freeze every process of the container (cgroup freezer)",
+         lambda app, s, args: app.containers.pause(s["ns"], s["id"])),
+    Verb("resume", "", "thaw a paused container",
+         lambda app, s, args: app.containers.resume(s["ns"], s["id"])),
     _CLOSEIO, _RESIZE,
     Verb("update", "JSON", 'new cgroup limits, as linux.resources: {"memory": {"limit": N}, '
-         '"cpu": {...}, "pids": {"limit": N}}', _update, rest=True),
+         '"cpu": {...}, "pids": {"limit": N}}',
+         lambda app, s, args: app.containers.update(s["ns"], s["id"], args[0]), rest=True),
 )  # fmt: skip
 EXEC_VERBS = VerbTable(_START, _KILL, _STOP, _CLOSEIO, _RESIZE)
 
 # --- the container's own files ---------------------------------------------------------
 
 
-async def _read_setting(app: S, scope: Scope, name: str) -> str:
-    value = getattr(app.containers.get(scope["ns"], scope["id"]), name)
-    return f"{value}\n" if value else ""
+def _settings(app: Services, scope: Scope) -> ContainerSettings:
+    return app.containers.get(scope["ns"], scope["id"])
 
 
-async def _image(app: S, scope: Scope) -> str:
-    return await _read_setting(app, scope, "image")
-
-
-async def _write_image(app: S, scope: Scope, data: bytes) -> None:
-    await app.containers.set_image(scope["ns"], scope["id"], _text(data, "image"))
-
-
-async def _netns(app: S, scope: Scope) -> str:
-    return await _read_setting(app, scope, "netns")
-
-
-async def _write_netns(app: S, scope: Scope, data: bytes) -> None:
-    await app.containers.set_netns(scope["ns"], scope["id"], _text(data, "netns"))
-
-
-async def _runtime(app: S, scope: Scope) -> str:
-    return await _read_setting(app, scope, "runtime")
-
-
-async def _write_runtime(app: S, scope: Scope, data: bytes) -> None:
-    await app.containers.set_runtime(scope["ns"], scope["id"], _text(data, "runtime"))
-
-
-async def _labels(app: S, scope: Scope) -> str:
-    return format_labels(app.containers.get(scope["ns"], scope["id"]).labels)
-
-
-async def _write_labels(app: S, scope: Scope, data: bytes) -> None:
-    try:
-        text = data.decode()
-    except UnicodeDecodeError:
-        raise InvalidArgument("labels: not UTF-8 text") from None
-    await app.containers.set_labels(scope["ns"], scope["id"], text)
-
-
-async def _info(app: S, scope: Scope) -> str:
-    return json.dumps(await app.containers.info(scope["ns"], scope["id"])) + "\n"
-
-
-async def _config(app: S, scope: Scope) -> str:
-    config = app.containers.config_json(scope["ns"], scope["id"])
-    return json.dumps(config, indent=2) + "\n" if config is not None else ""
-
-
-async def _write_config(app: S, scope: Scope, data: bytes) -> None:
-    await app.containers.create(scope["ns"], scope["id"], data)
-
-
-async def _process(app: S, scope: Scope) -> str:
-    process = await app.containers.exec_process(scope["ns"], scope["id"], scope["exec"])
-    return json.dumps(process, indent=2) + "\n" if process is not None else ""
-
-
-async def _write_process(app: S, scope: Scope, data: bytes) -> None:
-    await app.containers.create_exec(scope["ns"], scope["id"], scope["exec"], data)
+def _spec(spec: Mapping[str, object] | None) -> str:
+    return json.dumps(spec, indent=2) + "\n" if spec is not None else ""
 
 
 def _task_files(stdin_doc: str) -> tuple[Value | Stream | Input, ...]:
     """The files a container and an exec both have, about their process."""
     return (
         Value("status", "created | running | paused | stopped; `empty` until it is created",
-              read=_status),
+              read=show(_state, _status)),
         Value("pid", "the host pid of the process (empty unless it is created, running or "
-              "paused)", read=_pid),
+              "paused)", read=show(_state, _pid)),
         Value("exit", "the exit status once stopped (128+N when killed by signal N: 137 "
-              "for KILL)", read=_exit),
+              "for KILL)", read=show(_state, _exit)),
         Value("created", "when the task was created (config.json or process.json), RFC 3339\n"
-              "UTC; empty before", read=_created),
-        Value("started", "when `start` ran the program; empty before", read=_started),
-        Value("exited", "when the program exited; empty before", read=_exited),
+              "UTC; empty before", read=show(_times, lambda times: line(times.created))),
+        Value("started", "when `start` ran the program; empty before",
+              read=show(_times, lambda times: line(times.started))),
+        Value("exited", "when the program exited; empty before",
+              read=show(_times, lambda times: line(times.exited))),
         Stream("wait", "blocks until the process has exited, then gives its exit status",
-               _wait),
+               opens(lambda app, s: app.containers.wait(s["ns"], s["id"], _exec_id(s)))),
         Input("stdin", stdin_doc, _stdin),
         Stream("stdout", "everything the process wrote to stdout, from the start; while it\n"
                "runs a read waits for more, and the stream ends when it exits, so\n"
-               "`cat stdout` prints the whole output and returns at exit", _stdout),
-        Stream("stderr", "the same for stderr", _stderr),
+               "`cat stdout` prints the whole output and returns at exit", _output("stdout")),
+        Stream("stderr", "the same for stderr", _output("stderr")),
         Stream("tty", "the terminal, when process.terminal is true (EINVAL otherwise). A\n"
                "read streams what the terminal shows from the moment of opening\n"
                "(echoed keystrokes, \\r\\n line ends, escape sequences), waiting for\n"
@@ -308,25 +201,14 @@ def _task_files(stdin_doc: str) -> tuple[Value | Stream | Input, ...]:
                "(`printf 'ls\\r' > tty`; ^C is \\003, ^D \\004). `resize ROWS COLS` in\n"
                "ctl sets its size (or process.consoleSize). A terminal merges stdout\n"
                "and stderr: stdout and log record all it showed, stderr stays empty.\n"
-               "Open it once for reading and once for writing (or O_RDWR) to drive it", _tty,
+               "Open it once for reading and once for writing (or O_RDWR) to drive it",
+               opens(lambda app, s: app.containers.tty(s["ns"], s["id"], _exec_id(s))),
                input=_keystrokes),
         Stream("log", "stdout and stderr combined as conmon's timestamped log lines\n"
                "(`<time> stdout|stderr F|P <text>`), following like stdout; bounded in\n"
-               "size: when full, the log starts afresh", _log),
+               "size: when full, the log starts afresh",
+               opens(lambda app, s: app.containers.log(s["ns"], s["id"], _exec_id(s)))),
     )  # fmt: skip
-
-
-async def _exec_names(app: S, scope: Scope) -> list[str]:
-    names: list[str] = app.containers.exec_names(scope["ns"], scope["id"])
-    return names
-
-
-async def _make_exec(app: S, scope: Scope, name: str) -> None:
-    await app.containers.make_exec(scope["ns"], scope["id"], name)
-
-
-async def _remove_exec(app: S, scope: Scope, name: str) -> None:
-    await app.containers.remove_exec(scope["ns"], scope["id"], name)
 
 
 EXEC = Table(
@@ -334,8 +216,12 @@ EXEC = Table(
     entries=(
         Value("process.json", "writing it creates the exec (status created; `start` in ctl\n"
               "runs it): an OCI process, fields left out (env, cwd, user...) taken from\n"
-              "the container's process; reading gives it as created", read=_process,
-              write=_write_process, complete=json_complete),
+              "the container's process; reading gives it as created",
+              read=show(lambda app, s: app.containers.exec_process(s["ns"], s["id"], s["exec"]),
+                        _spec),
+              write=lambda app, s, data: app.containers.create_exec(s["ns"], s["id"],
+                                                                    s["exec"], data),
+              complete=json_complete),
         Ctl("ctl", "the exec's verbs", EXEC_VERBS),
         *_task_files("writes go to the exec's stdin; closing the file (or `closeio`)\n"
                      "sends end of file"),
@@ -348,12 +234,15 @@ CONTAINER = Table(
     entries=(
         Value("image", "an image ref (`busybox`, `cdfs.local/busybox:latest`) to base the\n"
               "rootfs on; written before config.json (ENOENT when the namespace\n"
-              "lacks the image); reads back the image's full name", read=_image,
-              write=_write_image),
+              "lacks the image); reads back the image's full name",
+              read=show(lambda app, s: _settings(app, s).image),
+              write=take(lambda app, s, text: app.containers.set_image(s["ns"], s["id"], text))),
         Value("netns", "a network namespace to join, by name (netns/<name>/, i.e.\n"
               "/run/netns/<name>) or as an absolute path to a namespace file; written\n"
               "before config.json. Without it the container gets a new network\n"
-              "namespace of its own with only loopback, up", read=_netns, write=_write_netns),
+              "namespace of its own with only loopback, up",
+              read=show(lambda app, s: _settings(app, s).netns),
+              write=take(lambda app, s, text: app.containers.set_netns(s["ns"], s["id"], text))),
         Value("config.json", "writing it creates the container. Either a full OCI runtime\n"
               "spec (it has `ociVersion`; used as written) or a partial one, merged\n"
               "over the default spec and the image's config (Entrypoint+Cmd as args,\n"
@@ -365,7 +254,9 @@ CONTAINER = Table(
               "is absolute brings your own rootfs (no image needed). It is acted on\n"
               "as soon as the bytes written parse as JSON; a bad spec fails the write\n"
               "with EINVAL, `err` saying what and where, and creates nothing. Reading\n"
-              "gives the final spec", read=_config, write=_write_config,
+              "gives the final spec",
+              read=show(lambda app, s: app.containers.config_json(s["ns"], s["id"]), _spec),
+              write=lambda app, s, data: app.containers.create(s["ns"], s["id"], data),
               complete=json_complete),
         Ctl("ctl", "the container's verbs", CONTAINER_VERBS),
         *_task_files("writes go to the init process's stdin; closing the file (or\n"
@@ -373,46 +264,37 @@ CONTAINER = Table(
                      "and EOF"),
         Dir("exec", "processes run inside the running container", Table(
             "processes run inside the running container",
-            children=Children(
+            children=collection(
                 "exec", "an exec: mkdir NAME, then write process.json to create it and\n"
                 "`start` in its ctl to run it. rmdir deletes it (EBUSY while it runs)",
-                list=_exec_names, mkdir=_make_exec, rmdir=_remove_exec, table=EXEC),
+                EXEC,
+                names=lambda app, s: app.containers.exec_names(s["ns"], s["id"]),
+                make=lambda app, s, name: app.containers.make_exec(s["ns"], s["id"], name),
+                remove=lambda app, s, name: app.containers.remove_exec(s["ns"], s["id"], name)),
         )),
         Dir("stats", "resource usage of the container's cgroup", STATS),
         Value("info", "the container at a glance, one JSON object: id, status, pid, image,\n"
               "created, started, exited, exit, labels, runtime, netns (null where a\n"
-              "fact is absent), for jq", read=_info),
-        Value("labels", "key=value lines; writing replaces them all", read=_labels,
-              write=_write_labels),
+              "fact is absent), for jq",
+              read=show(lambda app, s: app.containers.info(s["ns"], s["id"]),
+                        lambda info: json.dumps(info) + "\n")),
+        Value("labels", "key=value lines; writing replaces them all",
+              read=show(lambda app, s: format_labels(_settings(app, s).labels)),
+              write=take(lambda app, s, text: app.containers.set_labels(s["ns"], s["id"], text),
+                         strip=False)),
         Value("runtime", "the OCI runtime binary (default runc); written before\n"
-              "config.json", read=_runtime, write=_write_runtime),
+              "config.json", read=show(lambda app, s: _settings(app, s).runtime),
+              write=take(lambda app, s, text: app.containers.set_runtime(s["ns"], s["id"],
+                                                                         text))),
         Err(),
     ),
 )  # fmt: skip
 
 
-async def _names(app: S, scope: Scope) -> list[str]:
-    names: list[str] = app.containers.names(scope["ns"])
-    return names
-
-
-async def _exists(app: S, scope: Scope, name: str) -> bool:
-    found: bool = app.containers.exists(scope["ns"], name)
-    return found
-
-
-async def _mkdir(app: S, scope: Scope, name: str) -> None:
-    await app.containers.make(scope["ns"], name)
-
-
-async def _rmdir(app: S, scope: Scope, name: str) -> None:
-    await app.containers.remove(scope["ns"], name)
-
-
 LIST_COLUMNS = ("ID", "STATUS", "PID", "IMAGE", "CREATED", "EXIT")
 
 
-async def _list(app: S, scope: Scope) -> str:
+async def _list(app: Services, scope: Scope) -> str:
     rows: list[tuple[str, ...]] = [LIST_COLUMNS]
     for name in app.containers.names(scope["ns"]):
         try:
@@ -440,10 +322,14 @@ CONTAINERS = Table(
               read=_list),
         Err(),
     ),
-    children=Children(
+    children=collection(
         "id", "a container. mkdir ID makes an empty slot; write image, netns,\n"
         "runtime and labels as needed, then config.json to create it, then\n"
         "`start` in ctl. rmdir deletes the container, its snapshot and its state\n"
         "(EBUSY while it runs or is paused: stop it first)",
-        list=_names, exists=_exists, mkdir=_mkdir, rmdir=_rmdir, table=CONTAINER),
+        CONTAINER,
+        names=lambda app, s: app.containers.names(s["ns"]),
+        exists=lambda app, s, name: app.containers.exists(s["ns"], name),
+        make=lambda app, s, name: app.containers.make(s["ns"], name),
+        remove=lambda app, s, name: app.containers.remove(s["ns"], name)),
 )

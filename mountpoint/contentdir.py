@@ -1,62 +1,49 @@
 """content/: the CAS shared by every namespace."""
 
 from content.descriptor import digest_hex
+from content.store import IngestStatus
 from mountpoint.ctl import Verb, VerbTable
-from mountpoint.table import Children, Ctl, Dir, Err, HostFile, Scope, Sink, Table, Value
-from mountpoint.table import Services as S
+from mountpoint.table import Children, Ctl, Dir, Err, HostFile, Scope, Services, Table, Value, show
 
 
-async def _blob_names(app: S, scope: Scope) -> list[str]:
+async def _blob_names(app: Services, scope: Scope) -> list[str]:
     return [digest_hex(d) for d in await app.cas.digests()]
 
 
-async def _blob_exists(app: S, scope: Scope, name: str) -> bool:
+async def _blob_exists(app: Services, scope: Scope, name: str) -> bool:
     return len(name) == 64 and await app.cas.has("sha256:" + name)
 
 
-async def _blob_path(app: S, scope: Scope) -> str:
-    return str(app.cas.store.blobs / digest_hex("sha256:" + scope["hex"]))
+async def _blob_path(app: Services, scope: Scope) -> str:
+    return app.cas.blob_file("sha256:" + scope["hex"])
 
 
-async def _usage(app: S, scope: Scope) -> str:
-    blobs, size = await app.cas.usage()
-    return f"blobs {blobs}\nbytes {size}\n"
-
-
-async def _ingest_names(app: S, scope: Scope) -> list[str]:
+async def _ingest_names(app: Services, scope: Scope) -> list[str]:
     return [status.ref for status in await app.cas.ingests()]
 
 
-async def _ingest_status(app: S, scope: Scope) -> str:
+async def _ingest_status(app: Services, scope: Scope) -> str:
     for status in await app.cas.ingests():
         if status.ref == scope["ingest"]:
-            return (f"offset {status.offset}\n"
-                    f"expected {status.expected or '-'}\n"
-                    f"total {status.total if status.total is not None else '-'}\n")
+            return _progress(status)
     return ""
 
 
-async def _create_ingest(app: S, scope: Scope, name: str) -> Sink:
-    sink: Sink = await app.cas.ingest(name)
-    return sink
+def _progress(status: IngestStatus) -> str:
+    return (f"offset {status.offset}\n"
+            f"expected {status.expected or '-'}\n"
+            f"total {status.total if status.total is not None else '-'}\n")
 
 
-async def _abort_ingest(app: S, scope: Scope, name: str) -> None:
-    await app.cas.abort(name)
-
-
-async def _expect(app: S, scope: Scope, args: list[str]) -> None:
+async def _expect(app: Services, scope: Scope, args: list[str]) -> None:
     app.cas.expect(*args)
-
-
-async def _abort(app: S, scope: Scope, args: list[str]) -> None:
-    await app.cas.abort(args[0])
 
 
 INGEST_VERBS = VerbTable(
     Verb("expect", "DIGEST [NAME]",
          "the ingest NAME (or else the next one created) must hash to DIGEST", _expect),
-    Verb("abort", "NAME", "drop the unfinished ingest NAME", _abort),
+    Verb("abort", "NAME", "drop the unfinished ingest NAME",
+         lambda app, s, args: app.cas.abort(args[0])),
 )
 
 CONTENT = Table(
@@ -83,9 +70,13 @@ CONTENT = Table(
                 "blobs/sha256/ atomically. A name sha256:<hex> (or `expect` in ctl) makes\n"
                 "a mismatch fail the close and commit nothing. Reading shows progress:\n"
                 "offset, expected, total. rm drops an unfinished ingest.",
-                list=_ingest_names, create=_create_ingest, unlink=_abort_ingest,
+                list=_ingest_names,
+                create=lambda app, s, name: app.cas.ingest(name),
+                unlink=lambda app, s, name: app.cas.abort(name),
                 file=Value("ingest", "progress of an ingest", read=_ingest_status)),
         )),
-        Value("usage", "blobs and bytes held: `blobs N` and `bytes N` lines", read=_usage),
+        Value("usage", "blobs and bytes held: `blobs N` and `bytes N` lines",
+              read=show(lambda app, s: app.cas.usage(),
+                        lambda usage: f"blobs {usage[0]}\nbytes {usage[1]}\n")),
     ),
 )

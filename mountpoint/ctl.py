@@ -8,11 +8,14 @@ before any handler runs, quoting what it refused.
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
 
 from base.errors import InvalidArgument
+from mountpoint.scope import Scope
+from mountpoint.services import Services
 
-Handler = Callable[[Any, Any, list[str]], Awaitable[None]]
+# A verb's handler: the services, the ctl file's scope and the verb's arguments. A
+# lambda over an async service call is one: `lambda app, s, args: app.cas.abort(args[0])`.
+Handler = Callable[[Services, Scope, list[str]], Awaitable[None]]
 
 
 @dataclass(frozen=True)

@@ -29,6 +29,7 @@ from mountpoint.table import (
     HostFile,
     Input,
     Link,
+    Services,
     Sink,
     Stream,
     StreamReader,
@@ -91,7 +92,7 @@ class Filesystem(pyfuse3.Operations):
 
     enable_writeback_cache = False
 
-    def __init__(self, services: Any, root: Table, owner: Owner = Owner()) -> None:
+    def __init__(self, services: Services, root: Table, owner: Owner = Owner()) -> None:
         super().__init__()
         self.services = services
         self.nodes = NodeTable(root)

@@ -17,13 +17,14 @@ from mountpoint.table import (
     HostFile,
     Link,
     Scope,
+    Services,
     Table,
     Value,
+    show,
 )
-from mountpoint.table import Services as S
 
 
-def _record(app: S, scope: Scope) -> ImageRecord:
+def _record(app: Services, scope: Scope) -> ImageRecord:
     record: ImageRecord | None = app.images.find(scope["ns"], scope["ref"])
     if record is None:
         raise NotFound(f'image "{scope["ref"]}" is not ready')
@@ -31,29 +32,13 @@ def _record(app: S, scope: Scope) -> ImageRecord:
 
 
 # -- ctl ---------------------------------------------------------------------------
-async def _pull(app: S, scope: Scope, args: list[str]) -> None:
+async def _pull(app: Services, scope: Scope, args: list[str]) -> None:
     platform = parse_platform_argument(args[1]) if len(args) > 1 else None
     await app.images.pull(scope["ns"], args[0], platform)
 
 
-async def _push(app: S, scope: Scope, args: list[str]) -> None:
-    await app.images.push(scope["ns"], *args)
-
-
-async def _tag(app: S, scope: Scope, args: list[str]) -> None:
-    await app.images.tag(scope["ns"], *args)
-
-
-async def _rm(app: S, scope: Scope, args: list[str]) -> None:
-    await app.images.remove(scope["ns"], args[0])
-
-
-async def _import(app: S, scope: Scope, args: list[str]) -> None:
+async def _import(app: Services, scope: Scope, args: list[str]) -> None:
     await app.images.import_archive(scope["ns"], *args)
-
-
-async def _export(app: S, scope: Scope, args: list[str]) -> None:
-    await app.images.export_archive(scope["ns"], *args)
 
 
 IMAGE_VERBS = VerbTable(
@@ -61,69 +46,49 @@ IMAGE_VERBS = VerbTable(
          "fetch REF into the content store and unpack it; returns when the image is ready",
          _pull),
     Verb("push", "REF [TARGET_REF]", "upload the image's blobs and manifests (to TARGET_REF)",
-         _push),
-    Verb("tag", "REF NEW_REF", "name the image REF also NEW_REF", _tag),
-    Verb("rm", "REF", "forget the name REF (`ctl gc` at the root frees what it held)", _rm),
+         lambda app, s, args: app.images.push(s["ns"], *args)),
+    Verb("tag", "REF NEW_REF", "name the image REF also NEW_REF",
+         lambda app, s, args: app.images.tag(s["ns"], *args)),
+    Verb("rm", "REF", "forget the name REF (`ctl gc` at the root frees what it held)",
+         lambda app, s, args: app.images.remove(s["ns"], args[0])),
     Verb("import", "PATH [REF]",
          "import an OCI image layout (dir or tar) or a docker-archive tar at the host path\n"
          "PATH, naming it REF when the archive does not", _import),
     Verb("export", "REF PATH",
          "write REF as an OCI layout tar to the new host file PATH (skopeo, ctr import it)",
-         _export),
+         lambda app, s, args: app.images.export_archive(s["ns"], *args)),
 )
 
 
 # -- image files -------------------------------------------------------------------
-async def _ref(app: S, scope: Scope) -> str:
-    return _record(app, scope).name + "\n"
+def _layers(record: ImageRecord) -> str:
+    return "".join(f"{layer.digest} {layer.size} {layer.media_type}\n" for layer in record.layers)
 
 
-async def _digest(app: S, scope: Scope) -> str:
-    return _record(app, scope).target.digest + "\n"
+def _blob_file(app: Services, digest: str) -> str:
+    return app.cas.blob_file(digest)
 
 
-async def _platform(app: S, scope: Scope) -> str:
-    return f"{_record(app, scope).platform}\n"
-
-
-async def _size(app: S, scope: Scope) -> str:
-    return f"{_record(app, scope).size}\n"
-
-
-async def _layers(app: S, scope: Scope) -> str:
-    return "".join(f"{layer.digest} {layer.size} {layer.media_type}\n"
-                   for layer in _record(app, scope).layers)
-
-
-async def _progress(app: S, scope: Scope) -> str:
-    progress: str = app.images.progress(scope["ns"], scope["ref"])
-    return progress
-
-
-def _blob_file(app: S, digest: str) -> str:
-    return str(app.cas.store.blobs / digest_hex(digest))
-
-
-async def _manifest_path(app: S, scope: Scope) -> str:
+async def _manifest_path(app: Services, scope: Scope) -> str:
     return _blob_file(app, _record(app, scope).manifest.digest)
 
 
-async def _config_path(app: S, scope: Scope) -> str:
+async def _config_path(app: Services, scope: Scope) -> str:
     return _blob_file(app, _record(app, scope).image.config.digest)
 
 
-async def _index_path(app: S, scope: Scope) -> str:
+async def _index_path(app: Services, scope: Scope) -> str:
     return _blob_file(app, _record(app, scope).target.digest)
 
 
-async def _blob_names(app: S, scope: Scope) -> list[str]:
+async def _blob_names(app: Services, scope: Scope) -> list[str]:
     record = _record(app, scope)
     digests = {record.target.digest, record.manifest.digest, record.image.config.digest,
                *(layer.digest for layer in record.layers)}
     return sorted(digest_hex(d) for d in digests)
 
 
-async def _blob_link(app: S, scope: Scope) -> str:
+async def _blob_link(app: Services, scope: Scope) -> str:
     """Relative, so it resolves inside the mount wherever that is: up from
     namespaces/<ns>/images/<ref…>/blobs/ to the root, then into content/."""
     depth = len(scope.path) - 1
@@ -139,16 +104,21 @@ BLOBS = Table(
 )
 
 _IMAGE_ENTRIES = (
-    Value("ref", "the image's name", read=_ref),
-    Value("digest", "the digest it points at (an index or a manifest)", read=_digest),
-    Value("platform", "OS/ARCH[/VARIANT] of the manifest used here", read=_platform),
-    Value("size", "bytes of its blobs: manifests, config and layers", read=_size),
+    Value("ref", "the image's name", read=show(lambda app, s: _record(app, s).name)),
+    Value("digest", "the digest it points at (an index or a manifest)",
+          read=show(lambda app, s: _record(app, s).target.digest)),
+    Value("platform", "OS/ARCH[/VARIANT] of the manifest used here",
+          read=show(lambda app, s: _record(app, s).platform)),
+    Value("size", "bytes of its blobs: manifests, config and layers",
+          read=show(lambda app, s: _record(app, s).size)),
     HostFile("manifest.json", "the image manifest, exact bytes", _manifest_path),
     HostFile("config.json", "the image config, exact bytes", _config_path),
-    Value("layers", "one line per layer: digest, size, media type", read=_layers),
+    Value("layers", "one line per layer: digest, size, media type",
+          read=show(_record, _layers)),
     Dir("blobs", "links to the image's blobs", BLOBS),
     Value("progress", "while pulling or pushing: `DIGEST DONE/TOTAL` per blob;\n"
-          'the final line is "done" or the error', read=_progress),
+          'the final line is "done" or the error',
+          read=show(lambda app, s: app.images.progress(s["ns"], s["ref"]))),
 )
 
 IMAGE = Table("one image", entries=_IMAGE_ENTRIES)
@@ -164,7 +134,7 @@ def _prefix(scope: Scope) -> str:
     return scope.get("ref", "")
 
 
-async def _level_names(app: S, scope: Scope) -> list[str]:
+async def _level_names(app: Services, scope: Scope) -> list[str]:
     prefix = _prefix(scope)
     start = prefix + "/" if prefix else ""
     names: list[str] = app.images.names(scope["ns"])
@@ -172,7 +142,7 @@ async def _level_names(app: S, scope: Scope) -> list[str]:
                    if name.startswith(start)})
 
 
-async def _level_lookup(app: S, scope: Scope, name: str) -> Table | None:
+async def _level_lookup(app: Services, scope: Scope, name: str) -> Table | None:
     prefix = _prefix(scope)
     full = f"{prefix}/{name}" if prefix else name
     names: list[str] = app.images.names(scope["ns"])

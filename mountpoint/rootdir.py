@@ -8,33 +8,23 @@ from mountpoint.ctl import Verb, VerbTable
 from mountpoint.namespacedir import NAMESPACES
 from mountpoint.netnsdir import NETNS
 from mountpoint.readme import reference
-from mountpoint.table import Ctl, Dir, Err, Link, Scope, Stream, StreamReader, Table, Value
-from mountpoint.table import Services as S
+from mountpoint.table import Ctl, Dir, Err, Link, Scope, Services, Stream, Table, Value, opens, show
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
 
 
-async def _readme(app: S, scope: Scope) -> str:
+def _readme(app: Services, scope: Scope) -> str:
     return reference(ROOT)
 
 
-async def _version(app: S, scope: Scope) -> str:
-    return f"cdfs {app.version}\n"
-
-
-async def _events(app: S, scope: Scope) -> StreamReader:
-    reader: StreamReader = app.bus.subscribe()
-    return reader
-
-
-async def _log_level(app: S, scope: Scope, args: list[str]) -> None:
+async def _log_level(app: Services, scope: Scope, args: list[str]) -> None:
     level = args[0].lower()
     if level not in LOG_LEVELS:
         raise InvalidArgument(f'unknown log level "{args[0]}" (levels: {", ".join(LOG_LEVELS)})')
     logging.getLogger().setLevel(level.upper())
 
 
-async def _gc(app: S, scope: Scope, args: list[str]) -> None:
+async def _gc(app: Services, scope: Scope, args: list[str]) -> None:
     await app.collect_garbage()
 
 
@@ -48,13 +38,13 @@ ROOT_VERBS = VerbTable(
 ROOT = Table(
     "the root",
     entries=(
-        Value("README", "this reference", read=_readme),
-        Value("version", '"cdfs X.Y.Z"', read=_version),
+        Value("README", "this reference", read=show(_readme)),
+        Value("version", '"cdfs X.Y.Z"', read=show(lambda app, s: f"cdfs {app.version}")),
         Ctl("ctl", "global verbs", ROOT_VERBS),
         Err(),
         Stream("events", "every event of every namespace, one JSON object a line:\n"
                '{"time", "namespace", "topic", "id", …}, from the moment the reader opened',
-               _events),
+               opens(lambda app, s: app.bus.subscribe())),
         Dir("content", "the content-addressed store, shared by every namespace", CONTENT),
         Dir("namespaces", "tenants", NAMESPACES),
         Link("images", "the default namespace's images", "namespaces/default/images"),

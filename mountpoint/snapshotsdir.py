@@ -2,40 +2,35 @@
 and containers' writable layers (named by container id)."""
 
 import datetime
+from collections.abc import Awaitable
 
-from mountpoint.table import Children, Scope, Table, Value
-from mountpoint.table import Services as S
+from cdfs.services.snapshots import SnapshotInfo
+from mountpoint.table import Children, Scope, Services, Table, Value, show
 
 
-async def _keys(app: S, scope: Scope) -> list[str]:
+def _stat(app: Services, scope: Scope) -> Awaitable[SnapshotInfo]:
+    return app.snapshots.stat(scope["ns"], scope["key"])
+
+
+def _created(info: SnapshotInfo) -> str:
+    return datetime.datetime.fromtimestamp(info.created, datetime.UTC).isoformat() + "\n"
+
+
+async def _keys(app: Services, scope: Scope) -> list[str]:
     return [info.key for info in await app.snapshots.list(scope["ns"])]
-
-
-async def _kind(app: S, scope: Scope) -> str:
-    return (await app.snapshots.stat(scope["ns"], scope["key"])).kind + "\n"
-
-
-async def _parent(app: S, scope: Scope) -> str:
-    return ((await app.snapshots.stat(scope["ns"], scope["key"])).parent or "") + "\n"
-
-
-async def _created(app: S, scope: Scope) -> str:
-    created = (await app.snapshots.stat(scope["ns"], scope["key"])).created
-    return datetime.datetime.fromtimestamp(created, datetime.UTC).isoformat() + "\n"
-
-
-async def _usage(app: S, scope: Scope) -> str:
-    size, inodes = await app.snapshots.usage(scope["ns"], scope["key"])
-    return f"size {size}\ninodes {inodes}\n"
 
 
 SNAPSHOT = Table(
     "one snapshot",
     entries=(
-        Value("kind", "committed (an image layer), active (writable) or view", read=_kind),
-        Value("parent", "the snapshot below it (empty for a bottom layer)", read=_parent),
-        Value("created", "when it was made (RFC 3339, UTC)", read=_created),
-        Value("usage", "`size BYTES` and `inodes N` its own files take", read=_usage),
+        Value("kind", "committed (an image layer), active (writable) or view",
+              read=show(_stat, lambda info: f"{info.kind}\n")),
+        Value("parent", "the snapshot below it (empty for a bottom layer)",
+              read=show(_stat, lambda info: f"{info.parent or ''}\n")),
+        Value("created", "when it was made (RFC 3339, UTC)", read=show(_stat, _created)),
+        Value("usage", "`size BYTES` and `inodes N` its own files take",
+              read=show(lambda app, s: app.snapshots.usage(s["ns"], s["key"]),
+                        lambda usage: f"size {usage[0]}\ninodes {usage[1]}\n")),
     ),
 )
 

@@ -8,28 +8,12 @@ container has no task.
 """
 
 from cdfs.services.metrics import DEFAULT_INTERVAL, MAX_INTERVAL, MIN_INTERVAL, render
-from mountpoint.table import Err, Scope, Stream, StreamReader, Table, Value
-from mountpoint.table import Services as S
+from mountpoint.table import Err, Stream, Table, Value, opens, show, take
 
 
 def _group(group: str) -> Value:
-    async def read(app: S, scope: Scope) -> str:
-        return render(await app.metrics.stats(scope["ns"], scope["id"], group))
-
-    return Value(group, DOCS[group], read=read)
-
-
-async def _stream(app: S, scope: Scope) -> StreamReader:
-    reader: StreamReader = await app.metrics.stream(scope["ns"], scope["id"])
-    return reader
-
-
-async def _interval(app: S, scope: Scope) -> str:
-    return f"{app.metrics.interval(scope['ns'], scope['id']):g}\n"
-
-
-async def _set_interval(app: S, scope: Scope, data: bytes) -> None:
-    app.metrics.set_interval(scope["ns"], scope["id"], data.decode(errors="replace"))
+    return Value(group, DOCS[group], read=show(
+        lambda app, s: app.metrics.stats(s["ns"], s["id"], group), render))
 
 
 DOCS = {
@@ -49,11 +33,13 @@ STATS = Table(
         Stream("stream", "one JSON object a line, at once and then every `interval`:\n"
                '{"timestamp", "id", "cpu": {…}, "memory": {…}, "pids": {…}, "io": {…}};\n'
                "blocks in between; ends with the first object that counts no process\n"
-               "(the task has exited)", _stream),
+               "(the task has exited)",
+               opens(lambda app, s: app.metrics.stream(s["ns"], s["id"]))),
         Value("interval", f"seconds between stream objects, {MIN_INTERVAL:g} to "
               f"{MAX_INTERVAL:g} (default {DEFAULT_INTERVAL:g}); write to change it\n"
               "for this container's streams, kept while the daemon runs",
-              read=_interval, write=_set_interval),
+              read=show(lambda app, s: f"{app.metrics.interval(s['ns'], s['id']):g}"),
+              write=take(lambda app, s, text: app.metrics.set_interval(s["ns"], s["id"], text))),
         Err(),
     ),
 )

@@ -5,67 +5,29 @@ what kind it is and which handlers serve it. A generic node layer (nodes.py, fs.
 does lookups, inodes, attributes and caching for every table alike, and the README is
 generated from the same rows, so adding a file to the tree is adding a row here.
 
-Handlers are coroutines that receive the daemon's services and the `Scope` of the
-directory: the names bound on the way down (`scope["ns"]`, `scope["id"]`). Nothing here
-imports pyfuse3, so the tables are plain data to test.
+Handlers are coroutines that receive the daemon's services, typed as the Protocols of
+mountpoint/services.py (so mypy checks every call a row makes), and the `Scope` of the
+directory: the names bound on the way down (`scope["ns"]`, `scope["id"]`). Most rows
+need no handler function of their own: `show`, `take`, `opens` and `collection` below
+make one from a lambda over a service call. Nothing here imports pyfuse3, so the
+tables are plain data to test.
 """
 
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, TypeVar, overload
 
+from base.errors import InvalidArgument
 from mountpoint.ctl import VerbTable
+from mountpoint.scope import Scope as Scope
+from mountpoint.services import Services as Services
+from mountpoint.services import Sink as Sink
+from mountpoint.services import StreamReader as StreamReader
 
+T = TypeVar("T")
 
-class Scope(Mapping[str, str]):
-    """The names a directory was reached by, e.g. {"ns": "default", "id": "web"}, and
-    its path in the tree (which keys its `err` line)."""
-
-    __slots__ = ("_values", "path")
-
-    def __init__(self, path: tuple[str, ...] = (), values: Mapping[str, str] | None = None):
-        self.path = path
-        self._values = dict(values or {})
-
-    def __getitem__(self, key: str) -> str:
-        return self._values[key]
-
-    def __iter__(self) -> Any:
-        return iter(self._values)
-
-    def __len__(self) -> int:
-        return len(self._values)
-
-    def child(self, name: str, param: str | None = None, value: str | None = None) -> "Scope":
-        values = dict(self._values)
-        if param is not None:
-            values[param] = name if value is None else value
-        return Scope((*self.path, name), values)
-
-    def __repr__(self) -> str:
-        return f"Scope({'/'.join(self.path)!r}, {self._values!r})"
-
-
-Services = Any  # the daemon's service container (cdfs.app.App); typed loosely to keep layers apart
 Read = Callable[[Services, Scope], Awaitable[str | bytes]]
 Store = Callable[[Services, Scope, bytes], Awaitable[None]]
-
-
-class StreamReader(Protocol):
-    """What a stream file's open returns. `read` blocks until data is there and
-    returns b"" at the end; it must be safe to cancel while it waits."""
-
-    async def read(self, size: int) -> bytes: ...
-
-    def close(self) -> None: ...
-
-
-class Sink(Protocol):
-    """What a sink file's open returns: bytes written at offsets, acted on at close."""
-
-    async def write(self, offset: int, data: bytes) -> None: ...
-
-    async def close(self) -> None: ...
 
 
 def ends_with_newline(buffer: bytes) -> bool:
@@ -199,3 +161,95 @@ class Table:
 
     def has_err(self) -> bool:
         return "err" in self.index and isinstance(self.index["err"], Err)
+
+
+# -- row factories: the common shapes, so a plain file is one row ---------------------
+#
+# Each takes a function of (services, scope[, …]) that may be plain or return an
+# awaitable (a lambda over an async service method returns its coroutine), so a row
+# reads `Value("path", doc, read=show(lambda app, s: app.netns.path(s["netns"])))`.
+
+
+async def _settle(result: Any) -> Any:
+    return await result if isinstance(result, Awaitable) else result
+
+
+def line(value: object) -> str:
+    """A value as its file shows it: None or "" is an empty file, text that already
+    ends its lines is kept, anything else is one line."""
+    if value is None or value == "":
+        return ""
+    text = str(value)
+    return text if text.endswith("\n") else text + "\n"
+
+
+@overload
+def show(get: Callable[[Services, Scope], Awaitable[T]], render: Callable[[T], str | bytes]
+         ) -> Read: ...
+@overload
+def show(get: Callable[[Services, Scope], T], render: Callable[[T], str | bytes]) -> Read: ...
+@overload
+def show(get: Callable[[Services, Scope], object]) -> Read: ...
+def show(get: Callable[[Services, Scope], Any], render: Callable[[Any], str | bytes] = line
+         ) -> Read:
+    """A Value's read: what `get` returns (or its awaitable gives), rendered (by
+    default as one line, see `line`)."""
+    async def read(services: Services, scope: Scope) -> str | bytes:
+        return render(await _settle(get(services, scope)))
+
+    return read
+
+
+def text_of(data: bytes, strip: bool = True) -> str:
+    """The text a value file was written, UTF-8 only, without its line end."""
+    try:
+        text = data.decode()
+    except UnicodeDecodeError:
+        raise InvalidArgument("not UTF-8 text") from None
+    return text.strip() if strip else text
+
+
+def take(put: Callable[[Services, Scope, str], Awaitable[None] | None],
+         strip: bool = True) -> Store:
+    """A Value's write: the written text (stripped unless told not to) handed to `put`."""
+    async def store(services: Services, scope: Scope, data: bytes) -> None:
+        await _settle(put(services, scope, text_of(data, strip)))
+
+    return store
+
+
+def opens(get: Callable[[Services, Scope], StreamReader | Awaitable[StreamReader]]
+          ) -> Callable[[Services, Scope], Awaitable[StreamReader]]:
+    """A Stream's open from a function returning its reader (or an awaitable of it)."""
+    async def open_(services: Services, scope: Scope) -> StreamReader:
+        reader: StreamReader = await _settle(get(services, scope))
+        return reader
+
+    return open_
+
+
+def collection(
+    param: str, doc: str, table: Table,
+    names: Callable[[Services, Scope], Iterable[str] | Awaitable[Iterable[str]]],
+    exists: Callable[[Services, Scope, str], bool | Awaitable[bool]] | None = None,
+    make: Callable[[Services, Scope, str], Awaitable[None] | None] | None = None,
+    remove: Callable[[Services, Scope, str], Awaitable[None] | None] | None = None,
+) -> Children:
+    """The Children of a directory of objects a service keeps: listed by `names`,
+    admitted by `exists`, made by mkdir (`make`) and deleted by rmdir (`remove`)."""
+    async def list_(services: Services, scope: Scope) -> Iterable[str]:
+        found: Iterable[str] = await _settle(names(services, scope))
+        return found
+
+    def adapt(f: Callable[[Services, Scope, str], Any] | None
+              ) -> Callable[[Services, Scope, str], Awaitable[Any]] | None:
+        if f is None:
+            return None
+
+        async def call(services: Services, scope: Scope, name: str) -> Any:
+            return await _settle(f(services, scope, name))
+
+        return call
+
+    return Children(param, doc, list=list_, table=table, exists=adapt(exists),
+                    mkdir=adapt(make), rmdir=adapt(remove))

@@ -5,7 +5,7 @@ import trio
 
 from base.errors import InvalidArgument
 from cdfs.events import EventBus
-from content.descriptor import parse_digest
+from content.descriptor import digest_hex, parse_digest
 from content.store import ContentStore, IngestStatus, Writer
 
 DIGEST_PREFIX = "sha256:"
@@ -77,3 +77,7 @@ class Cas:
 
     async def has(self, digest: str) -> bool:
         return await trio.to_thread.run_sync(self.store.has, digest)
+
+    def blob_file(self, digest: str) -> str:
+        """Where the blob's bytes are (or would be): a name only, nothing is stat'ed."""
+        return str(self.store.blobs / digest_hex(digest))

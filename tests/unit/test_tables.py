@@ -69,3 +69,56 @@ def test_every_published_topic_is_documented() -> None:
     documented = {topic.name for topic in TOPICS}
     assert published and published <= documented, published - documented
     assert "/tasks/oom" in reference(ROOT)
+
+
+# -- the row factories -----------------------------------------------------------------
+
+async def test_show_renders_plain_and_awaited_values_as_lines() -> None:
+    from typing import Any, cast
+
+    from mountpoint.table import Scope, line, show
+
+    async def later() -> int:
+        return 0
+
+    app = cast(Any, None)
+    assert await show(lambda a, s: "x")(app, Scope()) == "x\n"
+    assert await show(lambda a, s: later())(app, Scope()) == "0\n"  # 0 is a value, not empty
+    assert await show(lambda a, s: None)(app, Scope()) == ""
+    assert await show(lambda a, s: 3, lambda n: f"{n * 2} lines\n")(app, Scope()) == "6 lines\n"
+    assert line("a 1\nb 2\n") == "a 1\nb 2\n"
+
+
+async def test_take_hands_over_stripped_text_and_refuses_other_bytes() -> None:
+    from typing import Any, cast
+
+    from mountpoint.table import Scope, take
+
+    got: list[str] = []
+    app = cast(Any, None)
+    await take(lambda a, s, text: got.append(text))(app, Scope(), b" web \n")
+    await take(lambda a, s, text: got.append(text), strip=False)(app, Scope(), b"a=1\n")
+    assert got == ["web", "a=1\n"]
+    with pytest.raises(InvalidArgument):
+        await take(lambda a, s, text: None)(app, Scope(), b"\xff\n")
+
+
+async def test_collection_serves_sync_and_async_services_alike() -> None:
+    from typing import Any, cast
+
+    from mountpoint.table import Scope, collection
+
+    made: list[str] = []
+
+    async def make(name: str) -> None:
+        made.append(name)
+
+    children = collection("x", "things", Table("a thing"),
+                          names=lambda a, s: ["b", "a"], exists=lambda a, s, n: n == "a",
+                          make=lambda a, s, n: make(n))
+    app = cast(Any, None)
+    assert children.exists is not None and children.mkdir is not None
+    assert list(await children.list(app, Scope())) == ["b", "a"]
+    assert await children.exists(app, Scope(), "a") and not await children.exists(app, Scope(), "b")
+    await children.mkdir(app, Scope(), "c")
+    assert made == ["c"] and children.rmdir is None
