@@ -9,7 +9,8 @@ ROOT ?= /var/lib/cdfs
 STATE ?= /run/cdfs
 PYTEST_ARGS ?=
 APT_PACKAGES := fuse3 libfuse3-dev pkg-config gcc python3-venv runc conmon docker-registry \
-	busybox-static skopeo umoci containerd iproute2 zstd util-linux procps
+	busybox-static skopeo umoci containerd iproute2 zstd util-linux procps \
+	rsync jq less
 
 .PHONY: run test deps apt lint typecheck docs bench clean
 

@@ -1,6 +1,7 @@
 """The one clock: every time cdfs shows (events, records, stats, files) is RFC 3339
 UTC with nanoseconds, as containerd stamps its events."""
 
+import calendar
 import time
 
 
@@ -20,3 +21,11 @@ def rfc3339(ns: int | None = None) -> str:
 def seconds_to_ns(seconds: float) -> int:
     """A float of seconds (a file's mtime, say) as integer nanoseconds."""
     return int(seconds * 1e9)
+
+
+def parse_rfc3339(text: str) -> int:
+    """An RFC 3339 UTC time as `rfc3339` writes it (fraction optional), in nanoseconds
+    since the epoch: how a record's stamp becomes a file's mtime."""
+    seconds, _, fraction = text.rstrip("Z").partition(".")
+    whole = calendar.timegm(time.strptime(seconds, "%Y-%m-%dT%H:%M:%S"))
+    return whole * 10**9 + int((fraction + "000000000")[:9])

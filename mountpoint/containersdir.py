@@ -122,6 +122,12 @@ async def _keystrokes(app: Services, scope: Scope) -> Sink:
     return _Keystrokes(app, scope)
 
 
+async def _changed_at(app: Services, scope: Scope) -> str | None:
+    """When the container (or exec) last changed: its exit, start or creation."""
+    times = await app.containers.times(scope["ns"], scope["id"], _exec_id(scope))
+    return times.exited or times.started or times.created or None
+
+
 # --- ctl verbs -------------------------------------------------------------------------
 
 
@@ -213,6 +219,7 @@ def _task_files(stdin_doc: str) -> tuple[Value | Stream | Input, ...]:
 
 EXEC = Table(
     "one process run inside the container",
+    time=_changed_at,
     entries=(
         Value("process.json", "writing it creates the exec (status created; `start` in ctl\n"
               "runs it): an OCI process, fields left out (env, cwd, user...) taken from\n"
@@ -231,6 +238,7 @@ EXEC = Table(
 
 CONTAINER = Table(
     "one container",
+    time=_changed_at,
     entries=(
         Value("image", "an image ref (`busybox`, `cdfs.local/busybox:latest`) to base the\n"
               "rootfs on; written before config.json (ENOENT when the namespace\n"

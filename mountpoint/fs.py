@@ -10,7 +10,6 @@ import errno
 import logging
 import os
 import stat
-import time
 from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NoReturn, TypeVar
@@ -18,6 +17,7 @@ from typing import Any, NoReturn, TypeVar
 import pyfuse3
 import trio
 
+from base.clock import now_ns, parse_rfc3339
 from base.errors import NotFound, PermissionDenied
 from mountpoint.ctl import split_lines
 from mountpoint.errors import err_line, errno_of
@@ -41,6 +41,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 FIXED_TIMEOUT = 5.0  # seconds the kernel may cache names and attributes of fixed paths
+_WRITTEN = -1  # the digest of a value just written: whatever it renders next is new
 
 
 @dataclass(frozen=True)
@@ -101,7 +102,8 @@ class Filesystem(pyfuse3.Operations):
         self._handles: dict[int, _Handle] = {}
         self._listings: dict[int, list[tuple[str, Node]]] = {}
         self._next_fh = 1
-        self._started_ns = time.time_ns()
+        self._started_ns = now_ns()
+        self._seen: dict[tuple[str, ...], tuple[int, int]] = {}  # path -> (digest, mtime)
 
     # -- errors -------------------------------------------------------------
     def _refuse(self, exc: BaseException, node: Node, what: str) -> NoReturn:
@@ -123,13 +125,17 @@ class Filesystem(pyfuse3.Operations):
             raise pyfuse3.FUSEError(errno_of(exc)) from None
 
     # -- attributes -----------------------------------------------------------
-    def _attrs(self, node: Node, size: int = 0) -> pyfuse3.EntryAttributes:
+    def _attrs(self, node: Node, size: int = 0, mtime_ns: int | None = None
+               ) -> pyfuse3.EntryAttributes:  # fmt: skip
         attrs = pyfuse3.EntryAttributes()
         attrs.st_ino = node.ino
         attrs.generation = 0
         timeout = 0.0 if node.volatile else FIXED_TIMEOUT
         attrs.entry_timeout = timeout
-        attrs.attr_timeout = timeout
+        # A file whose bytes change (values, err, output) is asked afresh at each stat,
+        # so st_size and st_mtime are those of now (tail, tar, cp and rsync trust them).
+        changing = node.table is None and not isinstance(node.entry, HostFile | Link)
+        attrs.attr_timeout = 0.0 if changing else timeout
         attrs.st_mode = self._mode(node)
         attrs.st_nlink = 2 if node.table is not None else 1
         attrs.st_uid = self.owner.uid
@@ -137,7 +143,8 @@ class Filesystem(pyfuse3.Operations):
         attrs.st_size = size
         attrs.st_blksize = 4096
         attrs.st_blocks = (size + 511) // 512
-        attrs.st_atime_ns = attrs.st_mtime_ns = attrs.st_ctime_ns = self._started_ns
+        stamp = self._started_ns if mtime_ns is None else mtime_ns
+        attrs.st_atime_ns = attrs.st_mtime_ns = attrs.st_ctime_ns = stamp
         return attrs
 
     def _mode(self, node: Node) -> int:
@@ -164,10 +171,58 @@ class Filesystem(pyfuse3.Operations):
         return kind | perm
 
     async def _node_attrs(self, node: Node) -> pyfuse3.EntryAttributes:
-        if isinstance(node.entry, HostFile):
-            path = await node.entry.path(self.services, node.scope)
-            return self._attrs(node, os.stat(path).st_size)
-        return self._attrs(node)
+        entry = node.entry
+        if isinstance(entry, HostFile):
+            path = await entry.path(self.services, node.scope)
+            status = await trio.to_thread.run_sync(os.stat, path)
+            return self._attrs(node, status.st_size, status.st_mtime_ns)
+        if isinstance(entry, Value | Ctl | Err) and self._readable(entry):
+            try:
+                content = await self._render(node)
+            except Exception:  # the open says why; a listing still shows the name
+                return self._attrs(node, 0, await self._object_time(node))
+            return self._attrs(node, len(content), await self._stamp(node, content))
+        return self._attrs(node, 0, await self._object_time(node))
+
+    @staticmethod
+    def _readable(entry: Value | Ctl | Err) -> bool:
+        return not isinstance(entry, Value) or entry.read is not None
+
+    async def _object_time(self, node: Node) -> int:
+        """When the object this node belongs to was made or last changed: the nearest
+        directory, this one or above, whose table knows its time; else the start."""
+        current: Node | None = node if node.table is not None else node.parent
+        while current is not None:
+            table = current.table
+            if table is not None and table.time is not None:
+                try:
+                    stamp = await table.time(self.services, current.scope)
+                except Exception:
+                    stamp = None
+                if stamp:
+                    return parse_rfc3339(stamp)
+            current = current.parent
+        return self._started_ns
+
+    async def _stamp(self, node: Node, content: bytes) -> int:
+        """The mtime of a value: its object's time until its bytes are first seen to
+        change, then the time they changed (or were written)."""
+        digest = hash(content)
+        seen = self._seen.get(node.path)
+        if seen is not None and seen[0] == digest:
+            return seen[1]
+        stamp = await self._object_time(node) if seen is None else now_ns()
+        self._seen[node.path] = (digest, stamp)
+        return stamp
+
+    def _touch(self, node: Node) -> None:
+        """A value was written: its mtime is now, whatever it reads back."""
+        self._seen[node.path] = (_WRITTEN, now_ns())
+
+    def _forget_below(self, path: tuple[str, ...]) -> None:
+        """An object was deleted: a new one of the same name starts with its own times."""
+        for seen in [p for p in self._seen if p[:len(path)] == path]:
+            del self._seen[seen]
 
     async def getattr(self, inode: int, ctx: pyfuse3.RequestContext | None = None
                       ) -> pyfuse3.EntryAttributes:
@@ -297,7 +352,7 @@ class Filesystem(pyfuse3.Operations):
         except Exception as exc:
             self._refuse(exc, parent, f'mkdir "{text}"')
         self.nodes.remember(node)
-        return self._attrs(node)
+        return await self._quietly(self._node_attrs(node))
 
     async def rmdir(self, parent_inode: int, name: bytes, ctx: pyfuse3.RequestContext) -> None:
         parent = self.nodes.get(parent_inode)
@@ -306,6 +361,7 @@ class Filesystem(pyfuse3.Operations):
             await self._dynamic(parent, text, "rmdir", "rmdir")(self.services, parent.scope, text)
         except Exception as exc:
             self._refuse(exc, parent, f'rmdir "{text}"')
+        self._forget_below((*parent.path, text))
 
     async def unlink(self, parent_inode: int, name: bytes, ctx: pyfuse3.RequestContext) -> None:
         parent = self.nodes.get(parent_inode)
@@ -315,6 +371,7 @@ class Filesystem(pyfuse3.Operations):
                                                                   text)
         except Exception as exc:
             self._refuse(exc, parent, f'rm "{text}"')
+        self._forget_below((*parent.path, text))
 
     async def create(self, parent_inode: int, name: bytes, mode: int, flags: int,
                      ctx: pyfuse3.RequestContext) -> tuple[pyfuse3.FileInfo,
@@ -447,6 +504,7 @@ class Filesystem(pyfuse3.Operations):
                 if data and (final or entry.complete(data)):
                     handle.buffer.clear()
                     await entry.write(self.services, node.scope, data)
+                    self._touch(node)
         except Exception as exc:
             handle.buffer.clear()
             self._refuse(exc, node, what)

@@ -121,12 +121,17 @@ _IMAGE_ENTRIES = (
           read=show(lambda app, s: app.images.progress(s["ns"], s["ref"]))),
 )
 
-IMAGE = Table("one image", entries=_IMAGE_ENTRIES)
+async def _updated_at(app: Services, scope: Scope) -> str | None:
+    record: ImageRecord | None = app.images.find(scope["ns"], scope["ref"])
+    return record.updated_at if record is not None else None
+
+
+IMAGE = Table("one image", entries=_IMAGE_ENTRIES, time=_updated_at)
 IMAGE_FROM_INDEX = Table("one image pulled through an index", entries=(
     *_IMAGE_ENTRIES,
     HostFile("index.json", "the index the name points at, exact bytes (when pulled through\n"
              "an index)", _index_path),
-))
+), time=_updated_at)
 
 
 # -- the levels of reference paths --------------------------------------------------

@@ -146,11 +146,14 @@ Entry = Value | Err | Ctl | Stream | Input | HostFile | Link | Dir
 
 @dataclass(frozen=True)
 class Table:
-    """One directory: its fixed rows and, optionally, its dynamic children."""
+    """One directory: its fixed rows and, optionally, its dynamic children. `time`
+    gives when the object the directory stands for was made or last changed (RFC
+    3339): the mtime of the directory and the starting mtime of its files."""
 
     doc: str
     entries: tuple[Entry, ...] = ()
     children: Children | None = None
+    time: Callable[[Services, Scope], Awaitable[str | None]] | None = None
     index: Mapping[str, Entry] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
