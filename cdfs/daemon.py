@@ -95,7 +95,10 @@ async def serve(config: Config, banner: str | None = None) -> None:
     prepare_mountpoint(config.mount)
     app = await App.open(config)
     filesystem = Filesystem(app, ROOT, owner)
-    options = {f"fsname={FSNAME}", f"subtype={FSNAME}", "default_permissions", *extra_options}
+    # nosuid, nodev: rootfs/ trees show an image's setuid files and device nodes as
+    # they are, which must never run as setuid or open a host device from here.
+    options = {f"fsname={FSNAME}", f"subtype={FSNAME}", "default_permissions", "nosuid",
+               "nodev", *extra_options}
     pyfuse3.init(filesystem, str(config.mount), options)
     log.info("cdfs %s serving %s (root %s, state %s)", app.version, config.mount,
              config.root, config.state)

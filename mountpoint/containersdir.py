@@ -14,6 +14,7 @@ from mountpoint.table import (
     Ctl,
     Dir,
     Err,
+    HostTree,
     Input,
     Scope,
     Services,
@@ -21,6 +22,7 @@ from mountpoint.table import (
     Stream,
     StreamReader,
     Table,
+    TreeView,
     Value,
     collection,
     line,
@@ -178,6 +180,10 @@ def _spec(spec: Mapping[str, object] | None) -> str:
     return json.dumps(spec, indent=2) + "\n" if spec is not None else ""
 
 
+async def _rootfs(app: Services, scope: Scope) -> TreeView:
+    return await app.containers.rootfs(scope["ns"], scope["id"])
+
+
 def _task_files(stdin_doc: str) -> tuple[Value | Stream | Input, ...]:
     """The files a container and an exec both have, about their process."""
     return (
@@ -280,6 +286,10 @@ CONTAINER = Table(
                 make=lambda app, s, name: app.containers.make_exec(s["ns"], s["id"], name),
                 remove=lambda app, s, name: app.containers.remove_exec(s["ns"], s["id"], name)),
         )),
+        HostTree("rootfs", "the container's root filesystem while it is mounted (from\n"
+                 "config.json until rmdir), live: readable, and writable for files and\n"
+                 "directories (create, write, truncate, mkdir, rm, rmdir, chmod, chown),\n"
+                 "so cp in and out of it is docker cp. Every path resolves inside it", _rootfs),
         Dir("stats", "resource usage of the container's cgroup", STATS),
         Value("info", "the container at a glance, one JSON object: id, status, pid, image,\n"
               "created, started, exited, exit, labels, runtime, netns (null where a\n"

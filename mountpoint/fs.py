@@ -19,6 +19,7 @@ import trio
 
 from base.clock import now_ns, parse_rfc3339
 from base.errors import NotFound, PermissionDenied
+from mountpoint import hosttree
 from mountpoint.ctl import split_lines
 from mountpoint.errors import err_line, errno_of
 from mountpoint.interrupt import POLL_SECONDS, interrupted
@@ -27,6 +28,7 @@ from mountpoint.table import (
     Ctl,
     Err,
     HostFile,
+    HostTree,
     Input,
     Link,
     Services,
@@ -171,6 +173,8 @@ class Filesystem(pyfuse3.Operations):
         return kind | perm
 
     async def _node_attrs(self, node: Node) -> pyfuse3.EntryAttributes:
+        if hosttree.is_host(node):
+            return await hosttree.node_attrs(self.services, node)
         entry = node.entry
         if isinstance(entry, HostFile):
             path = await entry.path(self.services, node.scope)
@@ -233,6 +237,8 @@ class Filesystem(pyfuse3.Operations):
                       ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
         # `echo x > file` truncates first; values are replaced whole anyway.
         node = self.nodes.get(inode)
+        if hosttree.is_host(node):
+            return await self._quietly(hosttree.set_attrs(self.services, node, attr, fields))
         writable_stream = isinstance(node.entry, Stream) and node.entry.input is not None
         if fields.update_size and not (isinstance(node.entry, Value | Ctl | Input)
                                        or writable_stream):
@@ -272,6 +278,15 @@ class Filesystem(pyfuse3.Operations):
             return await self.getattr((parent.parent or parent).ino)
 
         async def find() -> pyfuse3.EntryAttributes:
+            if hosttree.is_host(parent):  # stat first: a missing name leaves no node
+                tree = await hosttree.view(self.services, parent)
+                info = await hosttree.run(tree.lstat, (*parent.sub, text))
+                found = hosttree.child(parent, text)
+                node = self.nodes.add(parent, found)
+                if not hosttree.same_kind(node, info):
+                    node = self.nodes.renew(parent, found)
+                self.nodes.remember(node)
+                return hosttree.attrs(node, info)
             node = self.nodes.add(parent, await self._resolve(parent, text))
             attrs = await self._node_attrs(node)
             self.nodes.remember(node)
@@ -285,6 +300,10 @@ class Filesystem(pyfuse3.Operations):
 
     async def readlink(self, inode: int, ctx: pyfuse3.RequestContext) -> bytes:
         entry = self.nodes.get(inode).entry
+        if isinstance(entry, HostTree):
+            node = self.nodes.get(inode)
+            tree = await self._quietly(hosttree.view(self.services, node))
+            return os.fsencode(await hosttree.run(tree.readlink, node.sub))
         if not isinstance(entry, Link):
             raise pyfuse3.FUSEError(errno.EINVAL)
         if isinstance(entry.target, str):
@@ -295,7 +314,7 @@ class Filesystem(pyfuse3.Operations):
     # -- directories ----------------------------------------------------------
     async def opendir(self, inode: int, ctx: pyfuse3.RequestContext) -> int:
         node = self.nodes.get(inode)
-        if node.table is None:
+        if node.table is None and not hosttree.is_host(node):
             raise pyfuse3.FUSEError(errno.ENOTDIR)
         listing = await self._quietly(self._list(node))
         fh = self._new_fh()
@@ -303,6 +322,10 @@ class Filesystem(pyfuse3.Operations):
         return fh
 
     async def _list(self, node: Node) -> list[tuple[str, Node]]:
+        if hosttree.is_host(node):
+            tree = await hosttree.view(self.services, node)
+            listed = await hosttree.run(tree.listdir, node.sub)
+            return [(name, self.nodes.add(node, hosttree.child(node, name))) for name in listed]
         assert node.table is not None
         found = [resolve_fixed(node, entry.name) for entry in node.table.entries]
         children = node.table.children
@@ -346,6 +369,11 @@ class Filesystem(pyfuse3.Operations):
                     ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
         parent = self.nodes.get(parent_inode)
         text = os.fsdecode(name)
+        if hosttree.is_host(parent):
+            tree = await self._quietly(hosttree.view(self.services, parent))
+            found = hosttree.child(parent, text)
+            await hosttree.run(tree.mkdir, found.sub, mode, ctx.uid, ctx.gid)
+            return await self.lookup(parent_inode, name)
         try:
             await self._dynamic(parent, text, "mkdir", "mkdir")(self.services, parent.scope, text)
             node = self.nodes.add(parent, await self._resolve(parent, text))
@@ -357,6 +385,10 @@ class Filesystem(pyfuse3.Operations):
     async def rmdir(self, parent_inode: int, name: bytes, ctx: pyfuse3.RequestContext) -> None:
         parent = self.nodes.get(parent_inode)
         text = os.fsdecode(name)
+        if hosttree.is_host(parent):
+            tree = await self._quietly(hosttree.view(self.services, parent))
+            await hosttree.run(tree.rmdir, hosttree.child(parent, text).sub)
+            return
         try:
             await self._dynamic(parent, text, "rmdir", "rmdir")(self.services, parent.scope, text)
         except Exception as exc:
@@ -366,6 +398,10 @@ class Filesystem(pyfuse3.Operations):
     async def unlink(self, parent_inode: int, name: bytes, ctx: pyfuse3.RequestContext) -> None:
         parent = self.nodes.get(parent_inode)
         text = os.fsdecode(name)
+        if hosttree.is_host(parent):
+            tree = await self._quietly(hosttree.view(self.services, parent))
+            await hosttree.run(tree.unlink, hosttree.child(parent, text).sub)
+            return
         try:
             await self._dynamic(parent, text, "unlink", "remove")(self.services, parent.scope,
                                                                   text)
@@ -378,6 +414,8 @@ class Filesystem(pyfuse3.Operations):
                                                            pyfuse3.EntryAttributes]:
         parent = self.nodes.get(parent_inode)
         text = os.fsdecode(name)
+        if hosttree.is_host(parent):
+            return await self._create_host(parent, text, mode, flags, ctx)
         try:
             sink = await self._dynamic(parent, text, "create", "create")(
                 self.services, parent.scope, text)
@@ -388,6 +426,21 @@ class Filesystem(pyfuse3.Operations):
         self.nodes.remember(node)
         fh = self._add_handle(_SinkHandle(node, sink))
         return pyfuse3.FileInfo(fh=fh, direct_io=True, keep_cache=False), self._attrs(node)
+
+    async def _create_host(self, parent: Node, name: str, mode: int, flags: int,
+                           ctx: pyfuse3.RequestContext) -> tuple[pyfuse3.FileInfo,
+                                                                 pyfuse3.EntryAttributes]:
+        tree = await self._quietly(hosttree.view(self.services, parent))
+        found = hosttree.child(parent, name)
+        fd = await hosttree.run(tree.create, found.sub, mode, flags, ctx.uid, ctx.gid)
+        try:
+            info = await trio.to_thread.run_sync(os.fstat, fd)
+        except BaseException:
+            os.close(fd)
+            raise
+        node = self.nodes.remember(self.nodes.add(parent, found))
+        fh = self._add_handle(_HostHandle(node, fd))
+        return pyfuse3.FileInfo(fh=fh, keep_cache=False), hosttree.attrs(node, info)
 
     # -- files --------------------------------------------------------------
     def _new_fh(self) -> int:
@@ -405,6 +458,10 @@ class Filesystem(pyfuse3.Operations):
         entry = node.entry
         writing = flags & os.O_ACCMODE != os.O_RDONLY
         reading = flags & os.O_ACCMODE != os.O_WRONLY
+        if isinstance(entry, HostTree):
+            tree = await self._quietly(hosttree.view(self.services, node))
+            fd = await hosttree.run(tree.open, node.sub, flags)
+            return pyfuse3.FileInfo(fh=self._add_handle(_HostHandle(node, fd)), keep_cache=False)
         if isinstance(entry, HostFile):
             if writing:
                 raise pyfuse3.FUSEError(errno.EACCES)
@@ -470,6 +527,8 @@ class Filesystem(pyfuse3.Operations):
 
     async def write(self, fh: int, off: int, buf: bytes) -> int:
         handle = self._handles.get(fh)
+        if isinstance(handle, _HostHandle):
+            return await hosttree.run(os.pwrite, handle.fd, buf, off)
         if isinstance(handle, _SinkHandle | _StreamHandle) and handle.sink is not None:
             try:
                 await handle.sink.write(off, buf)

@@ -15,10 +15,12 @@ from mountpoint.table import (
     Dir,
     Err,
     HostFile,
+    HostTree,
     Link,
     Scope,
     Services,
     Table,
+    TreeView,
     Value,
     show,
 )
@@ -81,6 +83,10 @@ async def _index_path(app: Services, scope: Scope) -> str:
     return _blob_file(app, _record(app, scope).target.digest)
 
 
+async def _rootfs(app: Services, scope: Scope) -> TreeView:
+    return await app.images.rootfs(scope["ns"], _record(app, scope).name)
+
+
 async def _blob_names(app: Services, scope: Scope) -> list[str]:
     record = _record(app, scope)
     digests = {record.target.digest, record.manifest.digest, record.image.config.digest,
@@ -116,6 +122,9 @@ _IMAGE_ENTRIES = (
     Value("layers", "one line per layer: digest, size, media type",
           read=show(_record, _layers)),
     Dir("blobs", "links to the image's blobs", BLOBS),
+    HostTree("rootfs", "the image's files, read-only, as a container of it starts: layers\n"
+             "merged, whiteouts applied, real modes, owners, sizes and times, symlinks\n"
+             "with their literal targets, device nodes as such", _rootfs),
     Value("progress", "while pulling or pushing: `DIGEST DONE/TOTAL` per blob;\n"
           'the final line is "done" or the error',
           read=show(lambda app, s: app.images.progress(s["ns"], s["ref"]))),

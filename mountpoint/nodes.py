@@ -30,6 +30,8 @@ class Node:
     entry: Entry | None = None
     volatile: bool = False
     lookups: int = 0
+    sub: tuple[str, ...] = ()  # below a HostTree row: the path inside its tree
+    kind: int = 0  # below a HostTree row: the file type the kernel was told
 
     @property
     def name(self) -> str:
@@ -55,6 +57,7 @@ class Resolved:
     table: Table | None = None
     entry: Entry | None = None
     dynamic: bool = False
+    sub: tuple[str, ...] = ()
 
 
 def resolve_fixed(parent: Node, name: str) -> Resolved | None:
@@ -106,8 +109,15 @@ class NodeTable:
             self._by_path[path] = node
             self._by_ino[node.ino] = node
         node.scope, node.table, node.entry = found.scope, found.table, found.entry
+        node.sub = found.sub
         node.volatile = parent.volatile or found.dynamic
         return node
+
+    def renew(self, parent: Node, found: Resolved) -> Node:
+        """A new inode for the path of `found`: the old one (still held by the kernel
+        until it forgets it) stands for a file that is gone."""
+        self._by_path.pop((*parent.path, found.name), None)
+        return self.add(parent, found)
 
     @staticmethod
     def remember(node: Node) -> Node:

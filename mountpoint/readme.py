@@ -9,6 +9,7 @@ from mountpoint.table import (
     Entry,
     Err,
     HostFile,
+    HostTree,
     Input,
     Link,
     Stream,
@@ -87,6 +88,8 @@ def _kind(entry: Entry) -> str:
         return "link"
     if isinstance(entry, HostFile):
         return "read-only"
+    if isinstance(entry, HostTree):
+        return "tree"
     if isinstance(entry, Err):
         return "read-only"
     if isinstance(entry, Input):

@@ -23,6 +23,7 @@ from mountpoint.scope import Scope as Scope
 from mountpoint.services import Services as Services
 from mountpoint.services import Sink as Sink
 from mountpoint.services import StreamReader as StreamReader
+from mountpoint.services import TreeView as TreeView
 
 T = TypeVar("T")
 
@@ -100,6 +101,18 @@ class HostFile:
 
 
 @dataclass(frozen=True)
+class HostTree:
+    """A directory whose whole subtree is a host directory tree passed through (an
+    image's or a container's root filesystem): real modes, owners, sizes, times,
+    links and device nodes, served by the `TreeView` that `root` finds afresh for
+    each request."""
+
+    name: str
+    doc: str
+    root: Callable[[Services, Scope], Awaitable[TreeView]]
+
+
+@dataclass(frozen=True)
 class Link:
     """A symbolic link."""
 
@@ -141,7 +154,7 @@ class Children:
     join: bool = False
 
 
-Entry = Value | Err | Ctl | Stream | Input | HostFile | Link | Dir
+Entry = Value | Err | Ctl | Stream | Input | HostFile | HostTree | Link | Dir
 
 
 @dataclass(frozen=True)

@@ -33,6 +33,7 @@ from cdfs.db import Database, dumps
 from cdfs.events import EventBus
 from cdfs.services import container_config
 from cdfs.services.container_streams import CombinedLogReader, DirWatcher, ExitReader, OutputReader
+from content.rootfs import RootView
 from runtime import netns, spec
 from runtime.logs import LogReader
 from runtime.state import LIVE, Status, parse_signal
@@ -434,6 +435,13 @@ class Containers:
             "labels": dict(container.labels), "runtime": container.runtime,
             "netns": container.netns or None,
         }  # fmt: skip
+
+    async def rootfs(self, namespace: str, container_id: str) -> RootView:
+        """The container's live root, writable, while it is there: its mounted snapshot
+        (never the empty directory beneath once unmounted), or its own root.path."""
+        spec_root = self.get(namespace, container_id).require_created("rootfs")["root"]["path"]
+        mounted = Path(spec_root) == self.tasks.bundle(namespace, container_id) / "rootfs"
+        return RootView([Path(spec_root)], writable=True, mounted=mounted)
 
     def config_json(self, namespace: str, container_id: str) -> dict[str, Any] | None:
         return self.get(namespace, container_id).spec

@@ -45,6 +45,7 @@ from content.registry.client import Registries
 from content.registry.credentials import Credentials, load_credentials
 from content.registry.fetch import PullResult, fetch_layers, resolve
 from content.registry.push import push as upload
+from content.rootfs import RootView
 from content.store import ContentStore
 from content.unpacker import chain_ids, unpack
 
@@ -222,6 +223,14 @@ class Images:
         if record is None:
             raise NotFound(f'no image "{ref}" in namespace "{namespace}"')
         return record
+
+    async def rootfs(self, namespace: str, name: str) -> RootView:
+        """The image's unpacked files, read-only, whiteouts applied (its top snapshot's
+        layers merged without mounting them)."""
+        record = self.find(namespace, name)
+        if record is None or not record.chain_id:
+            raise NotFound(f'image "{name}" is not unpacked')
+        return RootView(await self._snapshots.layers(namespace, record.chain_id))
 
     def progress(self, namespace: str, name: str) -> str:
         progress = self._progress.get((namespace, name))

@@ -98,6 +98,10 @@ class Snapshots:
     async def remove(self, namespace: str, key: str) -> None:
         await trio.to_thread.run_sync(self.raw.remove, self.key(namespace, key))
 
+    async def layers(self, namespace: str, name: str) -> builtins.list[Path]:
+        """The directories of committed snapshot `name`, top first."""
+        return await trio.to_thread.run_sync(self.raw.layers, self.key(namespace, name))
+
     async def read_file(self, namespace: str, key: str, path: str) -> bytes | None:
         """A file of the snapshot as the container will see it (e.g. /etc/passwd for
         resolving a user), read from its layers without mounting them."""

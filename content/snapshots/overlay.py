@@ -29,6 +29,9 @@ class OverlaySnapshotter(Snapshotter):
         """The parents' upper dirs, nearest first."""
         return [self._fs(i) for i in self._meta.get(key).ancestors]
 
+    def _layers(self, row: Row) -> list[Path]:
+        return [self._fs(row.id), *(self._fs(i) for i in row.ancestors)]
+
     def _populate(self, new: Path, parent_fs: Path | None) -> None:
         (new / "fs").mkdir(mode=0o755)
         (new / "work").mkdir(mode=0o700)

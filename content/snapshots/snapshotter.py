@@ -100,6 +100,17 @@ class Snapshotter(ABC):
         what it adds over its parents; for native, the full copy)."""
         return _disk_usage(self._fs(self._meta.get(key).id))
 
+    def layers(self, name: str) -> builtins.list[Path]:
+        """The directories whose merged tree is committed snapshot `name`, top first
+        (whiteouts as `self.whiteouts` says): for content.rootfs.RootView."""
+        row = self._meta.get(name)
+        if row.info.kind != "committed":
+            raise InvalidArgument(f'snapshot "{name}" is {row.info.kind}, not committed')
+        return self._layers(row)
+
+    def _layers(self, row: Row) -> builtins.list[Path]:
+        return [self._fs(row.id)]
+
     def apply_dir(self, key: str) -> Path:
         """Where to apply a layer for active snapshot `key` (with `self.whiteouts`)."""
         row = self._meta.get(key)

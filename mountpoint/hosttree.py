@@ -1,0 +1,96 @@
+"""The requests on nodes inside a HostTree row: a host directory tree passed through.
+
+The tree's node layer keeps the inodes (one per path, from the same counter as every
+other node, so numbers never collide); what a path *is* comes from the row's
+`TreeView` at each request, in a worker thread, so a container changing its root
+shows at once. An OSError from the view answers with its own errno.
+"""
+
+import errno
+import os
+import stat
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import pyfuse3
+import trio
+
+from mountpoint.nodes import Node, Resolved
+from mountpoint.table import HostTree, Services, TreeView
+
+T = TypeVar("T")
+
+
+def is_host(node: Node) -> bool:
+    return isinstance(node.entry, HostTree)
+
+
+async def view(services: Services, node: Node) -> TreeView:
+    assert isinstance(node.entry, HostTree)
+    return await node.entry.root(services, node.scope)
+
+
+async def run(fn: Callable[..., T], *args: Any) -> T:
+    """A blocking call of a view, its OSError answered as that errno."""
+    try:
+        return await trio.to_thread.run_sync(fn, *args)
+    except OSError as exc:
+        raise pyfuse3.FUSEError(exc.errno or errno.EIO) from None
+
+
+def child(parent: Node, name: str) -> Resolved:
+    return Resolved(name, parent.scope, entry=parent.entry, sub=(*parent.sub, name))
+
+
+def same_kind(node: Node, info: os.stat_result) -> bool:
+    """Whether the host file at the node's path is still of the type the kernel was
+    told: a directory swapped for a symlink is another file, and gets another inode
+    (the kernel refuses an inode that changes type)."""
+    return node.kind in (0, stat.S_IFMT(info.st_mode))
+
+
+def attrs(node: Node, info: os.stat_result) -> pyfuse3.EntryAttributes:
+    """The host file's own stat, under the tree's inode number."""
+    node.kind = node.kind or stat.S_IFMT(info.st_mode)
+    out = pyfuse3.EntryAttributes()
+    out.st_ino = node.ino
+    out.generation = 0
+    out.entry_timeout = out.attr_timeout = 0
+    out.st_mode = info.st_mode
+    out.st_nlink = info.st_nlink
+    out.st_uid = info.st_uid
+    out.st_gid = info.st_gid
+    out.st_rdev = info.st_rdev
+    out.st_size = info.st_size
+    out.st_blksize = info.st_blksize
+    out.st_blocks = info.st_blocks
+    out.st_atime_ns = info.st_atime_ns
+    out.st_mtime_ns = info.st_mtime_ns
+    out.st_ctime_ns = info.st_ctime_ns
+    return out
+
+
+async def node_attrs(services: Services, node: Node) -> pyfuse3.EntryAttributes:
+    tree = await view(services, node)
+    info = await run(tree.lstat, node.sub)
+    if not same_kind(node, info):
+        raise pyfuse3.FUSEError(errno.ENOENT)
+    return attrs(node, info)
+
+
+async def set_attrs(services: Services, node: Node, attr: pyfuse3.EntryAttributes,
+                  fields: pyfuse3.SetattrFields) -> pyfuse3.EntryAttributes:
+    tree = await view(services, node)
+    times = None
+    if fields.update_atime or fields.update_mtime:
+        current = await run(tree.lstat, node.sub)
+        times = (attr.st_atime_ns if fields.update_atime else current.st_atime_ns,
+                 attr.st_mtime_ns if fields.update_mtime else current.st_mtime_ns)
+    info = await run(
+        tree.setattr, node.sub,
+        attr.st_mode if fields.update_mode else None,
+        attr.st_uid if fields.update_uid else None,
+        attr.st_gid if fields.update_gid else None,
+        attr.st_size if fields.update_size else None,
+        times)
+    return attrs(node, info)
