@@ -280,9 +280,7 @@ def validate(spec: Mapping[str, Any]) -> None:
     _expect(not present or isinstance(hostname, str), "hostname", "must be a string")
     present, mounts = _optional(spec, "mounts")
     if present:
-        _expect(isinstance(mounts, list), "mounts", "must be a list")
-        for i, mount in enumerate(mounts):
-            _validate_mount(mount, f"mounts[{i}]")
+        validate_mounts(mounts)
     present, linux = _optional(spec, "linux")
     if present:
         _validate_linux(linux)
@@ -295,6 +293,15 @@ def _validate_root(root: object) -> None:
     _expect(isinstance(path, str) and path != "", "root.path", "must be a non-empty string")
     present, readonly = _optional(root, "readonly")
     _expect(not present or isinstance(readonly, bool), "root.readonly", "must be a boolean")
+
+
+def validate_mounts(mounts: object) -> None:
+    """Refuse a bad `mounts` list, naming the entry by its index in that list (a
+    partial config.json's own mounts are checked before they join the defaults)."""
+    _expect(isinstance(mounts, list), "mounts", "must be a list")
+    assert isinstance(mounts, list)
+    for i, mount in enumerate(mounts):
+        _validate_mount(mount, f"mounts[{i}]")
 
 
 def validate_process(process: object) -> None:

@@ -53,7 +53,8 @@ def build_spec(namespace: str, container_id: str, user: Spec,
             result["process"]["env"] = oci.replace_or_append_env(
                 base["process"]["env"], user_env)
         user_mounts = user.get("mounts")
-        if isinstance(user_mounts, list):
+        if user_mounts is not None:
+            oci.validate_mounts(user_mounts)
             result["mounts"] = oci.replace_or_append_mounts(base["mounts"], user_mounts)
     oci.validate(result)
     if netns_path is not None:
