@@ -1,16 +1,17 @@
 """The daemon's services, wired together: what the mounted tree's handlers call."""
 
+import contextlib
 import logging
 from dataclasses import dataclass, field
 
 import trio
 
 from base.errors import Busy
-from cdfs import __version__
+from cdfs import __version__, gc
 from cdfs.config import Config
 from cdfs.db import Database
 from cdfs.events import EventBus
-from cdfs.gc import Collected, Live, collect
+from cdfs.gc import Collected
 from cdfs.services.containers import Containers
 from cdfs.services.content import Cas
 from cdfs.services.images import Images
@@ -27,7 +28,7 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class App:
-    """Everything the tree maps onto. Built by `open`, torn down by `close`."""
+    """Everything the tree maps onto. Built by `open`, torn down by `aclose`."""
 
     config: Config
     db: Database
@@ -61,8 +62,10 @@ class App:
         await app.leases.load()
         await app.images.load()
         await app.images.ensure_busybox()
-        app.containers = Containers(app, db, bus, TaskService(config.state / "runtime"))
+        app.containers = Containers(db, bus, TaskService(config.state / "runtime"),
+                                    namespaces, images, snapshots)
         app.metrics = Metrics(bus, app.containers.cgroups_path)
+        app.containers.before_exit = app.metrics.before_exit
         await app.containers.load()
         for namespace in app.namespaces.names():  # tasks that ran on while no daemon did
             for container_id in app.containers.names(namespace):
@@ -71,15 +74,9 @@ class App:
 
     async def collect_garbage(self) -> Collected:
         """Free the blobs, snapshots and ingests that no image, container or lease uses."""
-        leased = self.leases.roots()
-        live: dict[str, set[str]] = {ns: set(keys) for ns, keys in leased.snapshots.items()}
-        for record in self.images.all_records():
-            live.setdefault(record.namespace, set()).add(record.chain_id)
-        for namespace, keys in self.containers.snapshots().items():
-            live.setdefault(namespace, set()).update(keys)
-        roots = [record.target for record in self.images.all_records()]
-        collected = await collect(self.cas.store, self.snapshots, Live(
-            roots, leased.content, live, leased.covered_since))
+        live = gc.roots(self.images.all_records(), self.containers.snapshots(),
+                        self.leases.roots())
+        collected = await gc.collect(self.cas.store, self.snapshots, live)
         self.bus.publish("", "/gc", "", blobs=collected.blobs, bytes=collected.bytes,
                          snapshots=collected.snapshots, ingests=collected.ingests)
         return collected
@@ -99,12 +96,22 @@ class App:
         nursery.start_soon(self.leases.run)
         nursery.start_soon(self.containers.run)
 
-    def close(self) -> None:
-        self.bus.close()
-        self.containers.close()
-        self.images.registries.close()
-        self.snapshots.close()
-        self.db.close()
+    async def aclose(self) -> None:
+        """Close every service, each even when one before it failed (the errors are
+        raised after all had their turn): readers' streams end, the watchers stop, and
+        the databases (blocking, so in a thread) close last."""
+        try:
+            with contextlib.ExitStack() as loop_side:
+                loop_side.callback(self.containers.close)
+                loop_side.callback(self.bus.close)
+        finally:
+            await trio.to_thread.run_sync(self._close_stores)
+
+    def _close_stores(self) -> None:
+        with contextlib.ExitStack() as stores:
+            stores.callback(self.db.close)
+            stores.callback(self.snapshots.close)
+            stores.callback(self.images.registries.close)
 
 
 def _recover(store: ContentStore, snapshots: Snapshots) -> None:

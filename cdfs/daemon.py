@@ -111,7 +111,8 @@ async def serve(config: Config, banner: str | None = None) -> None:
             await pyfuse3.main(MIN_TASKS, MAX_TASKS)
             nursery.cancel_scope.cancel()
     finally:
-        app.close()
+        with trio.CancelScope(shield=True):
+            await app.aclose()
         pyfuse3.close(unmount=True)
         lock.close()
     log.info("unmounted %s", config.mount)

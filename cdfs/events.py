@@ -7,17 +7,47 @@ the daemon; what overflows its queue is dropped and counted, and once the reader
 read what was kept it sees a `/events/lost` event saying how many were dropped.
 `publish` runs on the trio loop; worker threads hand events over with
 `trio.from_thread.run_sync(bus.publish, …)`.
+
+Services that react to events in-process (Metrics watches a task's cgroup once it is
+created) `listen` instead: a listener gets each `Event` as a typed value, at once and
+in order, without parsing the JSON the readers get.
 """
 
 import json
+import logging
 from collections import deque
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import trio
 
 from base.clock import rfc3339
 
+log = logging.getLogger(__name__)
+
 QUEUE_LENGTH = 4096
+
+
+@dataclass(frozen=True)
+class Event:
+    """One published event, as listeners receive it."""
+
+    namespace: str
+    topic: str
+    id: str
+    fields: Mapping[str, Any]
+
+    @property
+    def container_id(self) -> str:
+        """The container the event is about: its `container_id` field (a task's events
+        name an exec by `id`), else its id."""
+        return str(self.fields.get("container_id") or self.id)
+
+
+# Called on the trio loop inside `publish`: it must not block, and what it raises is
+# logged, never passed on to the publisher.
+Listener = Callable[[Event], None]
 
 
 def encode(event: dict[str, Any]) -> bytes:
@@ -79,6 +109,11 @@ class EventBus:
 
     def __init__(self) -> None:
         self._subscribers: set[Subscription] = set()
+        self._listeners: list[Listener] = []
+
+    def listen(self, listener: Listener) -> None:
+        """Call `listener` with every event published from now on."""
+        self._listeners.append(listener)
 
     def subscribe(self, namespace: str | None = None,
                   maxlen: int = QUEUE_LENGTH) -> Subscription:
@@ -87,6 +122,11 @@ class EventBus:
         return subscription
 
     def publish(self, namespace: str, topic: str, id: str = "", **fields: Any) -> None:
+        for listener in self._listeners:
+            try:
+                listener(Event(namespace, topic, id, fields))
+            except Exception:
+                log.exception("listener of %s failed", topic)
         event = {"time": rfc3339(), "namespace": namespace, "topic": topic, "id": id, **fields}
         line = encode(event)
         for subscription in list(self._subscribers):

@@ -2,21 +2,23 @@
 
 The core is a pure reachability function (containerd's pkg/gc Tricolor): roots and a
 way to find what a node refers to give everything live. The policy lives in
-`collect`: the roots are images, containers and leases (cdfs/services/leases.py); a
+`roots`: the roots are images, containers and leases (cdfs/services/leases.py); a
 lease held by work in flight keeps everything made since it began, so nothing needs a
 grace period and what nothing references is freed at once. Ingests no writer holds
 and snapshots of namespaces that are gone are freed too: they are what a killed pull
-or a removed tenant left.
+or a removed tenant left (`collect` sweeps them).
 """
 
 import logging
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
 import trio
 
 from base.errors import Busy, NotFound
+from cdfs.services.images import ImageRecord
+from cdfs.services.leases import Roots
 from cdfs.services.snapshots import Snapshots
 from content.descriptor import Descriptor
 from content.manifest import walk
@@ -60,6 +62,22 @@ class Live:
     content: frozenset[str] = frozenset()
     snapshots: dict[str, set[str]] = field(default_factory=dict)
     covered_since: float | None = None
+
+
+def roots(images: Iterable[ImageRecord], containers: Mapping[str, set[str]],
+          leased: Roots) -> Live:
+    """The policy, in one place: what gc keeps. Every image's root descriptor (and so
+    all it reaches) and its top snapshot (and so those below); the snapshots containers
+    use (`containers`, per namespace); what user leases name; and everything made since
+    the oldest lease in flight began."""
+    images = list(images)
+    snapshots: dict[str, set[str]] = {ns: set(keys) for ns, keys in leased.snapshots.items()}
+    for record in images:
+        snapshots.setdefault(record.namespace, set()).add(record.chain_id)
+    for namespace, keys in containers.items():
+        snapshots.setdefault(namespace, set()).update(keys)
+    return Live([record.target for record in images], leased.content, snapshots,
+                leased.covered_since)
 
 
 def live_blobs(store: ContentStore, roots: Iterable[Descriptor]) -> set[str]:

@@ -10,16 +10,38 @@ commit fails with AlreadyExists and it drops its copy (containerd's scheme).
 import hashlib
 import uuid
 from collections.abc import Callable
+from pathlib import Path
+from typing import Protocol
 
 from base.errors import AlreadyExists, InvalidArgument, NotFound
-from content.apply import apply_layer
+from content.apply import WhiteoutMode, apply_layer
 from content.compression import Limits
 from content.descriptor import Descriptor, parse_digest
-from content.snapshots import Snapshotter
+from content.snapshots import Info
 from content.store import ContentStore
 
 # What names an active snapshot a layer is being applied into: `<chain ID>.extract-<id>`.
 EXTRACT_MARK = ".extract-"
+
+
+class LayerSnapshots(Protocol):
+    """What unpack applies layers through: a Snapshotter, or one namespace's view of
+    one (cdfs/services/snapshots.py), whose keys it then names as its own."""
+
+    @property
+    def whiteouts(self) -> WhiteoutMode: ...
+
+    def stat(self, key: str) -> Info: ...
+
+    def prepare(self, key: str, parent: str | None = None) -> object: ...
+
+    def apply_dir(self, key: str) -> Path: ...
+
+    def apply_lowers(self, key: str) -> list[Path]: ...
+
+    def commit(self, name: str, key: str) -> None: ...
+
+    def remove(self, key: str) -> None: ...
 
 
 def chain_ids(diff_ids: list[str]) -> list[str]:
@@ -35,10 +57,10 @@ def chain_ids(diff_ids: list[str]) -> list[str]:
     return chain
 
 
-def unpack(store: ContentStore, snapshotter: Snapshotter, layers: list[Descriptor],
-           diff_ids: list[str], key_prefix: str = "", limits: Limits | None = None,
+def unpack(store: ContentStore, snapshotter: LayerSnapshots, layers: list[Descriptor],
+           diff_ids: list[str], limits: Limits | None = None,
            ready: Callable[[Descriptor], None] | None = None) -> str:
-    """Make sure a committed snapshot named `key_prefix + chain ID` exists for every
+    """Make sure a committed snapshot named by its chain ID exists for every
     layer, applying only the missing ones, and return the top chain ID.
     InvalidArgument if the counts differ, a layer is malformed, or its uncompressed
     digest is not the config's diff_id (nothing is committed for that layer);
@@ -53,7 +75,7 @@ def unpack(store: ContentStore, snapshotter: Snapshotter, layers: list[Descripto
     chain = chain_ids(diff_ids)
     parent: str | None = None
     for layer, diff_id, chain_id in zip(layers, diff_ids, chain, strict=True):
-        name = key_prefix + chain_id
+        name = chain_id
         if not _is_committed(snapshotter, name):
             if ready is not None:
                 ready(layer)  # blocks until the layer's blob is in the store
@@ -62,14 +84,14 @@ def unpack(store: ContentStore, snapshotter: Snapshotter, layers: list[Descripto
     return chain[-1]
 
 
-def _is_committed(snapshotter: Snapshotter, name: str) -> bool:
+def _is_committed(snapshotter: LayerSnapshots, name: str) -> bool:
     try:
         return snapshotter.stat(name).kind == "committed"
     except NotFound:
         return False
 
 
-def _apply_one(store: ContentStore, snapshotter: Snapshotter, layer: Descriptor, diff_id: str,
+def _apply_one(store: ContentStore, snapshotter: LayerSnapshots, layer: Descriptor, diff_id: str,
                name: str, parent: str | None, limits: Limits | None) -> None:
     blob = store.blob_path(layer.digest)
     key = f"{name}{EXTRACT_MARK}{uuid.uuid4().hex[:12]}"

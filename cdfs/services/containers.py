@@ -18,7 +18,7 @@ import logging
 import os
 import shutil
 import signal
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -33,6 +33,9 @@ from cdfs.db import Database, dumps
 from cdfs.events import EventBus
 from cdfs.services import container_config
 from cdfs.services.container_streams import CombinedLogReader, DirWatcher, ExitReader, OutputReader
+from cdfs.services.images import Images
+from cdfs.services.namespaces import Namespaces
+from cdfs.services.snapshots import Snapshots
 from content.rootfs import RootView
 from runtime import netns, spec
 from runtime.logs import LogReader
@@ -109,13 +112,23 @@ class _Task:
     exit_published: bool = False
 
 
-class Containers:
-    """The service behind containers/: see the module doc. `app` provides `images`
-    and `snapshots` (for image-based rootfs) and, optionally, `metrics` (awaited with
-    `before_exit(ns, id)` before a container's /tasks/exit, so /tasks/oom comes first)."""
+# Awaited with (namespace, container id) before a container's /tasks/exit is published:
+# Metrics.before_exit, so that /tasks/oom comes first.
+BeforeExit = Callable[[str, str], Awaitable[None]]
 
-    def __init__(self, app: Any, db: Database, bus: EventBus, tasks: TaskService) -> None:
-        self._app = app
+
+class Containers:
+    """The service behind containers/: see the module doc. It checks namespaces,
+    resolves images and prepares their snapshots for image-based rootfs; `before_exit`
+    is the one hook back from a service built after it (metrics, which needs
+    `cgroups_path`)."""
+
+    def __init__(self, db: Database, bus: EventBus, tasks: TaskService,
+                 namespaces: Namespaces, images: Images, snapshots: Snapshots) -> None:
+        self._namespaces = namespaces
+        self._images = images
+        self._snapshots = snapshots
+        self.before_exit: BeforeExit | None = None
         self._db = db
         self._bus = bus
         self.tasks = tasks
@@ -203,9 +216,8 @@ class Containers:
         if info.status != Status.STOPPED:
             task.exit_published = False
             return
-        metrics = getattr(self._app, "metrics", None)
-        if task.exec_id is None and metrics is not None:
-            await metrics.before_exit(task.namespace, task.id)
+        if task.exec_id is None and self.before_exit is not None:
+            await self.before_exit(task.namespace, task.id)
         self._bus.publish(task.namespace, "/tasks/exit", task.exec_id or task.id,
                           container_id=task.id, pid=info.pid or 0,
                           exit_status=info.exit_status, exited_at=_exited_at(info))
@@ -235,7 +247,7 @@ class Containers:
 
     async def make(self, namespace: str, container_id: str) -> None:
         """mkdir: an empty slot, a row in the database."""
-        self._app.namespaces.check(namespace)
+        self._namespaces.check(namespace)
         identifiers.validate(container_id, "container id")
         if self.exists(namespace, container_id):
             raise AlreadyExists(f'container "{container_id}" exists in "{namespace}"')
@@ -258,7 +270,7 @@ class Containers:
             if container.spec is not None:
                 info = await self._delete_task(container)
             if container.snapshot:
-                await self._app.snapshots.remove(namespace, container.snapshot)
+                await self._snapshots.remove(namespace, container.snapshot)
             await self._db.execute("DELETE FROM containers WHERE namespace = ? AND id = ?",
                                     (namespace, container_id))  # fmt: skip
             del self._containers[(namespace, container_id)]
@@ -298,7 +310,7 @@ class Containers:
             container.require_empty("image")
             name = ""
             if ref:
-                name = (await self._app.images.get(namespace, ref)).name
+                name = (await self._images.get(namespace, ref)).name
             await self._update_row(container, "image", name)
             container.image = name
 
@@ -344,14 +356,14 @@ class Containers:
             user = spec.parse(data)
             netns_path = await self._thread(resolve_netns, container.netns) \
                 if container.netns else None  # fmt: skip
-            image = await self._app.images.get(namespace, container.image) \
+            image = await self._images.get(namespace, container.image) \
                 if container.image else None  # fmt: skip
             mounts: list[Mount] = []
             snapshot = ""
             try:
                 if image is not None and not _own_root(user):
                     snapshot = container_id
-                    mounts = await self._app.snapshots.prepare(namespace, snapshot,
+                    mounts = await self._snapshots.prepare(namespace, snapshot,
                                                                parent=image.chain_id)
                 passwd, group = await self._read_users(namespace, snapshot)
                 final = container_config.build_spec(
@@ -371,7 +383,7 @@ class Containers:
             except BaseException:
                 if snapshot:
                     with trio.CancelScope(shield=True):
-                        await self._app.snapshots.remove(namespace, snapshot)
+                        await self._snapshots.remove(namespace, snapshot)
                 raise
             container.spec, container.snapshot = created, snapshot
             self._bus.publish(namespace, "/containers/create", container_id,
@@ -392,7 +404,7 @@ class Containers:
             return None, None
         texts = []
         for path in ("/etc/passwd", "/etc/group"):
-            data = await self._app.snapshots.read_file(namespace, snapshot, path)
+            data = await self._snapshots.read_file(namespace, snapshot, path)
             texts.append(data.decode(errors="replace") if data is not None else None)
         return texts[0], texts[1]
 
@@ -497,7 +509,7 @@ class Containers:
         await self._thread(self.tasks.stop, namespace, container_id, grace, exec_id, signum)
 
     def _stop_signal(self, container: Container) -> int:
-        record = self._app.images.find(container.namespace, container.image) \
+        record = self._images.find(container.namespace, container.image) \
             if container.image else None
         stop_signal = record.config.stop_signal if record is not None else ""
         return parse_signal(stop_signal) if stop_signal else signal.SIGTERM

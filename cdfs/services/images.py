@@ -402,9 +402,8 @@ class Images:
                 ready: Callable[[Descriptor], None] | None = None) -> str:
         """Unpack the image's layers into the namespace's snapshots (blocking); the
         top chain ID."""
-        return unpack(self._store, self._snapshots.raw, list(image.layers),
-                      list(config.diff_ids), key_prefix=self._snapshots.key(namespace, ""),
-                      ready=ready)
+        return unpack(self._store, self._snapshots.of(namespace), list(image.layers),
+                      list(config.diff_ids), ready=ready)
 
     async def _unpack_and_save(self, namespace: str, name: str, root: Descriptor,
                                manifest: Descriptor, image: ImageManifest,

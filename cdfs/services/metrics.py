@@ -26,7 +26,7 @@ import trio
 
 from base.clock import rfc3339
 from base.errors import CdfsError, InvalidArgument, NotFound
-from cdfs.events import EventBus, Subscription
+from cdfs.events import Event, EventBus
 from runtime.cgroups import CGROUP_ROOT, Cgroup, Stats, open_cgroup
 from runtime.oom import OomWatcher, watch_oom
 
@@ -94,6 +94,7 @@ class Metrics:
         self._watches: dict[tuple[str, str], _OomWatch] = {}
         self._nursery: trio.Nursery | None = None
         self._unstarted: list[tuple[tuple[str, str], _OomWatch]] = []
+        bus.listen(self._on_event)
 
     # -- stats --------------------------------------------------------------------------
     def _cgroup(self, namespace: str, container_id: str) -> Cgroup:
@@ -149,30 +150,21 @@ class Metrics:
 
     # -- OOM ----------------------------------------------------------------------------
     async def run(self) -> None:
-        """Follow the bus and run the OOM watchers, until cancelled (the daemon stops)."""
-        subscription = self._bus.subscribe()
+        """Run the OOM watchers until cancelled (the daemon stops); tasks are learnt of
+        from the bus (`_on_event`)."""
         try:
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
                 for key, entry in self._unstarted:
                     nursery.start_soon(self._watch, key, entry)
                 self._unstarted.clear()
-                await self._follow(subscription)
-                nursery.cancel_scope.cancel()
+                await trio.sleep_forever()
         finally:
             self._nursery = None
-            subscription.close()
 
-    async def _follow(self, subscription: Subscription) -> None:
-        rest = b""
-        while data := await subscription.read(1 << 16):
-            *lines, rest = (rest + data).split(b"\n")
-            for line in lines:
-                self._on_event(json.loads(line))
-
-    def _on_event(self, event: dict[str, Any]) -> None:
-        topic = event.get("topic")
-        key = (event.get("namespace", ""), event.get("container_id") or event.get("id", ""))
+    def _on_event(self, event: Event) -> None:
+        key = (event.namespace, event.container_id)
+        topic = event.topic
         if topic == "/tasks/create" or (topic == "/tasks/start" and key not in self._watches):
             self.watch(*key, fresh=topic == "/tasks/create")
         elif topic in ("/tasks/delete", "/containers/delete"):

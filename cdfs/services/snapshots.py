@@ -13,6 +13,7 @@ from pathlib import Path
 import trio
 
 from base.mount import Mount
+from content.apply import WhiteoutMode
 from content.rootfs import read_from_layers
 from content.snapshots import Info, Snapshotter, open_snapshotter
 from content.unpacker import EXTRACT_MARK
@@ -32,6 +33,38 @@ def _prefix(namespace: str) -> str:
     return f"{namespace}/"
 
 
+class NamespaceSnapshots:
+    """One namespace's snapshots over the raw snapshotter, blocking (for worker
+    threads): keys are the namespace's own, as unpack applies an image's layers."""
+
+    def __init__(self, raw: Snapshotter, namespace: str) -> None:
+        self._raw = raw
+        self._prefix = _prefix(namespace)
+
+    @property
+    def whiteouts(self) -> WhiteoutMode:
+        return self._raw.whiteouts
+
+    def stat(self, key: str) -> Info:
+        return self._raw.stat(self._prefix + key)
+
+    def prepare(self, key: str, parent: str | None = None) -> builtins.list[Mount]:
+        return self._raw.prepare(self._prefix + key,
+                                 self._prefix + parent if parent is not None else None)
+
+    def apply_dir(self, key: str) -> Path:
+        return self._raw.apply_dir(self._prefix + key)
+
+    def apply_lowers(self, key: str) -> builtins.list[Path]:
+        return self._raw.apply_lowers(self._prefix + key)
+
+    def commit(self, name: str, key: str) -> None:
+        self._raw.commit(self._prefix + name, self._prefix + key)
+
+    def remove(self, key: str) -> None:
+        self._raw.remove(self._prefix + key)
+
+
 class Snapshots:
     """The namespaced view of one snapshotter under `root`."""
 
@@ -40,6 +73,10 @@ class Snapshots:
 
     def key(self, namespace: str, key: str) -> str:
         return _prefix(namespace) + key
+
+    def of(self, namespace: str) -> NamespaceSnapshots:
+        """The namespace's snapshots as a blocking snapshotter of their own (unpack's)."""
+        return NamespaceSnapshots(self.raw, namespace)
 
     def _local(self, namespace: str, info: Info) -> SnapshotInfo:
         prefix = _prefix(namespace)

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from base.errors import InvalidArgument
+from cdfs.services.snapshots import NamespaceSnapshots
 from content.descriptor import Descriptor
 from content.snapshots import Snapshotter
 from content.store import ContentStore
@@ -55,7 +56,7 @@ def test_merged_layers_across_whiteouts_links_and_devices(
         layers.symlink("etc/localtime", "/usr/share/zoneinfo/UTC"),
         layers.device("dev/null", tarfile.CHRTYPE, 1, 3),
     ], "none")
-    top = unpack(store, snapshotter, [l0[0], l1[0]], [l0[1], l1[1]], key_prefix="ns/")
+    top = unpack(store, NamespaceSnapshots(snapshotter, "ns"), [l0[0], l1[0]], [l0[1], l1[1]])
     assert top == chain_ids([l0[1], l1[1]])[-1]
     assert snapshotter.stat("ns/" + top).kind == "committed"
     assert snapshotter.stat("ns/" + top).parent == "ns/" + l0[1]

@@ -54,3 +54,22 @@ async def test_close_ends_a_blocked_reader() -> None:
 async def _close_later(bus: EventBus) -> None:
     await trio.sleep(0.05)
     bus.close()
+
+
+async def test_listeners_get_typed_events_and_cannot_break_publish() -> None:
+    from cdfs.events import Event
+
+    bus = EventBus()
+    heard: list[Event] = []
+
+    def broken(event: Event) -> None:
+        raise RuntimeError("a bug in a listener")
+
+    bus.listen(broken)
+    bus.listen(heard.append)
+    reader = bus.subscribe()
+    bus.publish("default", "/tasks/exit", "e1", container_id="web", exit_status=0)
+    assert heard == [Event("default", "/tasks/exit", "e1", {"container_id": "web",
+                                                            "exit_status": 0})]
+    assert heard[0].container_id == "web"
+    assert b'"topic":"/tasks/exit"' in await reader.read(1 << 16)
