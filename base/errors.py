@@ -32,3 +32,7 @@ class PermissionDenied(CdfsError):
 
 class Unavailable(CdfsError):
     """A registry, the OCI runtime or another outside party failed (EIO)."""
+
+
+class TooLarge(InvalidArgument):
+    """The input is over its documented limit (EFBIG); a kind of invalid argument."""

@@ -212,6 +212,11 @@ class Writer:
             self._hash = None
             self.offset = max(self.offset, offset + written)
 
+    def digest_so_far(self) -> str | None:
+        """The digest of the bytes written so far, if they came in order (else None:
+        only commit re-reads the file)."""
+        return None if self._hash is None else "sha256:" + self._hash.hexdigest()
+
     def truncate(self, size: int) -> None:
         """Cut the ingest to `size` bytes (a resumed download whose server ignored Range)."""
         os.ftruncate(self._fd, size)

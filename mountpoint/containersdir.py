@@ -30,22 +30,9 @@ from mountpoint.table import (
     show,
     take,
 )
+from mountpoint.writes import JSON_LIMIT
 from runtime.state import LIVE
 from runtime.tasks import TaskInfo
-
-
-def json_complete(buffer: bytes) -> bool:
-    """A JSON document is acted on once it parses, or once a line ends where no more
-    bytes could mend it (so `echo '{bad' > config.json` fails its write, while a big
-    document arriving in several writes waits for the rest)."""
-    try:
-        text = buffer.decode()
-        json.loads(text)
-    except UnicodeDecodeError:
-        return True
-    except json.JSONDecodeError as e:
-        return text.endswith("\n") and e.pos < len(text.rstrip())
-    return True
 
 
 def _exec_id(scope: Scope) -> str | None:
@@ -81,7 +68,8 @@ def _output(stream: str) -> Callable[[Services, Scope], Awaitable[StreamReader]]
 
 
 class _Stdin:
-    """One open of a stdin file: each write goes to the process, close sends EOF."""
+    """One open of a stdin file: each write goes to the process; the last close of
+    the open file sends EOF."""
 
     def __init__(self, app: Services, scope: Scope) -> None:
         self._app = app
@@ -90,6 +78,9 @@ class _Stdin:
     async def write(self, offset: int, data: bytes) -> None:
         scope = self._scope
         await self._app.containers.write_stdin(scope["ns"], scope["id"], data, _exec_id(scope))
+
+    async def check(self) -> None:
+        """An earlier close (a forked child's copy) ends nothing."""
 
     async def close(self) -> None:
         scope = self._scope
@@ -114,6 +105,9 @@ class _Keystrokes:
     async def write(self, offset: int, data: bytes) -> None:
         scope = self._scope
         await self._app.containers.write_stdin(scope["ns"], scope["id"], data, _exec_id(scope))
+
+    async def check(self) -> None:
+        pass
 
     async def close(self) -> None:
         pass
@@ -148,7 +142,8 @@ _KILL = Verb("kill", "[SIGNAL]", "send SIGNAL (a name such as KILL or a number; 
              _kill)
 _STOP = Verb("stop", "[SECONDS]",
              "the image's StopSignal (TERM without one, and for an exec), then KILL after\n"
-             "SECONDS (default 10); returns once it has exited", _stop)
+             "SECONDS (default 10); returns once it has exited (a signal releases\n"
+             "the writer with EINTR; the stop goes on)", _stop)
 _CLOSEIO = Verb("closeio", "", "close its stdin: the program reads end of file (a terminal's\n"
                 "input stays open: type ^D into tty instead)",
                 lambda app, s, args: app.containers.close_stdin(s["ns"], s["id"], _exec_id(s)))
@@ -234,10 +229,10 @@ EXEC = Table(
                         _spec),
               write=lambda app, s, data: app.containers.create_exec(s["ns"], s["id"],
                                                                     s["exec"], data),
-              complete=json_complete),
+              json=True, limit=JSON_LIMIT),
         Ctl("ctl", "the exec's verbs", EXEC_VERBS),
-        *_task_files("writes go to the exec's stdin; closing the file (or `closeio`)\n"
-                     "sends end of file"),
+        *_task_files("writes go to the exec's stdin; the last close of the open file\n"
+                     "(or `closeio`) sends end of file"),
         Err(),
     ),
 )  # fmt: skip
@@ -266,16 +261,18 @@ CONTAINER = Table(
               "ones, replacing a default at the same destination), null deletes.\n"
               "A `root.path` that\n"
               "is absolute brings your own rootfs (no image needed). It is acted on\n"
-              "as soon as the bytes written parse as JSON; a bad spec fails the write\n"
-              "with EINVAL, `err` saying what and where, and creates nothing. Reading\n"
-              "gives the final spec",
+              "as soon as the JSON object written closes (at most 4 MiB); a bad spec,\n"
+              "or bytes that cannot become an object, fail the write with EINVAL,\n"
+              "`err` saying what and where, and create nothing. Reading gives the\n"
+              "final spec",
               read=show(lambda app, s: app.containers.config_json(s["ns"], s["id"]), _spec),
               write=lambda app, s, data: app.containers.create(s["ns"], s["id"], data),
-              complete=json_complete),
+              json=True, limit=JSON_LIMIT),
         Ctl("ctl", "the container's verbs", CONTAINER_VERBS),
-        *_task_files("writes go to the init process's stdin; closing the file (or\n"
-                     "`closeio`) sends end of file, so `printf 'a\\n' > stdin` sends a line\n"
-                     "and EOF"),
+        *_task_files("writes go to the init process's stdin; the last close of the\n"
+                     "open file (or `closeio`) sends end of file, so `printf 'a\\n' > stdin`\n"
+                     "sends a line and EOF, and `{ echo a; sleep 1; echo b; } > stdin` both\n"
+                     "lines, then EOF"),
         Dir("exec", "processes run inside the running container", Table(
             "processes run inside the running container",
             children=collection(
@@ -296,7 +293,8 @@ CONTAINER = Table(
               "fact is absent), for jq",
               read=show(lambda app, s: app.containers.info(s["ns"], s["id"]),
                         lambda info: json.dumps(info) + "\n")),
-        Value("labels", "key=value lines; writing replaces them all",
+        Value("labels", "key=value lines; writing replaces them all with every line\n"
+              "written through the open file",
               read=show(lambda app, s: format_labels(_settings(app, s).labels)),
               write=take(lambda app, s, text: app.containers.set_labels(s["ns"], s["id"], text),
                          strip=False)),

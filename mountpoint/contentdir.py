@@ -66,10 +66,12 @@ CONTENT = Table(
             ),
             children=Children(
                 "ingest",
-                "create and write any bytes; at close they are hashed and committed to\n"
-                "blobs/sha256/ atomically. A name sha256:<hex> (or `expect` in ctl) makes\n"
-                "a mismatch fail the close and commit nothing. Reading shows progress:\n"
-                "offset, expected, total. rm drops an unfinished ingest.",
+                "create and write any bytes; at the last close (not a dup's or a child's)\n"
+                "they are hashed and committed to blobs/sha256/ atomically. A name\n"
+                "sha256:<hex> (or `expect` in ctl) makes a mismatch commit nothing: err\n"
+                "says so, and a close fails with EINVAL while the bytes so far differ.\n"
+                "Reading shows progress: offset, expected, total. rm drops an unfinished\n"
+                "ingest.",
                 list=_ingest_names,
                 create=lambda app, s, name: app.cas.ingest(name),
                 unlink=lambda app, s, name: app.cas.abort(name),

@@ -71,12 +71,3 @@ class VerbTable:
             raise InvalidArgument(f"bad arguments: usage: {self._synopsis(verb)}")
         return verb, args
 
-
-def split_lines(buffer: bytes) -> tuple[list[str], bytes]:
-    """The complete lines of `buffer` (blank ones dropped) and the unfinished rest."""
-    *lines, rest = buffer.split(b"\n")
-    try:
-        texts = [line.decode().strip() for line in lines]
-    except UnicodeDecodeError:
-        raise InvalidArgument("ctl messages must be UTF-8 text") from None
-    return [text for text in texts if text], rest

@@ -3,14 +3,21 @@
 Handlers follow the VFS order. Each request finds its node, runs the row's handler
 and turns a domain error into an errno in one place (`_refuse`), which also writes the
 `err` line of the directory when a write, mkdir, rmdir, create or unlink is refused.
-Writes act in write() rather than close(), since shells ignore errors at close.
+
+Writes act in write() rather than close(), since shells ignore errors at close; what
+the writes of one open file add up to is mountpoint/writes.py's. The kernel sends
+`flush` at every close() of every copy of a descriptor (a dup, a forked child) and
+`release` once after the last, so flush only stores what is pending and reports, and
+what happens once (stdin's end of file, an ingest's commit) happens at release.
+A write's work runs in the daemon's nursery (`_act`): a signal to the writer fails
+the write with EINTR while the work goes on to its end, its failure landing in err.
 """
 
 import errno
 import logging
 import os
 import stat
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NoReturn, TypeVar
 
@@ -20,7 +27,6 @@ import trio
 from base.clock import now_ns, parse_rfc3339
 from base.errors import NotFound, PermissionDenied
 from mountpoint import hosttree
-from mountpoint.ctl import split_lines
 from mountpoint.errors import err_line, errno_of
 from mountpoint.interrupt import POLL_SECONDS, interrupted
 from mountpoint.nodes import Node, NodeTable, Resolved, resolve_child, resolve_fixed
@@ -38,6 +44,7 @@ from mountpoint.table import (
     Table,
     Value,
 )
+from mountpoint.writes import JsonObject, Lines, Whole, quote
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -57,9 +64,15 @@ class Owner:
 
 @dataclass
 class _ValueHandle:
+    """One open of a value, ctl or err file: what it read, and what it was written.
+    A value refused once stays refused for this open file (`refused`, an errno)."""
+
     node: Node
+    pid: int
     content: bytes = b""
-    buffer: bytearray = field(default_factory=bytearray)
+    lines: Lines = field(default_factory=Lines)
+    value: Whole | None = None
+    refused: int | None = None
 
 
 @dataclass
@@ -68,6 +81,7 @@ class _StreamHandle:
     reader: StreamReader
     pid: int
     sink: Sink | None = None  # opened for reading and writing (a Stream with input)
+    order: trio.Lock = field(default_factory=trio.Lock)
 
 
 @dataclass
@@ -78,13 +92,13 @@ class _HostHandle:
 
 @dataclass
 class _SinkHandle:
-    """A sink acts at the first close after bytes were written: a shell's `>` closes
-    the descriptor once before writing, when it moves it to stdout."""
+    """One open of a sink (stdin, an ingest): closed once, at release. Its writes
+    take `order` so that one a signal left running still comes before the next."""
 
     node: Node
     sink: Sink
-    written: bool = False
-    closed: bool = False
+    pid: int
+    order: trio.Lock = field(default_factory=trio.Lock)
 
 
 _Handle = _ValueHandle | _StreamHandle | _HostHandle | _SinkHandle
@@ -106,16 +120,61 @@ class Filesystem(pyfuse3.Operations):
         self._next_fh = 1
         self._started_ns = now_ns()
         self._seen: dict[tuple[str, ...], tuple[int, int]] = {}  # path -> (digest, mtime)
+        self._nursery: trio.Nursery | None = None
+
+    def run_work_in(self, nursery: trio.Nursery) -> None:
+        """Where writes run their work, so a signal to the writer does not end it."""
+        self._nursery = nursery
 
     # -- errors -------------------------------------------------------------
     def _refuse(self, exc: BaseException, node: Node, what: str) -> NoReturn:
         """Answer a refused request: the errno, and the `err` line of its directory."""
+        raise pyfuse3.FUSEError(self._note(exc, node, what)) from None
+
+    def _note(self, exc: BaseException, node: Node, what: str) -> int:
+        """Write the `err` line for a refusal nobody may be waiting for; its errno."""
         code = errno_of(exc)
         err_dir = node.err_dir
         if err_dir is not None:
             self.errors[err_dir.path] = err_line(what, exc)
         log.debug("refused %s in /%s: %s", what, "/".join(node.path), exc)
-        raise pyfuse3.FUSEError(code) from None
+        return code
+
+    async def _act(self, pid: int, work: Callable[[], Awaitable[None]], node: Node,
+                   what: str) -> bool:
+        """Run a write's `work` to its end in the daemon's nursery and wait for it
+        while the writer `pid` has no signal pending. Raises the work's refusal.
+        Returns False when a signal released the writer first: the work goes on,
+        and a refusal then lands in err alone (the caller answers EINTR, or, for a
+        sink whose bytes stay queued, the count)."""
+        if self._nursery is None:
+            await work()
+            return True
+        done = trio.Event()
+        failure: list[Exception] = []
+        waiting = True
+
+        async def run() -> None:
+            try:
+                await work()
+            except Exception as exc:
+                failure.append(exc)
+                if not waiting:
+                    self._note(exc, node, what)
+            finally:
+                done.set()
+
+        self._nursery.start_soon(run)
+        while not done.is_set():
+            with trio.move_on_after(POLL_SECONDS):
+                await done.wait()
+            if not done.is_set() and interrupted(pid):
+                waiting = False
+                log.debug("writer %d interrupted: %s goes on", pid, what)
+                return False
+        if failure:
+            raise failure[0]
+        return True
 
     async def _quietly(self, work: Awaitable[T]) -> T:
         """Run a read-side request, mapping errors to errno without an `err` line."""
@@ -224,9 +283,12 @@ class Filesystem(pyfuse3.Operations):
         self._seen[node.path] = (_WRITTEN, now_ns())
 
     def _forget_below(self, path: tuple[str, ...]) -> None:
-        """An object was deleted: a new one of the same name starts with its own times."""
+        """An object was deleted (or made): one of the same name starts with its own
+        times and without the old one's err lines."""
         for seen in [p for p in self._seen if p[:len(path)] == path]:
             del self._seen[seen]
+        for key in [key for key in self.errors if key[:len(path)] == path]:
+            del self.errors[key]
 
     async def getattr(self, inode: int, ctx: pyfuse3.RequestContext | None = None
                       ) -> pyfuse3.EntryAttributes:
@@ -379,6 +441,7 @@ class Filesystem(pyfuse3.Operations):
             node = self.nodes.add(parent, await self._resolve(parent, text))
         except Exception as exc:
             self._refuse(exc, parent, f'mkdir "{text}"')
+        self._forget_below(node.path)
         self.nodes.remember(node)
         return await self._quietly(self._node_attrs(node))
 
@@ -424,7 +487,7 @@ class Filesystem(pyfuse3.Operations):
         except Exception as exc:
             self._refuse(exc, parent, f'create "{text}"')
         self.nodes.remember(node)
-        fh = self._add_handle(_SinkHandle(node, sink))
+        fh = self._add_handle(_SinkHandle(node, sink, ctx.pid))
         return pyfuse3.FileInfo(fh=fh, direct_io=True, keep_cache=False), self._attrs(node)
 
     async def _create_host(self, parent: Node, name: str, mode: int, flags: int,
@@ -474,7 +537,7 @@ class Filesystem(pyfuse3.Operations):
             sink = await self._quietly(entry.input(self.services, node.scope)) \
                 if writing and entry.input is not None else None  # fmt: skip
             if sink is not None and not reading:
-                fh = self._add_handle(_SinkHandle(node, sink))
+                fh = self._add_handle(_SinkHandle(node, sink, ctx.pid))
             else:
                 reader = await self._quietly(entry.open(self.services, node.scope))
                 fh = self._add_handle(_StreamHandle(node, reader, ctx.pid, sink))
@@ -483,10 +546,13 @@ class Filesystem(pyfuse3.Operations):
             if reading:
                 raise pyfuse3.FUSEError(errno.EACCES)
             sink = await self._quietly(entry.open(self.services, node.scope))
-            fh = self._add_handle(_SinkHandle(node, sink))
+            fh = self._add_handle(_SinkHandle(node, sink, ctx.pid))
             return pyfuse3.FileInfo(fh=fh, direct_io=True, keep_cache=False, nonseekable=True)
         if isinstance(entry, Value | Ctl | Err):
-            handle = _ValueHandle(node)
+            handle = _ValueHandle(node, ctx.pid)
+            if writing and isinstance(entry, Value):
+                buffer = JsonObject if entry.json else Whole
+                handle.value = buffer(node.name, entry.limit)
             if writing and not (isinstance(entry, Ctl) or getattr(entry, "write", None)):
                 raise pyfuse3.FUSEError(errno.EACCES)
             if reading:
@@ -530,71 +596,109 @@ class Filesystem(pyfuse3.Operations):
         if isinstance(handle, _HostHandle):
             return await hosttree.run(os.pwrite, handle.fd, buf, off)
         if isinstance(handle, _SinkHandle | _StreamHandle) and handle.sink is not None:
-            try:
-                await handle.sink.write(off, buf)
-                if isinstance(handle, _SinkHandle):
-                    handle.written = True
-            except Exception as exc:
-                self._refuse(exc, handle.node, f'write to "{handle.node.name}"')
-            return len(buf)
+            return await self._write_sink(handle, off, buf)
         if not isinstance(handle, _ValueHandle):
             raise pyfuse3.FUSEError(errno.EBADF)
-        handle.buffer += buf
-        await self._store(handle, final=False)
+        if handle.value is None:
+            await self._write_ctl(handle, buf)
+            return len(buf)
+        if handle.refused is not None:
+            raise pyfuse3.FUSEError(handle.refused)
+        node = handle.node
+        try:
+            complete = handle.value.feed(buf)
+        except Exception as exc:
+            handle.refused = errno_of(exc)
+            self._refuse(exc, node, f'{node.name} "{quote(buf.decode(errors="replace"))}"')
+        if complete:
+            await self._store(handle)
         return len(buf)
 
-    async def _store(self, handle: _ValueHandle, final: bool) -> None:
-        """Act on what was written: complete ctl lines, or a complete value."""
-        node, entry = handle.node, handle.node.entry
-        what = node.name
+    async def _write_sink(self, handle: "_SinkHandle | _StreamHandle", off: int,
+                          buf: bytes) -> int:
+        sink = handle.sink
+        assert sink is not None
+
+        async def write() -> None:
+            async with handle.order:
+                await sink.write(off, buf)
+
+        node = handle.node
         try:
-            if isinstance(entry, Ctl):
-                lines, rest = split_lines(bytes(handle.buffer))
-                if final and rest.strip():
-                    lines.append(rest.decode().strip())
-                    rest = b""
-                handle.buffer = bytearray(rest)
-                for line in lines:
-                    what = f'{node.name} "{line}"'  # the err line quotes the refused message
-                    verb, args = entry.verbs.parse(line)
-                    await verb.handler(self.services, node.scope, args)
-            elif isinstance(entry, Value) and entry.write is not None:
-                data = bytes(handle.buffer)
-                if data and (final or entry.complete(data)):
-                    handle.buffer.clear()
-                    await entry.write(self.services, node.scope, data)
-                    self._touch(node)
+            await self._act(handle.pid, write, node, f'write to "{node.name}"')
         except Exception as exc:
-            handle.buffer.clear()
+            self._refuse(exc, node, f'write to "{node.name}"')
+        return len(buf)  # released by a signal too: the bytes stay queued, in order
+
+    async def _write_ctl(self, handle: _ValueHandle, buf: bytes) -> None:
+        node = handle.node
+        try:
+            lines = handle.lines.feed(buf)
+        except Exception as exc:
+            self._refuse(exc, node, f'{node.name} "{quote(buf.decode(errors="replace"))}"')
+        for line in lines:
+            await self._run_verb(handle, line)
+
+    async def _run_verb(self, handle: _ValueHandle, line: str) -> None:
+        node, entry = handle.node, handle.node.entry
+        assert isinstance(entry, Ctl)
+        what = f'{node.name} "{quote(line)}"'  # the err line quotes the refused message
+        try:
+            verb, args = entry.verbs.parse(line)
+            finished = await self._act(
+                handle.pid, lambda: verb.handler(self.services, node.scope, args), node, what)
+        except Exception as exc:
             self._refuse(exc, node, what)
+        if not finished:
+            raise pyfuse3.FUSEError(errno.EINTR)
+
+    async def _store(self, handle: _ValueHandle) -> None:
+        """Store the whole value written so far; a refusal refuses this open file."""
+        node, entry, value = handle.node, handle.node.entry, handle.value
+        assert isinstance(entry, Value) and entry.write is not None and value is not None
+        data, value.pending = bytes(value.data), False
+        store = entry.write
+        try:
+            finished = await self._act(
+                handle.pid, lambda: store(self.services, node.scope, data), node, node.name)
+        except Exception as exc:
+            handle.refused, value.data = errno_of(exc), bytearray()
+            self._refuse(exc, node, node.name)
+        self._touch(node)
+        if not finished:
+            raise pyfuse3.FUSEError(errno.EINTR)
 
     async def flush(self, fh: int) -> None:
+        """At every close of every copy: store what is pending, run an unfinished
+        last ctl line, let a sink report what it knows so far. Nothing final."""
         handle = self._handles.get(fh)
-        if isinstance(handle, _ValueHandle) and handle.buffer:
-            await self._store(handle, final=True)
-        elif isinstance(handle, _SinkHandle) and handle.written and not handle.closed:
-            handle.closed = True
+        if isinstance(handle, _ValueHandle):
+            if handle.value is None:
+                rest = handle.lines.finish()
+                if rest:
+                    await self._run_verb(handle, rest)
+            elif handle.value.pending and handle.refused is None:
+                await self._store(handle)
+        elif isinstance(handle, _SinkHandle | _StreamHandle) and handle.sink is not None:
             try:
-                await handle.sink.close()
+                await handle.sink.check()
             except Exception as exc:
                 self._refuse(exc, handle.node, f'close "{handle.node.name}"')
 
     async def release(self, fh: int) -> None:
+        """After the last copy is closed: a sink's one final act. Its refusal has
+        nobody to fail, so it is the directory's err line (and the log's)."""
         handle = self._handles.pop(fh, None)
         if isinstance(handle, _StreamHandle):
             handle.reader.close()
-            if handle.sink is not None:
-                try:
-                    await handle.sink.close()
-                except Exception as exc:
-                    log.warning("closing %s: %s", handle.node.name, exc)
         elif isinstance(handle, _HostHandle):
             os.close(handle.fd)
-        elif isinstance(handle, _SinkHandle) and not handle.closed:
-            handle.closed = True
+        if isinstance(handle, _SinkHandle | _StreamHandle) and handle.sink is not None:
             try:
-                await handle.sink.close()
+                async with handle.order:
+                    await handle.sink.close()
             except Exception as exc:
+                self._note(exc, handle.node, f'close "{handle.node.name}"')
                 log.warning("closing %s: %s", handle.node.name, exc)
 
     def shutdown(self) -> None:

@@ -182,7 +182,8 @@ IMAGES = Table(
     "the namespace's images",
     entries=(
         Ctl("ctl", "image verbs; a write blocks until the work is done and fails with an errno\n"
-            "(and a line in err) if it failed", IMAGE_VERBS),
+            "(and a line in err) if it failed. A signal releases the writer (EINTR) and\n"
+            "the work goes on: progress shows it, err any failure", IMAGE_VERBS),
         Err(),
     ),
     children=_CHILDREN,

@@ -33,9 +33,14 @@ class StreamReader(Protocol):
 
 
 class Sink(Protocol):
-    """What a sink file's open returns: bytes written at offsets, acted on at close."""
+    """What a sink file's open returns: bytes written at offsets, acted on once, at
+    `close` (after the last copy of the open file is closed: its errors can only go
+    to err). `check` comes at every close before that (a dup, a forked child) and
+    may refuse what is already known to be wrong, but must not act."""
 
     async def write(self, offset: int, data: bytes) -> None: ...
+
+    async def check(self) -> None: ...
 
     async def close(self) -> None: ...
 

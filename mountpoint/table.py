@@ -24,6 +24,7 @@ from mountpoint.services import Services as Services
 from mountpoint.services import Sink as Sink
 from mountpoint.services import StreamReader as StreamReader
 from mountpoint.services import TreeView as TreeView
+from mountpoint.writes import VALUE_LIMIT
 
 T = TypeVar("T")
 
@@ -31,22 +32,20 @@ Read = Callable[[Services, Scope], Awaitable[str | bytes]]
 Store = Callable[[Services, Scope, bytes], Awaitable[None]]
 
 
-def ends_with_newline(buffer: bytes) -> bool:
-    """A value is complete once its line is: `echo value > file` writes it whole."""
-    return buffer.endswith(b"\n")
-
-
 @dataclass(frozen=True)
 class Value:
     """A file holding one value (or key value lines, or JSON). Read renders it
-    afresh at each open; a write is stored once the buffered bytes are `complete`
-    (at the latest at close), so a refused value fails the write() itself."""
+    afresh at each open. What one open file is written is one value, at most `limit`
+    bytes, stored whole each time it is complete (at each line end; a `json` value
+    once its object closes) and at close if it was not, so a refused value fails
+    the write() that completed it (mountpoint/writes.py)."""
 
     name: str
     doc: str
     read: Read | None = None
     write: Store | None = None
-    complete: Callable[[bytes], bool] = ends_with_newline
+    json: bool = False
+    limit: int = VALUE_LIMIT
 
 
 @dataclass(frozen=True)
@@ -82,7 +81,7 @@ class Stream:
 @dataclass(frozen=True)
 class Input:
     """A write-only file whose writes go straight to a `Sink` made at each open (a
-    process's stdin): nothing is buffered, and the first close after writing closes
+    process's stdin): nothing is buffered, and the last close of the open file closes
     the sink, which is how `printf 'a\\n' > stdin` sends its bytes and then EOF."""
 
     name: str

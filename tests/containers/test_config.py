@@ -4,7 +4,6 @@ import pytest
 
 from base.errors import InvalidArgument
 from cdfs.services import container_config as cc
-from mountpoint.containersdir import json_complete
 
 LIMITS = {"RLIMIT_NOFILE": 20000}
 IMAGE = cc.image_config_mapping(("/entry",), ("arg",), ("PATH=/bin", "A=1"), "/work", "")
@@ -85,11 +84,3 @@ def test_grace_and_resources() -> None:
     spec = cc.with_resources(cc.build_spec("ns", "c", {}, LIMITS), {"pids": {"limit": 9}})
     assert spec["linux"]["resources"]["pids"] == {"limit": 9}
     assert spec["linux"]["resources"]["devices"]  # kept
-
-
-def test_json_complete_waits_for_the_rest_but_not_for_a_broken_line() -> None:
-    assert json_complete(b'{"a": 1}')
-    assert not json_complete(b'{"a": ')
-    assert not json_complete(b'{"a": 1,\n')
-    assert json_complete(b"{bad\n")
-    assert json_complete(b"\xff\n")

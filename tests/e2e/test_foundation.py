@@ -194,14 +194,17 @@ def test_kill9_restart_keeps_state_and_recovers_stale_mount(
         make_daemon: Callable[..., Daemon]) -> None:
     first: Daemon = make_daemon()
     first.path("namespaces", "survivor").mkdir()
-    first.sh('printf "kept\\n" > "$M/content/ingest/blob"')
+    digest = hashlib.sha256(b"kept\n").hexdigest()
+    # the commit comes at release, just after close() returns; a look at the blob
+    # waits for commits in flight, so once it is seen it is on disk
+    first.sh(f'printf "kept\\n" > "$M/content/ingest/blob"; '
+             f'test -e "$M/content/blobs/sha256/{digest}"')
     first.kill9()
     assert is_mounted(first.mount)
     result = first.sh('ls "$M"', check=False)
     assert "not connected" in result.stderr
     second = first.start()
     assert "survivor" in os.listdir(second.path("namespaces"))
-    digest = hashlib.sha256(b"kept\n").hexdigest()
     assert second.path("content", "blobs", "sha256", digest).read_bytes() == b"kept\n"
 
 

@@ -3,7 +3,7 @@
 import pytest
 
 from base.errors import InvalidArgument
-from mountpoint.ctl import Verb, VerbTable, split_lines
+from mountpoint.ctl import Verb, VerbTable
 
 
 async def _nothing(app: object, scope: object, args: list[str]) -> None:
@@ -49,9 +49,3 @@ def test_help_lists_every_verb_with_usage() -> None:
     assert [line.split()[0] for line in lines] == ["start", "kill", "tag", "update"]
     assert "tag REF NEW_REF" in TABLE.help()
     assert all(line.endswith(("it", "again", "resources")) for line in lines)
-
-
-def test_split_lines_keeps_the_unfinished_rest() -> None:
-    assert split_lines(b"start\n\nkill 9\nta") == (["start", "kill 9"], b"ta")
-    with pytest.raises(InvalidArgument):
-        split_lines(b"\xff\n")
