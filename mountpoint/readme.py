@@ -16,6 +16,7 @@ from mountpoint.table import (
     Table,
     Value,
 )
+from mountpoint.writes import CTL_LINE_LIMIT, JSON_LIMIT, QUOTE_LIMIT, VALUE_LIMIT, KiB, MiB
 
 INTRO = """\
 # The cdfs filesystem
@@ -37,6 +38,46 @@ with docker's group: allow only a group you would give root.
 
 Every path below, with what it is. `<name>/` stands for objects made by mkdir
 (or by the daemon); a trailing `/` marks a directory, `->` a symbolic link.
+"""
+
+
+WRITES = f"""
+## Writes
+
+What the write() calls on one open file do, for shells (bash writes a multi-line
+string one line per write(), and ignores errors at close) and for programs alike:
+
+- **ctl files** act on each line as its newline arrives; a write fails with the
+  errno of the first line refused in it (the lines before it were done). An
+  unfinished last line runs at close. A line is at most {CTL_LINE_LIMIT // KiB} KiB: the write
+  that crosses that fails with EFBIG at once, and so does the rest of that line.
+- **value files** (image, labels, runtime, ...) hold everything written through
+  the open file so far, stored whole at each line end (at close if the last line
+  has no newline): `printf 'a=1\\nb=2\\n' > labels` keeps both lines. A refused
+  value fails the write() that completed it, and every later write on that open
+  file; what the lines before it stored stays. At most {VALUE_LIMIT // KiB} KiB (EFBIG).
+- **config.json, process.json** are stored once their JSON object closes. A write
+  fails with EINVAL at once when the bytes can no longer become one JSON object: a
+  first non-space byte other than `{{`, anything but space after the object, a line
+  end that left the document broken (`{{bad`). At most {JSON_LIMIT // MiB} MiB (EFBIG).
+- **stdin, ingest files** take bytes as they come. What a close does happens once,
+  when the last copy of the open file is closed (a dup, `exec 7>`, a forked child
+  closing its copy do nothing): stdin's end of file, an ingest's hash and commit.
+  That last close is not waited for by close() itself, so its refusal (an ingest
+  that does not hash to what was expected) is the directory's err line, and the
+  blob stays absent; with an expected digest, every close also fails with EINVAL
+  while the bytes so far do not match. Looking at blobs/, usage or ingest/ waits
+  for commits in flight, so `cp x content/ingest/y && ls content/blobs/sha256`
+  sees the blob.
+- **Blocking writes** (stop, pull, push, import, export, a create that unpacks, a
+  stdin the process does not read) are released by a signal, as reads are: the
+  writer's write() fails with EINTR (a stdin write returns as written: its bytes
+  stay queued, in order), and the work goes on to its end. A pull's progress file
+  shows it, a stop still kills at the end of its grace period, and a failure of
+  work nobody waits for any more is the directory's err line.
+- **err lines** say which file refused what, and why, once (`config.json: ...`),
+  quote at most {QUOTE_LIMIT} characters of the input, and go with their object: a
+  container made again under the same name starts with an empty err.
 """
 
 
@@ -142,4 +183,5 @@ def reference(root: Table) -> str:
     """The whole reference: the introduction and every path, file and verb."""
     lines: list[str] = []
     _table(lines, root, 0)
-    return INTRO + "\n```\n" + "\n".join(lines) + "\n```\n" + _events() + REGISTRIES
+    return (INTRO + "\n```\n" + "\n".join(lines) + "\n```\n" + WRITES + _events()
+            + REGISTRIES)
