@@ -77,7 +77,10 @@ string one line per write(), and ignores errors at close) and for programs alike
   work nobody waits for any more is the directory's err line.
 - **err lines** say which file refused what, and why, once (`config.json: ...`),
   quote at most {QUOTE_LIMIT} characters of the input, and go with their object: a
-  container made again under the same name starts with an empty err.
+  container made again under the same name starts with an empty err. A registry's
+  or the runtime's failure is said in one phrase (`connection refused`, `cannot
+  resolve host x`, `the spec's process.args: a string where a list of strings is
+  wanted`), not as the library's text.
 """
 
 

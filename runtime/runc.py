@@ -21,9 +21,28 @@ _TIMEOUT = 60.0
 
 
 def runtime_message(line: str) -> str:
-    """The message of a runc log line (`time=... level=error msg="..."`), or the line."""
+    """The message of a runc log line (`time=... level=error msg="..."`), or the line,
+    with Go's JSON decoding errors said in the spec's terms."""
     quoted = re.search(r'msg="((?:[^"\\]|\\.)*)"', line)
-    return quoted.group(1).replace('\\"', '"') if quoted else line.strip()
+    message = quoted.group(1).replace('\\"', '"') if quoted else line.strip()
+    return _GO_JSON.sub(_spec_terms, message)
+
+
+# json: cannot unmarshal string into Go struct field Process.process.args of type []string
+_GO_JSON = re.compile(r"json: cannot unmarshal (\w+)(?: -?[\d.e+]+)? into Go "
+                      r"(?:struct field \w+\.([\w.]+)|value) of type (\S+)")
+_GO_TYPES = (("[]string", "a list of strings"), ("[]", "a list"), ("map[", "an object"),
+             ("string", "a string"), ("bool", "true or false"), ("int", "an integer"),
+             ("uint", "an integer >= 0"), ("float", "a number"))
+
+
+def _spec_terms(found: "re.Match[str]") -> str:
+    """A Go JSON type error as `the spec's F: a V where T is wanted`."""
+    value, field, go_type = found.groups()
+    wanted = next((words for prefix, words in _GO_TYPES if go_type.startswith(prefix)),
+                  "an object")
+    where = f"the spec's {field}" if field else "the spec"
+    return f"{where}: {'an' if value[0] in 'aeiou' else 'a'} {value} where {wanted} is wanted"
 
 
 def _start_time(pid: int) -> int | None:

@@ -18,6 +18,7 @@ import requests
 
 from base.errors import PermissionDenied, Unavailable
 from content.registry.credentials import Credentials
+from content.registry.failures import describe
 
 _PARAM = re.compile(r'\s*([A-Za-z][\w-]*)\s*=\s*("(?:[^"\\]|\\.)*"|[^,\s]*)\s*,?')
 TOKEN_TIMEOUT = 30.0
@@ -127,7 +128,7 @@ class Authenticator:
             resp = self._session.get(realm, params=params, headers=headers,
                                      timeout=TOKEN_TIMEOUT)
         except requests.RequestException as e:
-            raise Unavailable(f'token server "{realm}": {e}') from None
+            raise Unavailable(f'token server "{realm}": {describe(e)}') from None
         if resp.status_code in (401, 403):
             raise PermissionDenied(f'token server "{realm}" refused: {resp.status_code}')
         if resp.status_code != 200:

@@ -24,6 +24,7 @@ from content.descriptor import Descriptor, digest_hex
 from content.manifest import MAX_MANIFEST_SIZE, parse_manifest
 from content.registry.auth import Authenticator
 from content.registry.credentials import Credentials
+from content.registry.failures import describe
 from content.store import ContentStore, Writer
 
 Progress = Callable[[str, int, int], None]
@@ -128,10 +129,10 @@ class RegistryClient:
                                         params, allow_redirects)
             except _TRANSIENT as e:
                 if attempt == ATTEMPTS - 1:
-                    raise Unavailable(f"{method} {url}: {e}") from None
+                    raise Unavailable(f"{method} {url}: {describe(e)}") from None
                 time.sleep(BACKOFF * 2 ** attempt)
             except requests.RequestException as e:  # bad redirect, too many redirects…
-                raise Unavailable(f"{method} {url}: {e}") from None
+                raise Unavailable(f"{method} {url}: {describe(e)}") from None
         raise AssertionError("unreachable")
 
     def _authorized(self, method: str, url: str, scopes: Sequence[str],
@@ -202,7 +203,7 @@ class RegistryClient:
             try:
                 data = _read_limited(resp, MAX_MANIFEST_SIZE, url)
             except (*_TRANSIENT, requests.RequestException) as e:
-                raise Unavailable(f"GET {resp.url}: {e}") from None
+                raise Unavailable(f"GET {resp.url}: {describe(e)}") from None
         digest = "sha256:" + hashlib.sha256(data).hexdigest()
         claimed = reference if reference.startswith("sha256:") else \
             resp.headers.get("Docker-Content-Digest", "")
@@ -256,10 +257,12 @@ class RegistryClient:
                     break
                 except _TRANSIENT as e:
                     if attempt == ATTEMPTS - 1:
-                        raise Unavailable(f'blob "{desc.digest}" from {self.base}: {e}') from None
+                        raise Unavailable(f'blob "{desc.digest}" from {self.base}: '
+                                          f"{describe(e)}") from None
                     time.sleep(BACKOFF * 2 ** attempt)
                 except (requests.RequestException, urllib3.exceptions.HTTPError) as e:
-                    raise Unavailable(f'blob "{desc.digest}" from {self.base}: {e}') from None
+                    raise Unavailable(f'blob "{desc.digest}" from {self.base}: '
+                                      f"{describe(e)}") from None
             try:
                 writer.commit()
             except InvalidArgument as e:
