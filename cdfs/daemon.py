@@ -21,7 +21,7 @@ from runtime.mounts import mounted_type
 
 log = logging.getLogger(__name__)
 
-# Blocked stream readers each hold a pyfuse3 worker task: allow thousands (FUSE-NOTES.md).
+# Blocked stream readers each hold a pyfuse3 worker task: allow thousands (docs/fuse-notes.md).
 MIN_TASKS, MAX_TASKS = 8, 10000
 FSNAME = "cdfs"
 

@@ -408,8 +408,8 @@ class Filesystem(pyfuse3.Operations):
             name, node = listing[index]
             try:
                 attrs = await self._node_attrs(node)
-            except Exception:
-                continue  # vanished since the listing was taken
+            except (NotFound, FileNotFoundError):
+                continue  # vanished since the listing was taken (a blob: its file)
             if not pyfuse3.readdir_reply(token, os.fsencode(name), attrs, index + 1):
                 return
             self.nodes.remember(node)

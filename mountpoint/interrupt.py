@@ -2,7 +2,7 @@
 
 pyfuse3 has no interrupt handler, so a process blocked in read() on a stream would
 sit through SIGTERM and Ctrl-C until data came. While a read waits, the stream polls
-the opener's /proc status (FUSE-NOTES.md: measured, ~0.2 s): a pending signal or a
+the opener's /proc status (docs/fuse-notes.md: measured, ~0.2 s): a pending signal or a
 gone process ends the read with EINTR, which lets `timeout 2 cat events` return.
 """
 

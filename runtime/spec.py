@@ -1,8 +1,9 @@
 """OCI runtime specs: the default, the image's contribution, the user's overrides, validation.
 
-Everything here is pure: the caller reads files (the rootfs's /etc/passwd, the host's
-rlimits) and passes their contents in, so each step is a plain function that the tests
-drive with literal values. The order of use mirrors containerd's `oci.GenerateSpec`:
+Everything here but `host_rlimits` (which asks the kernel) is pure: the caller reads
+files (the rootfs's /etc/passwd) and passes their contents in, so each step is a plain
+function that the tests drive with literal values. The order of use mirrors
+containerd's `oci.GenerateSpec`:
 
     spec = default_spec(namespace, id, host_rlimits())
     spec = with_image_config(spec, image_config, passwd=..., group=...)

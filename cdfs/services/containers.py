@@ -7,7 +7,9 @@ snapshot prepared, and the task created under conmon, stopped before the user's
 program (runc's "created"). The spec as created is kept in the row; the task's state
 (status, pid, exit, output) lives in the runtime's files, which outlive the daemon.
 
-Every runc, conmon and file call runs in a worker thread. Exits are noticed by the
+runc, conmon, sqlite and the task files' reads and writes run in worker threads
+(`_thread`); only TaskService.files, which names a task's paths (and stats its
+directory), is still called on the loop. Exits are noticed by the
 shared inotify watcher (container_streams.DirWatcher) on each task's directory, and
 published as /tasks/exit after the task's /tasks/start (or /tasks/exec-started), so
 each task's events come in containerd's order.
