@@ -12,7 +12,7 @@ APT_PACKAGES := fuse3 libfuse3-dev pkg-config gcc python3-venv runc conmon docke
 	busybox-static skopeo umoci containerd iproute2 zstd util-linux procps \
 	rsync jq less
 
-.PHONY: run test deps apt lint typecheck docs bench clean
+.PHONY: run test deps apt lint typecheck wheel-check docs bench clean
 
 deps: apt $(VENV)/.installed
 
@@ -33,7 +33,7 @@ $(VENV)/.installed: pyproject.toml
 run: deps
 	@$(VENV)/bin/cdfs serve --mount $(MOUNT) --root $(ROOT) --state $(STATE) --banner
 
-test: deps lint typecheck
+test: deps lint typecheck wheel-check
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
 lint: $(VENV)/.installed
@@ -41,6 +41,19 @@ lint: $(VENV)/.installed
 
 typecheck: $(VENV)/.installed
 	$(VENV)/bin/mypy -p base -p content -p runtime -p mountpoint -p cdfs
+
+# A regular install must carry every module: a wheel installed into a fresh venv (which
+# borrows only the third-party packages of .venv) imports all of them from outside the
+# checkout, and its `cdfs` command runs.
+WHEEL_DIR := build/wheel-check
+wheel-check: $(VENV)/.installed
+	@rm -rf $(WHEEL_DIR) && mkdir -p $(WHEEL_DIR)
+	@$(PY) -m pip wheel -q --no-deps -w $(WHEEL_DIR) . >/dev/null
+	@python3 -m venv $(WHEEL_DIR)/venv
+	@$(PY) -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])' \
+		> "$$($(WHEEL_DIR)/venv/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/deps.pth"
+	@$(WHEEL_DIR)/venv/bin/pip install -q --no-deps $(WHEEL_DIR)/cdfs-*.whl
+	@cd $(WHEEL_DIR) && venv/bin/python ../../.ci/import_all.py && venv/bin/cdfs serve --help >/dev/null
 
 docs: $(VENV)/.installed
 	$(VENV)/bin/cdfs docs > docs/filesystem.md
