@@ -1,8 +1,8 @@
 """The one clock: every time cdfs shows (events, records, stats, files) is RFC 3339
 UTC with nanoseconds, as containerd stamps its events."""
 
-import calendar
 import time
+from datetime import UTC, datetime
 
 
 def now_ns() -> int:
@@ -27,5 +27,7 @@ def parse_rfc3339(text: str) -> int:
     """An RFC 3339 UTC time as `rfc3339` writes it (fraction optional), in nanoseconds
     since the epoch: how a record's stamp becomes a file's mtime."""
     seconds, _, fraction = text.rstrip("Z").partition(".")
-    whole = calendar.timegm(time.strptime(seconds, "%Y-%m-%dT%H:%M:%S"))
+    # fromisoformat, not strptime: a stat of a value file parses one of these, and
+    # strptime costs ten times as much.
+    whole = int(datetime.fromisoformat(seconds).replace(tzinfo=UTC).timestamp())
     return whole * 10**9 + int((fraction + "000000000")[:9])

@@ -41,36 +41,84 @@ def p90(values: Sequence[float]) -> float:
 
 
 @dataclass(frozen=True)
+class Target:
+    """What a figure should be: at most `limit` times its anchor (or, with
+    `absolute`, at most `limit` in the row's own unit); `strict` for "below"."""
+
+    limit: float
+    absolute: bool = False
+    strict: bool = False
+
+    def text(self, row: "Row") -> str:
+        sign = "<" if self.strict else "≤"
+        if self.absolute:
+            return f"{sign} {self.limit:g} {row.unit}"
+        return f"{sign} {self.limit:g} x {row.anchor}"
+
+    def met(self, row: "Row") -> bool | None:
+        value = row.cdfs if self.absolute else row.ratio
+        if value is None or value != value:  # no anchor measured, or NaN
+            return None
+        return value < self.limit if self.strict else value <= self.limit
+
+
+@dataclass(frozen=True)
 class Row:
-    """One line of a results table: a measure for cdfs and for the others."""
+    """One line of a results table: a figure for cdfs, the anchor it is measured
+    beside in the same run (containerd, runc, GNU tar, the pyfuse3 floor...), and the
+    target, if the figure has one."""
 
     measure: str
     unit: str
     cdfs: float
-    containerd: float | None = None
-    runc: float | None = None
-    target: str = ""
+    anchor: str = ""
+    against: float | None = None
+    target: Target | None = None
 
     @property
     def ratio(self) -> float | None:
-        return self.cdfs / self.containerd if self.containerd else None
+        return self.cdfs / self.against if self.against else None
+
+    @property
+    def verdict(self) -> str:
+        if self.target is None:
+            return ""
+        met = self.target.met(self)
+        return "no figure" if met is None else ("**met**" if met else "**missed**")
 
 
 def _cell(value: float | None) -> str:
-    if value is None:
+    if value is None or value != value:
         return "-"
     return f"{value:.3g}" if abs(value) < 100 else f"{value:.0f}"
 
 
 def table(rows: Sequence[Row]) -> str:
     """The rows as a Markdown table (what bench/README.md holds)."""
-    lines = ["| measure | unit | cdfs | containerd | runc | cdfs/containerd | target |",
-             "|---|---|---:|---:|---:|---:|---|"]
+    lines = ["| measure | unit | cdfs | anchor | anchor's | ratio | target | verdict |",
+             "|---|---|---:|---|---:|---:|---|---|"]
     for row in rows:
         ratio = f"{row.ratio:.2f}" if row.ratio is not None else "-"
-        lines.append(f"| {row.measure} | {row.unit} | {_cell(row.cdfs)} | "
-                     f"{_cell(row.containerd)} | {_cell(row.runc)} | {ratio} | {row.target} |")
+        target = row.target.text(row) if row.target else ""
+        lines.append(f"| {row.measure} | {row.unit} | {_cell(row.cdfs)} | {row.anchor} | "
+                     f"{_cell(row.against)} | {ratio} | {target} | {row.verdict} |")
     return "\n".join(lines) + "\n"
+
+
+def against_targets(rows: Sequence[Row]) -> str:
+    """The verdicts alone, one line per target: the summary bench/README.md keeps
+    generated so it can never contradict the table."""
+    lines = []
+    for row in rows:
+        if row.target is not None:
+            shown = f"{_cell(row.cdfs)} {row.unit}"
+            if row.against is not None and not row.target.absolute:
+                shown += f" against {_cell(row.against)} ({row.ratio:.2f} x {row.anchor})"
+            lines.append(f"- {row.measure}: {shown}; target {row.target.text(row)}: "
+                         f"{row.verdict}")
+    met = sum(1 for row in rows if row.target is not None and row.target.met(row))
+    total = sum(1 for row in rows if row.target is not None)
+    return f"{met} of {total} targets met in this run.\n\n" + "\n".join(lines) + "\n"
 
 
 def say(text: str) -> None:
@@ -370,3 +418,29 @@ def cpu_seconds(pid: int) -> float:
     text = Path(f"/proc/{pid}/stat").read_text()
     fields = text[text.rindex(")") + 2:].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+# -- the pyfuse3 floor -----------------------------------------------------------------------
+FLOOR = Path(__file__).resolve().parent / "floor.py"
+
+
+def open_floor(stack: Stack) -> Path:
+    """bench/floor.py serving its one file on a temp dir; the file's path."""
+    mount = temp_dir(stack, "floor")
+    proc = subprocess.Popen([sys.executable, str(FLOOR), str(mount)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    stack.callback(_stop_floor, proc, mount)
+
+    def up() -> bool:
+        if proc.poll() is not None:
+            raise RuntimeError("bench/floor.py exited")
+        return _is_served(mount)
+
+    wait_until(up, 15, "floor mounted")
+    return mount / "value"
+
+
+def _stop_floor(proc: subprocess.Popen[bytes], mount: Path) -> None:
+    stop_process(proc)
+    if _is_served(mount) or mount.is_mount():
+        subprocess.run(["fusermount3", "-uz", str(mount)], capture_output=True, check=False)

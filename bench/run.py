@@ -15,14 +15,17 @@ from collections.abc import Callable
 from pathlib import Path
 
 from fleet import open_fleet
-from harness import Row, Stack, say, table
+from harness import Row, Stack, against_targets, say, table
 from monitors import bench_monitors
 from pull import LAYER_SOURCES, bench_pull
 from run_exit import bench_run_exit
+from scale import bench_scale
 from stats import bench_reads, bench_stream_cpu
 
 README = Path(__file__).resolve().parent / "README.md"
-BEGIN, END = "<!-- results: begin -->", "<!-- results: end -->"
+RESULTS = "<!-- results: begin -->", "<!-- results: end -->"
+TARGETS = "<!-- targets: begin -->", "<!-- targets: end -->"
+NAMES = ["pull", "run", "scale", "fleet"]
 
 
 def fleet_benchmarks(count: int, rounds: int, seconds: float) -> list[Row]:
@@ -41,19 +44,28 @@ def benchmarks(quick: bool) -> dict[str, Callable[[], list[Row]]]:
         return {
             "pull": lambda: bench_pull(1, ("usr/lib/python3.11/json",)),
             "run": lambda: bench_run_exit(2),
+            "scale": lambda: bench_scale(3, 1),
             "fleet": lambda: fleet_benchmarks(2, 1, 0.5),
         }
     return {
         "pull": lambda: bench_pull(3, LAYER_SOURCES),
         "run": lambda: bench_run_exit(20),
+        "scale": lambda: bench_scale(110, 10),
         "fleet": lambda: fleet_benchmarks(50, 5, 10),
     }
 
 
-def write_readme(text: str) -> None:
-    readme = README.read_text()
-    head, rest = readme.split(BEGIN, 1)
-    README.write_text(f"{head}{BEGIN}\n{text}{END}{rest.split(END, 1)[1]}")
+def replace_between(text: str, markers: tuple[str, str], new: str) -> str:
+    begin, end = markers
+    head, rest = text.split(begin, 1)
+    return f"{head}{begin}\n{new}{end}{rest.split(end, 1)[1]}"
+
+
+def write_readme(results: str, targets: str) -> None:
+    """The results table and the verdicts, both from this run: the README's summary
+    of the targets is never written by hand."""
+    text = replace_between(README.read_text(), RESULTS, results)
+    README.write_text(replace_between(text, TARGETS, targets))
 
 
 def machine() -> str:
@@ -65,7 +77,7 @@ def machine() -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="tiny sizes, to check it runs")
-    parser.add_argument("--only", action="append", choices=["pull", "run", "fleet"],
+    parser.add_argument("--only", action="append", choices=NAMES,
                         help="run just these benchmarks (repeatable)")
     parser.add_argument("--readme", action="store_true",
                         help="write the table into bench/README.md")
@@ -77,10 +89,11 @@ def main() -> int:
     for name, bench in benchmarks(args.quick).items():
         if not args.only or name in args.only:
             rows += bench()
-    result = table(rows)
+    result, verdicts = table(rows), against_targets(rows)
     print(result)
+    print(verdicts)
     if args.readme:
-        write_readme(machine() + "\n" + result)
+        write_readme(machine() + "\n" + result, verdicts)
     return 0
 
 

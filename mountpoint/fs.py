@@ -192,7 +192,7 @@ class Filesystem(pyfuse3.Operations):
         attrs.st_ino = node.ino
         attrs.generation = 0
         timeout = 0.0 if node.volatile else FIXED_TIMEOUT
-        attrs.entry_timeout = timeout
+        attrs.entry_timeout = 0.0 if node.dynamic else FIXED_TIMEOUT
         # A file whose bytes change (values, err, output) is asked afresh at each stat,
         # so st_size and st_mtime are those of now (tail, tar, cp and rsync trust them).
         changing = node.table is None and not isinstance(node.entry, HostFile | Link)

@@ -3,8 +3,12 @@
 An inode stands for a path, not for an object: handlers find their object anew from
 the scope on every request, so an inode the kernel still caches for a container that
 was deleted and made again simply serves the new one, and one for a deleted object
-answers ENOENT. Nodes below a dynamic directory are `volatile` and get no kernel
-caching, so what mkdir, rmdir and the daemon itself change shows at once.
+answers ENOENT. Nodes below a dynamic directory are `volatile`: the kernel caches
+nothing of a dynamic name (each walk asks whether it still exists) nor the attributes
+of anything below one, so what mkdir, rmdir and the daemon itself change shows at
+once. A fixed row's name exists exactly while its directory does, so that name may be
+cached even below a dynamic directory: a walk to containers/X/status asks about X,
+not again about status.
 """
 
 from dataclasses import dataclass
@@ -29,6 +33,7 @@ class Node:
     table: Table | None = None
     entry: Entry | None = None
     volatile: bool = False
+    dynamic: bool = False  # a child made by mkdir or the daemon, not a fixed row
     lookups: int = 0
     sub: tuple[str, ...] = ()  # below a HostTree row: the path inside its tree
     kind: int = 0  # below a HostTree row: the file type the kernel was told
@@ -111,6 +116,7 @@ class NodeTable:
         node.scope, node.table, node.entry = found.scope, found.table, found.entry
         node.sub = found.sub
         node.volatile = parent.volatile or found.dynamic
+        node.dynamic = found.dynamic
         return node
 
     def renew(self, parent: Node, found: Resolved) -> Node:

@@ -105,11 +105,16 @@ class DirWatcher:
 
 
 class _Follower:
-    """What the readers share: follow a task's directory until its process exited."""
+    """What the readers share: follow a task's directory until its process exited.
+    `on_exit` is told when a read finds the exit recorded, which may be before the
+    watcher's event about it is handled: whoever remembers the task's state must not
+    answer "running" to the next read after a `cat wait`."""
 
-    def __init__(self, watcher: DirWatcher, files: MonitorFiles) -> None:
+    def __init__(self, watcher: DirWatcher, files: MonitorFiles,
+                 on_exit: Callable[[], None] | None = None) -> None:  # fmt: skip
         self._watcher = watcher
         self._files = files
+        self._on_exit = on_exit
         self._closed = False
 
     async def _next(self, read_now: Callable[[], bytes]) -> bytes:
@@ -119,6 +124,9 @@ class _Follower:
         while not self._closed:
             version = self._watcher.version(path)
             exited, data = await trio.to_thread.run_sync(self._exited_then_read, read_now)
+            if exited and self._on_exit is not None:
+                self._on_exit()
+                self._on_exit = None
             if data or exited or not self._watcher.watching(path):
                 return data
             await self._watcher.wait_changed(path, version)
@@ -139,8 +147,9 @@ class OutputReader(_Follower):
     reader came in), following while it runs."""
 
     def __init__(self, watcher: DirWatcher, files: MonitorFiles, logs: LogReader,
-                 stream: str, start: int = 0) -> None:  # fmt: skip
-        super().__init__(watcher, files)
+                 stream: str, start: int = 0,
+                 on_exit: Callable[[], None] | None = None) -> None:  # fmt: skip
+        super().__init__(watcher, files, on_exit)
         self._logs = logs
         self._stream = stream
         self._offset = start
@@ -154,8 +163,9 @@ class OutputReader(_Follower):
 class CombinedLogReader(_Follower):
     """The timestamped log as conmon writes it; starts over when conmon rotates it."""
 
-    def __init__(self, watcher: DirWatcher, files: MonitorFiles, logs: LogReader) -> None:
-        super().__init__(watcher, files)
+    def __init__(self, watcher: DirWatcher, files: MonitorFiles, logs: LogReader,
+                 on_exit: Callable[[], None] | None = None) -> None:  # fmt: skip
+        super().__init__(watcher, files, on_exit)
         self._logs = logs
         self._offset = 0
         self._inode = -1
@@ -181,8 +191,9 @@ class ExitReader(_Follower):
     """`wait`: nothing until the process exited, then its exit status and a newline."""
 
     def __init__(self, watcher: DirWatcher, files: MonitorFiles,
-                 exit_status: Callable[[], int | None]) -> None:  # fmt: skip
-        super().__init__(watcher, files)
+                 exit_status: Callable[[], int | None],
+                 on_exit: Callable[[], None] | None = None) -> None:  # fmt: skip
+        super().__init__(watcher, files, on_exit)
         self._exit_status = exit_status
         self._text: bytes | None = None
 

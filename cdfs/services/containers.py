@@ -38,6 +38,7 @@ from cdfs.services.container_streams import CombinedLogReader, DirWatcher, ExitR
 from cdfs.services.images import Images
 from cdfs.services.namespaces import Namespaces
 from cdfs.services.snapshots import Snapshots
+from cdfs.services.task_states import TaskStates
 from content.rootfs import RootView
 from runtime import netns, spec
 from runtime.logs import LogReader
@@ -102,6 +103,10 @@ class Container:
         return self.spec
 
 
+# Names in a task's directory whose changes are output, not state.
+_OUTPUT_NAMES = {"log"}
+
+
 @dataclass
 class _Task:
     """A container's init or exec, as the exit watcher sees it. Its exit is published
@@ -135,6 +140,7 @@ class Containers:
         self._bus = bus
         self.tasks = tasks
         self._watcher = DirWatcher()
+        self._states = TaskStates()
         self._containers: dict[tuple[str, str], Container] = {}
         self._watched: dict[Path, _Task] = {}
         self._nursery: trio.Nursery | None = None
@@ -201,6 +207,8 @@ class Containers:
 
     def _on_change(self, path: Path, names: set[str]) -> None:
         task = self._watched.get(path)
+        if task is not None and names - _OUTPUT_NAMES:
+            self._states.forget(task.namespace, task.id, task.exec_id)
         if task is not None and "exit" in names and task.ready and not task.exit_published:
             assert self._nursery is not None
             self._nursery.start_soon(self._publish_exit, task)
@@ -210,11 +218,13 @@ class Containers:
         if task.exit_published:
             return
         task.exit_published = True
+        generation = self._states.generation
         try:
             info = await self._thread(self.tasks.state, task.namespace, task.id, task.exec_id)
         except CdfsError as e:
             log.warning("no exit status for %s/%s: %s", task.namespace, task.id, e)
             return
+        self._states.remember((task.namespace, task.id, task.exec_id), info, generation)
         if info.status != Status.STOPPED:
             task.exit_published = False
             return
@@ -294,7 +304,10 @@ class Containers:
         for watched in list(self._watched.values()):
             if (watched.namespace, watched.id) == (namespace, container_id) and watched.ready:
                 await self._publish_exit(watched)
-        await self._thread(self.tasks.delete, namespace, container_id)
+        try:
+            await self._thread(self.tasks.delete, namespace, container_id)
+        finally:
+            self._states.forget(namespace, container_id, every_exec=True)
         self._unwatch(namespace, container_id, None)
         return info
 
@@ -388,6 +401,7 @@ class Containers:
                         await self._snapshots.remove(namespace, snapshot)
                 raise
             container.spec, container.snapshot = created, snapshot
+            self._states.forget(namespace, container_id, every_exec=True)
             self._bus.publish(namespace, "/containers/create", container_id,
                               image=container.image, runtime=container.runtime)
             self._watch(namespace, container_id, None)
@@ -421,12 +435,19 @@ class Containers:
             return None
         if exec_id is not None and exec_id not in container.execs:
             raise NotFound(f'no exec "{exec_id}" in container "{container_id}"')
+        key = (namespace, container_id, exec_id)
+        known = self._states.get(key)
+        if known is not None:
+            return known
+        generation = self._states.generation
         try:
-            return await self._thread(self.tasks.state, namespace, container_id, exec_id)
+            info = await self._thread(self.tasks.state, namespace, container_id, exec_id)
         except NotFound:
             if exec_id is not None:
                 raise
-            return TaskInfo(namespace, container_id, None, Status.STOPPED, None, None, None)
+            info = TaskInfo(namespace, container_id, None, Status.STOPPED, None, None, None)
+        self._states.remember(key, info, generation)
+        return info
 
     async def times(self, namespace: str, container_id: str, exec_id: str | None = None
                     ) -> Times:  # fmt: skip
@@ -491,6 +512,7 @@ class Containers:
                                   pid=info.pid or 0)  # fmt: skip
         finally:
             task.ready = True
+            self._states.forget(namespace, container_id, exec_id)
         exit_file = self.tasks.files(namespace, container_id, exec_id).exit
         if await self._thread(exit_file.exists):
             await self._publish_exit(task)
@@ -499,7 +521,10 @@ class Containers:
                    exec_id: str | None = None) -> None:  # fmt: skip
         signum = parse_signal(signal_name) if signal_name else signal.SIGTERM
         self._task(namespace, container_id, exec_id)
-        await self._thread(self.tasks.kill, namespace, container_id, signum, exec_id)
+        try:
+            await self._thread(self.tasks.kill, namespace, container_id, signum, exec_id)
+        finally:
+            self._states.forget(namespace, container_id, exec_id)
 
     async def stop(self, namespace: str, container_id: str, grace: float,
                    exec_id: str | None = None) -> None:  # fmt: skip
@@ -508,7 +533,10 @@ class Containers:
         self._task(namespace, container_id, exec_id)
         signum = self._stop_signal(self.get(namespace, container_id)) if exec_id is None \
             else signal.SIGTERM
-        await self._thread(self.tasks.stop, namespace, container_id, grace, exec_id, signum)
+        try:
+            await self._thread(self.tasks.stop, namespace, container_id, grace, exec_id, signum)
+        finally:
+            self._states.forget(namespace, container_id, exec_id)
 
     def _stop_signal(self, container: Container) -> int:
         record = self._images.find(container.namespace, container.image) \
@@ -518,12 +546,18 @@ class Containers:
 
     async def pause(self, namespace: str, container_id: str) -> None:
         self._task(namespace, container_id, None)
-        await self._thread(self.tasks.pause, namespace, container_id)
+        try:
+            await self._thread(self.tasks.pause, namespace, container_id)
+        finally:
+            self._states.forget(namespace, container_id)
         self._bus.publish(namespace, "/tasks/paused", container_id, container_id=container_id)
 
     async def resume(self, namespace: str, container_id: str) -> None:
         self._task(namespace, container_id, None)
-        await self._thread(self.tasks.resume, namespace, container_id)
+        try:
+            await self._thread(self.tasks.resume, namespace, container_id)
+        finally:
+            self._states.forget(namespace, container_id)
         self._bus.publish(namespace, "/tasks/resumed", container_id, container_id=container_id)
 
     async def close_stdin(self, namespace: str, container_id: str,
@@ -567,7 +601,8 @@ class Containers:
         files = self.tasks.files(namespace, container_id, exec_id)
         logs = LogReader(files.log)
         start = await self._thread(logs.length, "stdout")
-        return OutputReader(self._watcher, files, logs, "stdout", start)
+        return OutputReader(self._watcher, files, logs, "stdout", start,
+                            on_exit=self._exit_seen(namespace, container_id, exec_id))
 
     async def resize(self, namespace: str, container_id: str, args: list[str],
                      exec_id: str | None = None) -> None:  # fmt: skip
@@ -609,6 +644,7 @@ class Containers:
         await self._thread(functools.partial(self.tasks.exec, namespace, container_id,
                                              exec_id, process, stdin=True))  # fmt: skip
         container.pending_execs.discard(exec_id)
+        self._states.forget(namespace, container_id, exec_id)
         self._watch(namespace, container_id, exec_id)
         self._bus.publish(namespace, "/tasks/exec-added", container_id,
                           container_id=container_id, exec_id=exec_id)
@@ -619,7 +655,10 @@ class Containers:
         if exec_id not in container.execs:
             raise NotFound(f'no exec "{exec_id}" in container "{container_id}"')
         if exec_id not in container.pending_execs:
-            await self._thread(self.tasks.delete, namespace, container_id, False, exec_id)
+            try:
+                await self._thread(self.tasks.delete, namespace, container_id, False, exec_id)
+            finally:
+                self._states.forget(namespace, container_id, exec_id)
             self._unwatch(namespace, container_id, exec_id)
         container.execs.discard(exec_id)
         container.pending_execs.discard(exec_id)
@@ -633,13 +672,15 @@ class Containers:
         files = self.tasks.files(namespace, container_id, exec_id)
         # A reader of its own: its cursor follows this reader alone, so many followers
         # at different offsets never rescan the log from its start.
-        return OutputReader(self._watcher, files, LogReader(files.log), stream)
+        return OutputReader(self._watcher, files, LogReader(files.log), stream,
+                            on_exit=self._exit_seen(namespace, container_id, exec_id))
 
     def log(self, namespace: str, container_id: str, exec_id: str | None) -> CombinedLogReader:
         self._task(namespace, container_id, exec_id)
         return CombinedLogReader(self._watcher,
                                  self.tasks.files(namespace, container_id, exec_id),
-                                 self.tasks.logs(namespace, container_id, exec_id))
+                                 self.tasks.logs(namespace, container_id, exec_id),
+                                 self._exit_seen(namespace, container_id, exec_id))
 
     def wait(self, namespace: str, container_id: str, exec_id: str | None) -> ExitReader:
         """Nothing until the process exited, then its exit status."""
@@ -649,7 +690,11 @@ class Containers:
             return self.tasks.state(namespace, container_id, exec_id).exit_status
 
         return ExitReader(self._watcher, self.tasks.files(namespace, container_id, exec_id),
-                          exit_status)
+                          exit_status, self._exit_seen(namespace, container_id, exec_id))
+
+    def _exit_seen(self, namespace: str, container_id: str, exec_id: str | None
+                   ) -> Callable[[], None]:  # fmt: skip
+        return lambda: self._states.forget(namespace, container_id, exec_id)
 
 
 def resolve_netns(value: str) -> str:

@@ -173,6 +173,17 @@ def test_exit_codes_of_signals(daemon: Daemon) -> None:
     assert quick.wait() == 0
 
 
+def test_status_read_right_after_wait_shows_the_exit(daemon: Daemon) -> None:
+    """The daemon remembers task states between events: the exit must show in the
+    very next read after `wait` returns, even before the watcher's event about it."""
+    for attempt in range(5):
+        c = run(daemon, f"gone{attempt}", ["sleep", "100"])
+        assert c.value("status") == "running"  # remembered as running
+        c.ctl("kill KILL")
+        shown = daemon.sh(f'cd "{c.dir}" && cat wait status exit pid', timeout=30).stdout
+        assert shown.split() == ["137", "stopped", "137"]
+
+
 def test_stop_waits_the_grace_period_then_kills(daemon: Daemon) -> None:
     stubborn = run(daemon, "stubborn", ["sleep", "100"])  # pid 1 ignores TERM
     started = time.monotonic()

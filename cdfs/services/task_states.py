@@ -1,0 +1,63 @@
+"""The last known state of every task, kept in memory so that status, pid and exit reads
+answer without a worker thread or a file read.
+
+A task's state changes in two ways only: through the daemon's own verbs (create,
+start, pause, resume, kill, delete), after which the containers service forgets what it
+knew, and by its process exiting, which conmon records in the task's directory, where
+the one inotify watcher (container_streams.DirWatcher) sees it and the service forgets
+again. The next read after a change asks the runtime once, in a thread, and remembers.
+
+What no event reports (a monitor killed with -9 before writing the exit file) is caught
+by asking again once a remembered live state is older than `LIVE_SECONDS`; a stopped
+task with its exit status is final and kept until forgotten.
+
+Forgetting anything bumps one generation: an answer computed across a change (in a
+thread already running when it happened) is returned but not remembered. One counter
+for all tasks keeps nothing behind for deleted ones.
+"""
+
+import time
+
+from runtime.state import Status
+from runtime.tasks import TaskInfo
+
+TaskKey = tuple[str, str, str | None]  # namespace, container id, exec id (None: the init)
+LIVE_SECONDS = 1.0
+
+
+class TaskStates:
+    """TaskInfo by task, with the generation that keeps late answers out."""
+
+    def __init__(self, live_seconds: float = LIVE_SECONDS) -> None:
+        self._live_seconds = live_seconds
+        self._known: dict[TaskKey, tuple[TaskInfo, float]] = {}
+        self._generation = 0
+
+    def get(self, key: TaskKey) -> TaskInfo | None:
+        """The remembered state, if it is still to be trusted."""
+        known = self._known.get(key)
+        if known is None:
+            return None
+        info, at = known
+        final = info.status == Status.STOPPED and info.exit_status is not None
+        if not final and time.monotonic() - at > self._live_seconds:
+            return None
+        return info
+
+    @property
+    def generation(self) -> int:
+        """Take before asking the runtime; give to `remember` with the answer."""
+        return self._generation
+
+    def remember(self, key: TaskKey, info: TaskInfo, generation: int) -> None:
+        if generation == self._generation:
+            self._known[key] = (info, time.monotonic())
+
+    def forget(self, namespace: str, container_id: str, exec_id: str | None = None,
+               every_exec: bool = False) -> None:  # fmt: skip
+        """The task changed (or, with `every_exec`, the container and all its execs)."""
+        keys = [k for k in self._known if k[:2] == (namespace, container_id)] \
+            if every_exec else [(namespace, container_id, exec_id)]  # fmt: skip
+        for key in keys:
+            self._known.pop(key, None)
+        self._generation += 1

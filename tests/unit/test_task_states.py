@@ -1,0 +1,48 @@
+"""TaskStates: what the containers service remembers of each task between events."""
+
+import time
+
+from cdfs.services.task_states import TaskStates
+from runtime.state import Status
+from runtime.tasks import TaskInfo
+
+KEY = ("default", "c1", None)
+
+
+def _info(status: Status, exit_status: int | None = None) -> TaskInfo:
+    return TaskInfo("default", "c1", None, status, 42, exit_status, None)
+
+
+def test_a_remembered_state_answers_until_forgotten() -> None:
+    states = TaskStates()
+    states.remember(KEY, _info(Status.RUNNING), states.generation)
+    assert states.get(KEY) == _info(Status.RUNNING)
+    states.forget("default", "c1")
+    assert states.get(KEY) is None
+
+
+def test_an_answer_computed_across_a_change_is_not_remembered() -> None:
+    states = TaskStates()
+    generation = states.generation  # a read starts asking the runtime...
+    states.forget("default", "c1")  # ...the task changes meanwhile
+    states.remember(KEY, _info(Status.RUNNING), generation)
+    assert states.get(KEY) is None
+
+
+def test_a_live_state_is_asked_again_after_a_while_an_exit_is_kept() -> None:
+    states = TaskStates(live_seconds=0.01)
+    states.remember(KEY, _info(Status.RUNNING), states.generation)
+    exited = ("default", "c1", "e1")
+    states.remember(exited, _info(Status.STOPPED, 0), states.generation)
+    time.sleep(0.02)
+    assert states.get(KEY) is None
+    assert states.get(exited) == _info(Status.STOPPED, 0)
+
+
+def test_forgetting_a_container_forgets_its_execs() -> None:
+    states = TaskStates()
+    for key in (KEY, ("default", "c1", "e1"), ("default", "c2", None)):
+        states.remember(key, _info(Status.RUNNING), states.generation)
+    states.forget("default", "c1", every_exec=True)
+    assert states.get(KEY) is None and states.get(("default", "c1", "e1")) is None
+    assert states.get(("default", "c2", None)) is not None
