@@ -90,11 +90,13 @@ def build_layout(layout: Path, sources: tuple[str, ...]) -> int:
     return sum(layer["size"] for layer in layers)
 
 
-def publish(registry: str, workdir: Path, sources: tuple[str, ...]) -> tuple[str, int]:
-    """Build the image and copy it into `registry`; its reference and layer bytes."""
+def publish(registry: str, workdir: Path, sources: tuple[str, ...],
+            name: str = "pull") -> tuple[str, int]:  # fmt: skip
+    """Build the image and copy it into `registry` as bench/NAME:1; its reference and
+    layer bytes."""
     layout = workdir / "layout"
     size = build_layout(layout, sources)
-    ref = f"{registry}/bench/pull:1"
+    ref = f"{registry}/bench/{name}:1"
     run(["skopeo", "copy", "--quiet", "--dest-tls-verify=false", f"oci:{layout}:1",
          f"docker://{ref}"])
     return ref, size

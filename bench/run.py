@@ -21,11 +21,13 @@ from pull import LAYER_SOURCES, bench_pull
 from run_exit import bench_run_exit
 from scale import bench_scale
 from stats import bench_reads, bench_stream_cpu
+from tenants import bench_tenants
 
 README = Path(__file__).resolve().parent / "README.md"
 RESULTS = "<!-- results: begin -->", "<!-- results: end -->"
 TARGETS = "<!-- targets: begin -->", "<!-- targets: end -->"
-NAMES = ["pull", "run", "scale", "fleet"]
+NAMES = ["pull", "tenants", "run", "scale", "fleet"]
+SMALL = ("usr/lib/python3.11/json",)
 
 
 def fleet_benchmarks(count: int, rounds: int, seconds: float) -> list[Row]:
@@ -42,13 +44,15 @@ def fleet_benchmarks(count: int, rounds: int, seconds: float) -> list[Row]:
 def benchmarks(quick: bool) -> dict[str, Callable[[], list[Row]]]:
     if quick:
         return {
-            "pull": lambda: bench_pull(1, ("usr/lib/python3.11/json",)),
+            "pull": lambda: bench_pull(1, SMALL),
+            "tenants": lambda: bench_tenants(SMALL, SMALL),
             "run": lambda: bench_run_exit(2),
             "scale": lambda: bench_scale(3, 1),
             "fleet": lambda: fleet_benchmarks(2, 1, 0.5),
         }
     return {
         "pull": lambda: bench_pull(3, LAYER_SOURCES),
+        "tenants": lambda: bench_tenants(LAYER_SOURCES, SMALL),
         "run": lambda: bench_run_exit(20),
         "scale": lambda: bench_scale(110, 10),
         "fleet": lambda: fleet_benchmarks(50, 5, 10),
