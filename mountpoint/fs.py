@@ -530,7 +530,12 @@ class Filesystem(pyfuse3.Operations):
                 raise pyfuse3.FUSEError(errno.EACCES)
             path = await self._quietly(entry.path(self.services, node.scope))
             fd = await trio.to_thread.run_sync(os.open, path, os.O_RDONLY | os.O_CLOEXEC)
-            return pyfuse3.FileInfo(fh=self._add_handle(_HostHandle(node, fd)), keep_cache=True)
+            # The kernel keeps the inode's pages only while the path still names the
+            # same blob: an image removed and pulled again keeps its inode number, and
+            # an open without keep_cache drops the previous blob's pages.
+            same = node.host_target == path
+            node.host_target = path
+            return pyfuse3.FileInfo(fh=self._add_handle(_HostHandle(node, fd)), keep_cache=same)
         if isinstance(entry, Stream):
             if writing and entry.input is None:
                 raise pyfuse3.FUSEError(errno.EACCES)

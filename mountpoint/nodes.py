@@ -37,6 +37,7 @@ class Node:
     lookups: int = 0
     sub: tuple[str, ...] = ()  # below a HostTree row: the path inside its tree
     kind: int = 0  # below a HostTree row: the file type the kernel was told
+    host_target: str = ""  # the host file a HostFile last opened, whose pages may be cached
 
     @property
     def name(self) -> str:

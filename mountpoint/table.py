@@ -92,7 +92,8 @@ class Input:
 @dataclass(frozen=True)
 class HostFile:
     """A read-only file whose bytes live in a host file (blobs): served with pread
-    in a worker thread, cacheable since the bytes never change under that name."""
+    in a worker thread, cacheable while the path names the same host file (the bytes of
+    a blob never change; the blob a name points at may)."""
 
     name: str
     doc: str
