@@ -66,6 +66,7 @@ class App:
                                     namespaces, images, snapshots)
         app.metrics = Metrics(bus, app.containers.cgroups_path)
         app.containers.before_exit = app.metrics.before_exit
+        app.containers.own_mount = config.mount
         await app.containers.load()
         for namespace in app.namespaces.names():  # tasks that ran on while no daemon did
             for container_id in app.containers.names(namespace):

@@ -30,6 +30,16 @@ class StartupError(Exception):
     """The daemon cannot start; the message says why."""
 
 
+def refuse_nested(config: Config) -> None:
+    """--root and --state hold bundles, rootfs and logs that runc and conmon use and the
+    daemon writes: inside its own mount they would be served by the daemon to itself."""
+    mount = Path(os.path.realpath(config.mount.parent)) / config.mount.name
+    for flag, path in (("--root", config.root), ("--state", config.state)):
+        if Path(os.path.realpath(path)).is_relative_to(mount):
+            raise StartupError(f"{flag} {path} is inside the mount {config.mount}; "
+                               "choose a directory outside it")  # fmt: skip
+
+
 def prepare_mountpoint(path: Path) -> None:
     """Make `path` ready to mount on: recover a stale mount left by a crashed daemon,
     refuse one a live daemon serves. Mountinfo is read before anything touches the
@@ -90,6 +100,7 @@ async def _stop_on_signal(filesystem: Filesystem) -> None:
 
 async def serve(config: Config, banner: str | None = None) -> None:
     """Serve the tree at config.mount until a signal ends it."""
+    refuse_nested(config)
     owner, extra_options = owner_of(config)
     lock = lock_state(config.state)
     prepare_mountpoint(config.mount)

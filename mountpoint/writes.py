@@ -197,6 +197,9 @@ class JsonObject(Whole):
         except UnicodeDecodeError:
             self.data = bytearray()
             raise InvalidArgument(f"{self.what}: not UTF-8 text") from None
+        except RecursionError:  # the parser's own stack: far deeper than any spec
+            self.data = bytearray()
+            raise InvalidArgument(f"{self.what}: JSON nested too deeply") from None
         except json.JSONDecodeError as e:
             if e.pos < len(text.rstrip()):
                 self.data = bytearray()

@@ -14,7 +14,7 @@ containerd's `oci.GenerateSpec`:
 import copy
 import json
 import resource
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from base.errors import InvalidArgument
@@ -208,6 +208,37 @@ def resolve_user(user: str, passwd: str | None, group: str | None) -> tuple[int,
     return uid, gid, username
 
 
+def with_username(spec: Spec, passwd: str | None, group: str | None) -> Spec:
+    """A copy of `spec` whose process.user.username, when it names one, is resolved in
+    the root's /etc/passwd to uid and gid and in /etc/group to additionalGids, as
+    containerd's WithUsername and WithAdditionalGIDs. runc ignores the name on Linux,
+    so an unresolved one would run the process as root: a name that is not in passwd
+    (or a root without one) is refused instead."""
+    process = spec.get("process")
+    user = process.get("user") if isinstance(process, Mapping) else None
+    if not isinstance(user, Mapping) or "username" not in user:
+        return spec
+    name = user["username"]
+    _expect(isinstance(name, str) and name != "" and ":" not in name,
+            "process.user.username", "must be a user name")
+    if passwd is None:
+        raise InvalidArgument(f'process.user.username: "{name}" cannot be resolved: the '
+                              "root has no /etc/passwd")  # fmt: skip
+    entry = _passwd_entry(passwd, name, by_uid=False)
+    if entry is None:
+        raise InvalidArgument(f'process.user.username: "{name}" is not in the root\'s '
+                              "/etc/passwd")  # fmt: skip
+    result = copy.deepcopy(spec)
+    resolved = result["process"]["user"]
+    resolved["uid"], resolved["gid"] = entry[1], entry[2]
+    given = resolved.get("additionalGids")
+    gids = list(given) if isinstance(given, list) else []
+    gids += [gid for gid in supplementary_gids(name, group) if gid not in gids]
+    if gids:
+        resolved["additionalGids"] = gids
+    return result
+
+
 def supplementary_gids(username: str, group: str | None) -> list[int]:
     """The gids of the groups that list `username` as a member, as containerd's
     WithAdditionalGIDs (the user's own same-named group excluded)."""
@@ -222,8 +253,13 @@ def supplementary_gids(username: str, group: str | None) -> list[int]:
 # --- the user's overrides ---------------------------------------------------------------
 
 
+MAX_DEPTH = 64  # deeper than any spec; merge and deepcopy recurse once per level
+
+
 def parse(text: str | bytes, what: str = "config.json") -> Spec:
-    """A JSON object from the user's bytes; a refusal says where the JSON broke."""
+    """A JSON object from the user's bytes; a refusal says where the JSON broke, or
+    that it nests deeper than MAX_DEPTH (the parser itself overflows Python's stack
+    near 1000 levels)."""
     try:
         value = json.loads(text)
     except UnicodeDecodeError as e:
@@ -231,9 +267,26 @@ def parse(text: str | bytes, what: str = "config.json") -> Spec:
     except json.JSONDecodeError as e:
         raise InvalidArgument(
             f"{what}: invalid JSON at line {e.lineno} column {e.colno}: {e.msg}") from None
+    except RecursionError:
+        value = None
+    if value is None or _depth(value) > MAX_DEPTH:
+        raise InvalidArgument(f"{what}: JSON nested deeper than {MAX_DEPTH} levels")
     if not isinstance(value, dict):
         raise InvalidArgument(f"{what}: must be a JSON object, not {type(value).__name__}")
     return value
+
+
+def _depth(value: object) -> int:
+    """How deep arrays and objects nest in a parsed JSON value (without recursing)."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, level = stack.pop()
+        if isinstance(item, dict | list):
+            deepest = max(deepest, level)
+            if level <= MAX_DEPTH:
+                children = item.values() if isinstance(item, dict) else item
+                stack.extend((child, level + 1) for child in children)
+    return deepest
 
 
 def merge(base: Mapping[str, Any], partial: Mapping[str, Any]) -> Spec:
@@ -260,6 +313,19 @@ def _is_str_list(value: object) -> bool:
 
 def _is_uint(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+MAX_ID = 2**31 - 1  # uids and gids past it are refused by the kernel's user namespaces
+
+
+def _in_range(low: int, high: int) -> Callable[[object], bool]:
+    def check(value: object) -> bool:
+        return isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
+
+    return check
+
+
+_is_id = _in_range(0, MAX_ID)
 
 
 def _expect(ok: bool, where: str, message: str) -> None:
@@ -335,10 +401,11 @@ def _validate_process(process: object, where: str) -> None:
     _expect(isinstance(user, dict), f"{where}.user", "must be an object")
     assert isinstance(user, dict)
     for key in ("uid", "gid"):
-        _expect(_is_uint(user.get(key)), f"{where}.user.{key}", "must be an integer >= 0")
+        _expect(_is_id(user.get(key)), f"{where}.user.{key}",
+                f"must be an integer from 0 to {MAX_ID}")
     present, gids = _optional(user, "additionalGids")
-    _expect(not present or (isinstance(gids, list) and all(map(_is_uint, gids))),
-            f"{where}.user.additionalGids", "must be a list of integers >= 0")
+    _expect(not present or (isinstance(gids, list) and all(map(_is_id, gids))),
+            f"{where}.user.additionalGids", f"must be a list of integers from 0 to {MAX_ID}")
     present, rlimits = _optional(process, "rlimits")
     if present:
         _expect(isinstance(rlimits, list), f"{where}.rlimits", "must be a list")
@@ -404,5 +471,97 @@ def _validate_linux(linux: object) -> None:
         _expect(not present or _is_str_list(paths), f"linux.{key}",
                 "must be a list of strings")
     present, resources = _optional(linux, "resources")
-    _expect(not present or isinstance(resources, dict), "linux.resources",
-            "must be an object")
+    if present:
+        validate_resources(resources, "linux.resources", strict=False)
+
+
+# The fields of linux.resources (runtime-spec config-linux.md) and what each must be:
+# runc's Go decoder refuses a wrong type with an error about Go types.
+_INT64 = _in_range(-(2**63), 2**63 - 1)
+_UINT64 = _in_range(0, 2**64 - 1)
+_UINT32 = _in_range(0, 2**32 - 1)
+_UINT16 = _in_range(0, 2**16 - 1)
+
+
+def _is_bool(value: object) -> bool:
+    return isinstance(value, bool)
+
+
+def _is_str(value: object) -> bool:
+    return isinstance(value, str)
+
+
+_KINDS: dict[Callable[[object], bool], str] = {
+    _INT64: "an integer", _UINT64: "an integer >= 0", _UINT32: "an integer from 0 to 2^32-1",
+    _UINT16: "an integer from 0 to 65535", _is_bool: "a boolean", _is_str: "a string",
+}  # fmt: skip
+Fields = dict[str, Callable[[object], bool]]
+_DEVICE: Fields = {"allow": _is_bool, "type": _is_str, "major": _INT64, "minor": _INT64,
+                   "access": _is_str}  # fmt: skip
+_WEIGHT_DEVICE: Fields = {"major": _INT64, "minor": _INT64, "weight": _UINT16,
+                          "leafWeight": _UINT16}  # fmt: skip
+_THROTTLE_DEVICE: Fields = {"major": _INT64, "minor": _INT64, "rate": _UINT64}
+_OBJECTS: dict[str, Fields] = {
+    "memory": {"limit": _INT64, "reservation": _INT64, "swap": _INT64, "kernel": _INT64,
+               "kernelTCP": _INT64, "swappiness": _UINT64, "disableOOMKiller": _is_bool,
+               "useHierarchy": _is_bool, "checkBeforeUpdate": _is_bool},
+    "cpu": {"shares": _UINT64, "quota": _INT64, "burst": _UINT64, "period": _UINT64,
+            "realtimeRuntime": _INT64, "realtimePeriod": _UINT64, "cpus": _is_str,
+            "mems": _is_str, "idle": _INT64},
+    "pids": {"limit": _INT64},
+    "blockIO": {"weight": _UINT16, "leafWeight": _UINT16},
+    "network": {"classID": _UINT32},
+}  # fmt: skip
+_LISTS: dict[str, Fields] = {
+    "devices": _DEVICE,
+    "hugepageLimits": {"pageSize": _is_str, "limit": _UINT64},
+    "blockIO.weightDevice": _WEIGHT_DEVICE,
+    "blockIO.throttleReadBpsDevice": _THROTTLE_DEVICE,
+    "blockIO.throttleWriteBpsDevice": _THROTTLE_DEVICE,
+    "blockIO.throttleReadIOPSDevice": _THROTTLE_DEVICE,
+    "blockIO.throttleWriteIOPSDevice": _THROTTLE_DEVICE,
+    "network.priorities": {"name": _is_str, "priority": _UINT32},
+}  # fmt: skip
+_MAPS = ("unified", "rdma")
+
+
+def validate_resources(resources: object, where: str, strict: bool) -> None:
+    """Refuse linux.resources whose fields have the wrong type, naming the field; with
+    `strict` (an `update`, where a misspelt field would silently change nothing) also
+    a field the spec does not define."""
+    _expect(isinstance(resources, dict), where, "must be an object")
+    assert isinstance(resources, dict)
+    for key, value in resources.items():
+        if key in _OBJECTS:
+            _validate_fields(value, f"{where}.{key}", key, _OBJECTS[key], strict)
+        elif key in _LISTS:
+            _validate_list(value, f"{where}.{key}", _LISTS[key], strict)
+        elif key in _MAPS:
+            _expect(isinstance(value, dict), f"{where}.{key}", "must be an object")
+            if key == "unified":
+                for name, text in value.items():
+                    _expect(isinstance(text, str), f"{where}.unified.{name}", "must be a string")
+        else:
+            _expect(not strict, f"{where}", f'unknown field "{key}"')
+
+
+def _validate_fields(obj: object, where: str, prefix: str, fields: Fields,
+                     strict: bool) -> None:  # fmt: skip
+    _expect(isinstance(obj, dict), where, "must be an object")
+    assert isinstance(obj, dict)
+    for key, value in obj.items():
+        check = fields.get(key)
+        nested = _LISTS.get(f"{prefix}.{key}")
+        if check is not None:
+            _expect(check(value), f"{where}.{key}", f"must be {_KINDS[check]}")
+        elif nested is not None:
+            _validate_list(value, f"{where}.{key}", nested, strict)
+        else:
+            _expect(not strict, where, f'unknown field "{key}"')
+
+
+def _validate_list(items: object, where: str, fields: Fields, strict: bool) -> None:
+    _expect(isinstance(items, list), where, "must be a list")
+    assert isinstance(items, list)
+    for i, item in enumerate(items):
+        _validate_fields(item, f"{where}[{i}]", "", fields, strict)

@@ -56,10 +56,35 @@ def build_spec(namespace: str, container_id: str, user: Spec,
         if user_mounts is not None:
             oci.validate_mounts(user_mounts)
             result["mounts"] = oci.replace_or_append_mounts(base["mounts"], user_mounts)
+    result = oci.with_username(result, passwd, group)
     oci.validate(result)
     if netns_path is not None:
         result = with_network_namespace(result, netns_path)
     return result
+
+
+def host_paths(user: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """(field, path) for each host path the user's config names: an absolute root.path,
+    each mount's absolute source and overlay directories. The caller refuses those
+    under cdfs's own mount, which runc would otherwise walk through the daemon."""
+    found = []
+    root = user.get("root")
+    if isinstance(root, Mapping) and isinstance(root.get("path"), str) \
+            and root["path"].startswith("/"):  # fmt: skip
+        found.append(("root.path", root["path"]))
+    mounts = user.get("mounts")
+    for i, mount in enumerate(mounts if isinstance(mounts, list) else []):
+        if not isinstance(mount, Mapping):
+            continue
+        source = mount.get("source")
+        if isinstance(source, str) and source.startswith("/"):
+            found.append((f"mounts[{i}].source", source))
+        options = mount.get("options")
+        for option in options if isinstance(options, list) else []:
+            key, _, value = str(option).partition("=")
+            if key in ("lowerdir", "upperdir", "workdir"):
+                found += [(f"mounts[{i}].options", p) for p in value.split(":") if p]
+    return found
 
 
 def with_network_namespace(spec: Spec, path: str) -> Spec:
@@ -86,9 +111,7 @@ def with_resources(spec: Spec, resources: Mapping[str, Any]) -> Spec:
 def parse_resources(text: str) -> dict[str, Any]:
     """The JSON object of an `update` verb: linux.resources fields."""
     resources = oci.parse(text, "update")
-    for key, value in resources.items():
-        if not isinstance(value, dict | list):
-            raise InvalidArgument(f'update: "{key}" must be an object, not {json.dumps(value)}')
+    oci.validate_resources(resources, "update", strict=True)
     return resources
 
 

@@ -39,7 +39,7 @@ from cdfs.services.images import Images
 from cdfs.services.namespaces import Namespaces
 from cdfs.services.snapshots import Snapshots
 from cdfs.services.task_states import TaskStates
-from content.rootfs import RootView
+from content.rootfs import RootView, read_from_layers
 from runtime import netns, spec
 from runtime.logs import LogReader
 from runtime.state import LIVE, Status, parse_signal
@@ -136,6 +136,7 @@ class Containers:
         self._images = images
         self._snapshots = snapshots
         self.before_exit: BeforeExit | None = None
+        self.own_mount: Path | None = None  # the daemon's mount: no host path may be in it
         self._db = db
         self._bus = bus
         self.tasks = tasks
@@ -369,6 +370,9 @@ class Containers:
                 raise AlreadyExists(f'config.json: container "{container_id}" is created '
                                     "already")  # fmt: skip
             user = spec.parse(data)
+            if self.own_mount is not None:
+                await self._thread(_refuse_inside, container_config.host_paths(user),
+                                   self.own_mount)  # fmt: skip
             netns_path = await self._thread(resolve_netns, container.netns) \
                 if container.netns else None  # fmt: skip
             image = await self._images.get(namespace, container.image) \
@@ -380,7 +384,7 @@ class Containers:
                     snapshot = container_id
                     mounts = await self._snapshots.prepare(namespace, snapshot,
                                                                parent=image.chain_id)
-                passwd, group = await self._read_users(namespace, snapshot)
+                passwd, group = await self._read_users(namespace, snapshot, user)
                 final = container_config.build_spec(
                     namespace, container_id, user, spec.host_rlimits(),
                     image_config=_image_config(image), passwd=passwd, group=group,
@@ -414,13 +418,19 @@ class Containers:
         return self.tasks.create(namespace, container_id, oci_spec, rootfs=mounts, stdin=True,
                                  runtime=runtime)  # fmt: skip
 
-    async def _read_users(self, namespace: str, snapshot: str) -> tuple[str | None, str | None]:
-        """The image's /etc/passwd and /etc/group, to resolve its User and groups."""
-        if not snapshot:
-            return None, None
+    async def _read_users(self, namespace: str, snapshot: str, user: dict[str, Any]
+                          ) -> tuple[str | None, str | None]:  # fmt: skip
+        """The root's /etc/passwd and /etc/group, to resolve user and group names: the
+        image's snapshot, or the user's own root.path (read inside that root, as an
+        image's files are)."""
         texts = []
         for path in ("/etc/passwd", "/etc/group"):
-            data = await self._snapshots.read_file(namespace, snapshot, path)
+            if snapshot:
+                data = await self._snapshots.read_file(namespace, snapshot, path)
+            elif _own_root(user):
+                data = await self._thread(read_from_layers, [Path(user["root"]["path"])], path)
+            else:
+                data = None
             texts.append(data.decode(errors="replace") if data is not None else None)
         return texts[0], texts[1]
 
@@ -707,6 +717,40 @@ def resolve_netns(value: str) -> str:
     if not netns.exists(value):
         raise NotFound(f'netns: no network namespace "{value}"')
     return str(netns.path(value))
+
+
+def _refuse_inside(paths: list[tuple[str, str]], mount: Path) -> None:
+    """Refuse host paths that are, or lead through symlinks to, cdfs's own mount or
+    anything below it: runc must never walk the daemon's own tree."""
+    mounts = (mount, Path(os.path.realpath(mount.parent)) / mount.name)
+    for where, path in paths:
+        if _leads_into(path, mounts):
+            raise InvalidArgument(f'{where}: "{path}" is inside the cdfs mount {mount}')
+
+
+def _leads_into(path: str, mounts: tuple[Path, ...]) -> bool:
+    """Whether `path` resolves into one of `mounts`, found by walking it a component at
+    a time and expanding symlinks, so that nothing inside a mount is ever looked up
+    (os.path.realpath would stat inside it)."""
+    pending, resolved, links = list(reversed(Path(path).parts[1:])), Path("/"), 0
+    while pending:
+        part = pending.pop()
+        if part in ("", "."):
+            continue
+        resolved = resolved.parent if part == ".." else resolved / part
+        if any(resolved.is_relative_to(m) for m in mounts):
+            return True
+        try:
+            target = os.readlink(resolved)
+        except OSError:
+            continue  # not a link, or not there: the rest is taken as written
+        links += 1
+        if links > 40:
+            return False  # runc gets ELOOP itself
+        pending.extend(reversed(Path(target).parts[1:] if target.startswith("/")
+                                else Path(target).parts))  # fmt: skip
+        resolved = Path("/") if target.startswith("/") else resolved.parent
+    return False
 
 
 def _own_root(user: dict[str, Any]) -> bool:

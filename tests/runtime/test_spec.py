@@ -159,3 +159,44 @@ def test_parse_reports_where_json_broke() -> None:
     with pytest.raises(InvalidArgument, match="must be a JSON object"):
         spec.parse("[1]")
     assert spec.parse(json.dumps({"a": 1}).encode()) == {"a": 1}
+
+
+def test_with_username_resolves_uid_gid_and_groups() -> None:
+    s = spec.merge(default(), {"process": {"user": {"username": "app"}}})
+    user = spec.with_username(s, PASSWD, GROUP)["process"]["user"]
+    assert (user["uid"], user["gid"], user["additionalGids"]) == (1000, 1001, [10, 29])
+    assert spec.with_username(default(), None, None) == default()  # no name: unchanged
+    for passwd, said in [(None, "has no /etc/passwd"), (PASSWD, "is not in the root's")]:
+        with pytest.raises(InvalidArgument, match=said):
+            spec.with_username(spec.merge(default(), {"process": {"user": {
+                "username": "ghost"}}}), passwd, GROUP)
+
+
+def test_parse_refuses_deep_nesting_without_recursing() -> None:
+    assert spec.parse('{"a":' * 63 + "1" + "}" * 63)
+    for depth in (65, 100_000):
+        with pytest.raises(InvalidArgument, match="nested deeper than 64"):
+            spec.parse('{"a":' * depth + "1" + "}" * depth)
+
+
+@pytest.mark.parametrize(("resources", "strict", "said"), [
+    ({"memory": {"limit": "1g"}}, False, "memory.limit: must be an integer"),
+    ({"cpu": {"shares": -1}}, False, "cpu.shares: must be an integer >= 0"),
+    ({"blockIO": {"weight": 70000}}, False, "blockIO.weight: must be an integer from 0"),
+    ({"devices": [{"allow": "yes"}]}, False, r"devices\[0\].allow: must be a boolean"),
+    ({"blockIO": {"throttleReadBpsDevice": [{"rate": -5}]}}, False,
+     r"throttleReadBpsDevice\[0\].rate"),
+    ({"unified": {"memory.max": 5}}, False, "unified.memory.max: must be a string"),
+    ({"memroy": {}}, True, 'unknown field "memroy"'),
+    ({"pids": {"limt": 1}}, True, 'unknown field "limt"'),
+])
+def test_resources_are_checked_field_by_field(resources: dict[str, Any], strict: bool,
+                                              said: str) -> None:
+    with pytest.raises(InvalidArgument, match=said):
+        spec.validate_resources(resources, "r", strict)
+
+
+def test_valid_resources_pass_and_unknown_fields_pass_unless_strict() -> None:
+    spec.validate_resources({"memory": {"limit": -1, "disableOOMKiller": True},
+                             "cpu": {"cpus": "0-1"}, "devices": [{"allow": False}]}, "r", True)
+    spec.validate_resources({"future": {"x": 1}}, "r", False)
