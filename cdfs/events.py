@@ -27,6 +27,10 @@ from base.clock import rfc3339
 log = logging.getLogger(__name__)
 
 QUEUE_LENGTH = 4096
+# Events the daemon finds at start-up (exits and OOM kills that happened while none ran)
+# go to every reader that subscribes within this many seconds: no reader can be there
+# before the daemon serves.
+REPLAY_S = 30.0
 
 
 @dataclass(frozen=True)
@@ -109,6 +113,7 @@ class EventBus:
 
     def __init__(self) -> None:
         self._subscribers: set[Subscription] = set()
+        self._replayed: list[tuple[float, dict[str, Any], bytes]] = []
         self._listeners: list[Listener] = []
 
     def listen(self, listener: Listener) -> None:
@@ -119,15 +124,34 @@ class EventBus:
                   maxlen: int = QUEUE_LENGTH) -> Subscription:
         subscription = Subscription(self, namespace, maxlen)
         self._subscribers.add(subscription)
+        if self._replayed:
+            now = trio.current_time()
+            self._replayed = [kept for kept in self._replayed if kept[0] > now]
+            for _, event, line in self._replayed:
+                subscription._offer(event, line)
         return subscription
 
     def publish(self, namespace: str, topic: str, id: str = "", **fields: Any) -> None:
+        self._offer(self._notify(namespace, topic, id, fields))
+
+    def publish_found(self, namespace: str, topic: str, id: str = "", **fields: Any) -> None:
+        """Publish what start-up found happened while no daemon ran; readers that
+        subscribe in the next REPLAY_S seconds get it too."""
+        event = self._notify(namespace, topic, id, fields)
+        self._replayed.append((trio.current_time() + REPLAY_S, event, encode(event)))
+        self._offer(event)
+
+    def _notify(self, namespace: str, topic: str, id: str, fields: dict[str, Any]
+                ) -> dict[str, Any]:  # fmt: skip
+        """Tell the listeners; the event as readers get it."""
         for listener in self._listeners:
             try:
                 listener(Event(namespace, topic, id, fields))
             except Exception:
                 log.exception("listener of %s failed", topic)
-        event = {"time": rfc3339(), "namespace": namespace, "topic": topic, "id": id, **fields}
+        return {"time": rfc3339(), "namespace": namespace, "topic": topic, "id": id, **fields}
+
+    def _offer(self, event: dict[str, Any]) -> None:
         line = encode(event)
         for subscription in list(self._subscribers):
             subscription._offer(event, line)

@@ -70,6 +70,11 @@ class MonitorFiles:
     def ctl(self) -> Path:
         return self.dir / "ctl"
 
+    @property
+    def oom(self) -> Path:
+        """Written by conmon (in its working directory) when the kernel OOM-kills."""
+        return self.dir / "oom"
+
 
 @dataclass(frozen=True)
 class Launch:

@@ -49,6 +49,8 @@ EXIT_UNKNOWN = 255
 _EXIT_WAIT_AFTER_KILL = 10.0
 _WINDOW_MAX = 65535  # a terminal's rows and columns are unsigned shorts (struct winsize)
 
+_EXIT_ANNOUNCED = ".exit-announced"  # the daemon published /tasks/exit
+
 
 @dataclass(frozen=True)
 class TaskInfo:
@@ -246,6 +248,20 @@ class TaskService:
             # Stopped, and conmon is about to write the exit file: give it a moment.
             time.sleep(0.01 * (attempt + 1))
         return info(Status.STOPPED)
+
+    def exit_announced(self, namespace: str, container_id: str,
+                       exec_id: str | None = None) -> bool:  # fmt: skip
+        """Whether the daemon has told of this process's exit (`announce_exit`): an exit
+        found at start-up without it happened while no daemon ran."""
+        return (self._dir(namespace, container_id, exec_id) / _EXIT_ANNOUNCED).exists()
+
+    def announce_exit(self, namespace: str, container_id: str,
+                      exec_id: str | None = None) -> None:  # fmt: skip
+        (self._dir(namespace, container_id, exec_id) / _EXIT_ANNOUNCED).touch()
+
+    def oom_killed(self, namespace: str, container_id: str) -> bool:
+        """Whether the kernel OOM-killed in the container (conmon's `oom` file)."""
+        return MonitorFiles(self._dir(namespace, container_id, None)).oom.exists()
 
     @staticmethod
     def _process_alive(pid: int | None) -> bool:

@@ -15,6 +15,7 @@ published as /tasks/exit after the task's /tasks/start (or /tasks/exec-started),
 each task's events come in containerd's order.
 """
 
+import contextlib
 import functools
 import logging
 import os
@@ -144,6 +145,7 @@ class Containers:
         self._states = TaskStates()
         self._containers: dict[tuple[str, str], Container] = {}
         self._watched: dict[Path, _Task] = {}
+        self._found_exits: list[_Task] = []  # exits that happened while no daemon ran
         self._nursery: trio.Nursery | None = None
 
     def snapshots(self) -> dict[str, set[str]]:
@@ -179,13 +181,20 @@ class Containers:
             for exec_id in (None, *execs):
                 info = await self._thread(self.tasks.state, container.namespace, container.id,
                                           exec_id)  # fmt: skip
-                self._watch(container.namespace, container.id, exec_id,
-                            exit_published=info.status == Status.STOPPED)  # fmt: skip
+                told = info.status == Status.STOPPED and await self._thread(
+                    self.tasks.exit_announced, container.namespace, container.id, exec_id)
+                task = self._watch(container.namespace, container.id, exec_id,
+                                   exit_published=told)  # fmt: skip
+                if info.status == Status.STOPPED and not told:
+                    self._found_exits.append(task)
 
     async def run(self) -> None:
         """The exit and output watcher; runs for the daemon's life."""
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
+            for task in self._found_exits:
+                nursery.start_soon(self._publish_exit, task, True)
+            self._found_exits.clear()
             await self._watcher.run(self._on_change)
 
     def close(self) -> None:
@@ -214,8 +223,10 @@ class Containers:
             assert self._nursery is not None
             self._nursery.start_soon(self._publish_exit, task)
 
-    async def _publish_exit(self, task: _Task) -> None:
-        """/tasks/exit for `task`, once; for an init after metrics' last word (OOM)."""
+    async def _publish_exit(self, task: _Task, found: bool = False) -> None:
+        """/tasks/exit for `task`, once; for an init after metrics' last word (OOM). An
+        exit `found` at start-up (it happened while no daemon ran) is told with its OOM
+        kill, which conmon recorded, through the bus's start-up replay."""
         if task.exit_published:
             return
         task.exit_published = True
@@ -229,11 +240,18 @@ class Containers:
         if info.status != Status.STOPPED:
             task.exit_published = False
             return
-        if task.exec_id is None and self.before_exit is not None:
+        publish = self._bus.publish_found if found else self._bus.publish
+        if task.exec_id is None and found:
+            if await self._thread(self.tasks.oom_killed, task.namespace, task.id):
+                publish(task.namespace, "/tasks/oom", task.id, container_id=task.id)
+        elif task.exec_id is None and self.before_exit is not None:
             await self.before_exit(task.namespace, task.id)
-        self._bus.publish(task.namespace, "/tasks/exit", task.exec_id or task.id,
-                          container_id=task.id, pid=info.pid or 0,
-                          exit_status=info.exit_status, exited_at=_exited_at(info))
+        publish(task.namespace, "/tasks/exit", task.exec_id or task.id,
+                container_id=task.id, pid=info.pid or 0,
+                exit_status=info.exit_status, exited_at=_exited_at(info))
+        with contextlib.suppress(CdfsError, OSError):  # deleted meanwhile: nothing to tell
+            await self._thread(self.tasks.announce_exit, task.namespace, task.id,
+                               task.exec_id)  # fmt: skip
 
     async def _thread(self, fn: Callable[..., T], *args: Any) -> T:
         return await trio.to_thread.run_sync(functools.partial(fn, *args))
