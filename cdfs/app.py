@@ -56,14 +56,15 @@ class App:
         namespaces = Namespaces(db, bus)
         leases = Leases(db, bus)
         images = Images(db, bus, store, snapshots, namespaces, config.root, leases)
-        app = cls(config, db, bus, Cas(store, bus), namespaces, snapshots, images,
+        app = cls(config, db, bus, Cas(store, bus, db), namespaces, snapshots, images,
                   NetworkNamespaces(config.state, bus), leases)
         await app.namespaces.load()
+        await app.cas.load()
         await app.leases.load()
         await app.images.load()
         await app.images.ensure_busybox()
         app.containers = Containers(db, bus, TaskService(config.state / "runtime"),
-                                    namespaces, images, snapshots)
+                                    namespaces, images, snapshots, leases)
         app.metrics = Metrics(bus, app.containers.cgroups_path)
         app.containers.before_exit = app.metrics.before_exit
         app.containers.own_mount = config.mount
@@ -75,9 +76,12 @@ class App:
 
     async def collect_garbage(self) -> Collected:
         """Free the blobs, snapshots and ingests that no image, container or lease uses."""
+        labels = self.cas.all_labels()
         live = gc.roots(self.images.all_records(), self.containers.snapshots(),
-                        self.leases.roots())
+                        self.leases.roots(), labels)
         collected = await gc.collect(self.cas.store, self.snapshots, live)
+        await self.cas.forget_labels(
+            set(labels) - set(await self.cas.digests()))  # fmt: skip
         self.bus.publish("", "/gc", "", blobs=collected.blobs, bytes=collected.bytes,
                          snapshots=collected.snapshots, ingests=collected.ingests)
         return collected

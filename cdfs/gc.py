@@ -18,13 +18,15 @@ import trio
 
 from base.errors import Busy, NotFound
 from cdfs.services.images import ImageRecord
-from cdfs.services.leases import Roots
+from cdfs.services.leases import CONTENT_REF, Roots, references
 from cdfs.services.snapshots import Snapshots
 from content.descriptor import Descriptor
 from content.manifest import walk
 from content.store import ContentStore
 
 log = logging.getLogger(__name__)
+
+GC_ROOT = "containerd.io/gc.root"  # a blob label that makes the blob a root
 
 
 def reachable(roots: Iterable[str], refs: Callable[[str], Iterable[str]]) -> set[str]:
@@ -56,20 +58,24 @@ class Collected:
 class Live:
     """gc's roots: the images' root descriptors, blobs leases name, per namespace the
     snapshots images, containers and leases use, and the time since which everything
-    made is covered by a lease in flight (None: nothing is in flight)."""
+    made is covered by a lease in flight (None: nothing is in flight); and blobs'
+    labels: `containerd.io/gc.root` makes a blob a root, its `gc.ref.content*` labels
+    keep the blobs they name while it lives."""
 
     images: list[Descriptor]
     content: frozenset[str] = frozenset()
     snapshots: dict[str, set[str]] = field(default_factory=dict)
     covered_since: float | None = None
+    content_labels: dict[str, dict[str, str]] = field(default_factory=dict)
 
 
 def roots(images: Iterable[ImageRecord], containers: Mapping[str, set[str]],
-          leased: Roots) -> Live:
+          leased: Roots, content_labels: Mapping[str, dict[str, str]] | None = None) -> Live:
     """The policy, in one place: what gc keeps. Every image's root descriptor (and so
     all it reaches) and its top snapshot (and so those below); the snapshots containers
-    use (`containers`, per namespace); what user leases name; and everything made since
-    the oldest lease in flight began."""
+    use (`containers`, per namespace); what user leases name; everything made since
+    the oldest lease in flight began; and blobs labelled `containerd.io/gc.root`, with
+    what their `gc.ref.content*` labels name."""
     images = list(images)
     snapshots: dict[str, set[str]] = {ns: set(keys) for ns, keys in leased.snapshots.items()}
     for record in images:
@@ -77,7 +83,7 @@ def roots(images: Iterable[ImageRecord], containers: Mapping[str, set[str]],
     for namespace, keys in containers.items():
         snapshots.setdefault(namespace, set()).update(keys)
     return Live([record.target for record in images], leased.content, snapshots,
-                leased.covered_since)
+                leased.covered_since, dict(content_labels or {}))
 
 
 def live_blobs(store: ContentStore, roots: Iterable[Descriptor]) -> set[str]:
@@ -158,7 +164,10 @@ async def collect(store: ContentStore, snapshots: Snapshots, live: Live) -> Coll
     removed = await sweep_snapshots(snapshots, live.snapshots, live.covered_since)
 
     def sweep() -> tuple[int, int]:
-        keep = live_blobs(store, live.images) | live.content
+        labels = live.content_labels
+        roots = live_blobs(store, live.images) | live.content | {
+            digest for digest, labelled in labels.items() if GC_ROOT in labelled}
+        keep = reachable(roots, lambda d: references(labels.get(d, {}), CONTENT_REF))
         return sweep_blobs(store, keep, live.covered_since)
 
     blobs, size = await trio.to_thread.run_sync(sweep)

@@ -1,9 +1,22 @@
 """content/: the CAS shared by every namespace."""
 
+from cdfs.services.container_config import format_labels
 from content.descriptor import digest_hex
 from content.store import IngestStatus
 from mountpoint.ctl import Verb, VerbTable
-from mountpoint.table import Children, Ctl, Dir, Err, HostFile, Scope, Services, Table, Value, show
+from mountpoint.table import (
+    Children,
+    Ctl,
+    Dir,
+    Err,
+    HostFile,
+    Scope,
+    Services,
+    Table,
+    Value,
+    show,
+    take,
+)
 
 
 async def _blob_names(app: Services, scope: Scope) -> list[str]:
@@ -58,6 +71,23 @@ CONTENT = Table(
                     file=HostFile("blob", "the blob's bytes", _blob_path))),
                 ),
             ))),
+        Dir("labels", "blobs' labels, as containerd's content labels", Table(
+            "blobs' labels by algorithm", entries=(
+                Dir("sha256", "one labels file per blob", Table(
+                    "one labels file per blob",
+                    entries=(Err(),),
+                    children=Children(
+                        "hex", "the blob's labels: key=value lines; writing replaces them\n"
+                        "all. `containerd.io/gc.root=…` keeps the blob through gc;\n"
+                        "`containerd.io/gc.ref.content.NAME=sha256:…` keeps that blob\n"
+                        "while this one is kept",
+                        list=_blob_names, exists=_blob_exists,
+                        file=Value("labels", "the blob's labels", read=show(
+                            lambda app, s: format_labels(app.cas.labels("sha256:" + s["hex"]))),
+                            write=take(lambda app, s, text: app.cas.set_labels(
+                                "sha256:" + s["hex"], text), strip=False)))),
+                    ),
+                ))),
         Dir("ingest", "write blobs here", Table(
             "write blobs here",
             entries=(

@@ -37,6 +37,7 @@ from cdfs.events import EventBus
 from cdfs.services import container_config
 from cdfs.services.container_streams import CombinedLogReader, DirWatcher, ExitReader, OutputReader
 from cdfs.services.images import Images
+from cdfs.services.leases import Hold, Leases
 from cdfs.services.namespaces import Namespaces
 from cdfs.services.snapshots import Snapshots
 from cdfs.services.task_states import TaskStates
@@ -132,8 +133,10 @@ class Containers:
     `cgroups_path`)."""
 
     def __init__(self, db: Database, bus: EventBus, tasks: TaskService,
-                 namespaces: Namespaces, images: Images, snapshots: Snapshots) -> None:
+                 namespaces: Namespaces, images: Images, snapshots: Snapshots,
+                 leases: Leases) -> None:  # fmt: skip
         self._namespaces = namespaces
+        self._leases = leases
         self._images = images
         self._snapshots = snapshots
         self.before_exit: BeforeExit | None = None
@@ -381,8 +384,15 @@ class Containers:
 
     async def create(self, namespace: str, container_id: str, data: bytes) -> None:
         """config.json: build and validate the spec, prepare the image's snapshot, and
-        create the task. Any refusal leaves the slot as it was."""
+        create the task, under a lease (the image may be removed meanwhile: gc keeps its
+        snapshot chain until the container's snapshot names it). Any refusal leaves the
+        slot as it was."""
         container = self.get(namespace, container_id)
+        with self._leases.hold(namespace) as hold:
+            await self._create(container, data, hold)
+
+    async def _create(self, container: Container, data: bytes, hold: Hold) -> None:
+        namespace, container_id = container.namespace, container.id
         async with container.lock:
             if container.spec is not None:
                 raise AlreadyExists(f'config.json: container "{container_id}" is created '
@@ -395,6 +405,8 @@ class Containers:
                 if container.netns else None  # fmt: skip
             image = await self._images.get(namespace, container.image) \
                 if container.image else None  # fmt: skip
+            if image is not None:
+                hold.snapshots.add(image.chain_id)
             mounts: list[Mount] = []
             snapshot = ""
             try:

@@ -1,13 +1,16 @@
 """The shared content store as the daemon serves it: async over worker threads, and
 ingests that the tree turns into files (`cp x content/ingest/name`)."""
 
+import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 import trio
 
-from base.errors import InvalidArgument
+from base.errors import InvalidArgument, NotFound
+from cdfs.db import Database, dumps
 from cdfs.events import EventBus
+from cdfs.services.container_config import parse_labels
 from content.descriptor import digest_hex, parse_digest
 from content.store import ContentStore, IngestStatus, Writer
 
@@ -55,12 +58,16 @@ def _discard(writer: Writer) -> None:
 
 
 class Cas:
-    """The content store plus what ingests are told to expect."""
+    """The content store plus what ingests are told to expect, and blobs' labels (as
+    containerd's content labels: `containerd.io/gc.root` makes a blob a gc root, and
+    `containerd.io/gc.ref.content.NAME=sha256:…` keeps that blob while this one lives)."""
 
-    def __init__(self, store: ContentStore, bus: EventBus) -> None:
+    def __init__(self, store: ContentStore, bus: EventBus, db: Database) -> None:
         self.store = store
         self.bus = bus
+        self._db = db
         self._expected: dict[str | None, str] = {}
+        self._labels: dict[str, dict[str, str]] = {}
         self._commits = 0
         self._settled = trio.Event()
         self._settled.set()
@@ -81,6 +88,44 @@ class Cas:
 
     async def _settle(self) -> None:
         await self._settled.wait()
+
+    async def load(self) -> None:
+        for row in await self._db.query("SELECT digest, labels FROM content_labels"):
+            self._labels[row["digest"]] = json.loads(row["labels"])
+
+    def labels(self, digest: str) -> dict[str, str]:
+        return dict(self._labels.get(digest, {}))
+
+    def all_labels(self) -> dict[str, dict[str, str]]:
+        """Every labelled blob's labels, for gc."""
+        return {digest: dict(labels) for digest, labels in self._labels.items()}
+
+    async def set_labels(self, digest: str, text: str) -> None:
+        """Replace the blob's labels with `key=value` lines (none: no labels)."""
+        labels = parse_labels(text)
+        if not await self.has(digest):
+            raise NotFound(f"no blob {digest}")
+        if labels:
+            await self._db.execute(
+                "INSERT INTO content_labels (digest, labels) VALUES (?, ?) "
+                "ON CONFLICT (digest) DO UPDATE SET labels = excluded.labels",
+                (digest, dumps(labels)))
+            self._labels[digest] = labels
+        else:
+            await self._db.execute("DELETE FROM content_labels WHERE digest = ?", (digest,))
+            self._labels.pop(digest, None)
+
+    async def forget_labels(self, digests: set[str]) -> None:
+        """Drop the labels of blobs that are gone (gc freed them)."""
+        gone = sorted(digests & set(self._labels))
+        if gone:
+            await self._db.transact(lambda conn: conn.executemany(
+                "DELETE FROM content_labels WHERE digest = ?", [(d,) for d in gone]))
+            for digest in gone:
+                del self._labels[digest]
+        self._commits = 0
+        self._settled = trio.Event()
+        self._settled.set()
 
     def expect(self, digest: str, name: str | None = None) -> None:
         """Make the ingest `name` (or the next one created) require `digest`."""

@@ -147,3 +147,45 @@ def test_a_pull_killed_at_any_point_leaves_nothing_after_restart(
         assert _blobs(daemon) == blobs
     _ctl(daemon, "images/ctl", f"pull {registry}/slow:1")
     assert not _extracting(daemon) and not _ingesting(daemon)
+
+
+def _ingest(daemon: Daemon, name: str) -> str:
+    before = _blobs(daemon)
+    (daemon.path("content", "ingest", name)).write_bytes(os.urandom(5000))
+    (digest,) = _blobs(daemon) - before
+    return digest
+
+
+def test_content_labels_root_a_blob_and_reference_another(
+        make_daemon: Callable[..., Daemon]) -> None:
+    daemon = make_daemon()
+    root, child, loose = (_ingest(daemon, n) for n in ("root", "child", "loose"))
+    labels = daemon.path("content", "labels", "sha256")
+    assert (labels / root).read_text() == ""
+    (labels / root).write_text(
+        f"containerd.io/gc.root=2026-12-01\ncontainerd.io/gc.ref.content.0=sha256:{child}\n")
+    assert (labels / root).read_text() == (
+        f"containerd.io/gc.ref.content.0=sha256:{child}\ncontainerd.io/gc.root=2026-12-01\n")
+    daemon.stop()
+    daemon = daemon.start()  # labels live in the database
+    _ctl(daemon, "ctl", "gc")
+    assert {root, child} <= _blobs(daemon) and loose not in _blobs(daemon)
+    labels = daemon.path("content", "labels", "sha256")
+    (labels / root).write_text("containerd.io/gc.root=2026-12-01\n")
+    _ctl(daemon, "ctl", "gc")
+    assert root in _blobs(daemon) and child not in _blobs(daemon)
+    (labels / root).write_text("\n")  # no labels
+    _ctl(daemon, "ctl", "gc")
+    assert root not in _blobs(daemon)
+    assert not (labels / root).exists()
+
+
+def test_content_labels_refuse_bad_lines_and_absent_blobs(daemon: Daemon) -> None:
+    digest = _ingest(daemon, "some")
+    labels = daemon.path("content", "labels", "sha256")
+    result = daemon.sh(f'echo "no equals sign" > "{labels / digest}"', check=False)
+    assert result.returncode == 1 and "Invalid argument" in result.stderr
+    assert '"no equals sign" is not key=value' in (labels / "err").read_text()
+    assert (labels / digest).read_text() == ""
+    result = daemon.sh(f'echo "a=b" > "{labels / ("0" * 64)}"', check=False)
+    assert result.returncode == 1
