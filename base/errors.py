@@ -30,6 +30,10 @@ class PermissionDenied(CdfsError):
     """The operation is not allowed for this caller or object (EACCES)."""
 
 
+class NoSpace(CdfsError):
+    """The disk holding the daemon's root is (nearly) full (ENOSPC)."""
+
+
 class Unavailable(CdfsError):
     """A registry, the OCI runtime or another outside party failed (EIO)."""
 

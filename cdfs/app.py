@@ -63,6 +63,7 @@ class App:
         await app.leases.load()
         await app.images.load()
         await app.images.ensure_busybox()
+        images.reclaim = app.collect_garbage
         app.containers = Containers(db, bus, TaskService(config.state / "runtime"),
                                     namespaces, images, snapshots, leases)
         app.metrics = Metrics(bus, app.containers.cgroups_path)

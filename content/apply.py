@@ -27,6 +27,7 @@ from typing import BinaryIO, Literal
 
 from base.errors import InvalidArgument
 from content.compression import LayerStream, Limits
+from content.space import require_room
 
 WhiteoutMode = Literal["overlay", "delete"]
 
@@ -245,6 +246,7 @@ class _Extractor:
                 raise InvalidArgument(f'sparse layer entries are not supported: "{member.name}"')
             fd = os.open(name, _NEW_FILE, 0o600, dir_fd=parent)
             try:
+                require_room(fd, member.size)
                 _copy(stream, fd, member.size, member.name)
                 self._set_metadata_fd(fd, member)
             finally:

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from base.errors import Busy, InvalidArgument, NotFound
 from content.descriptor import digest_hex, parse_digest
+from content.space import require_room
 
 _CHUNK = 1 << 20
 
@@ -204,6 +205,7 @@ class Writer:
     def write_at(self, offset: int, data: bytes) -> None:
         if self.committed is not None or self._fd < 0:
             raise InvalidArgument(f'ingest "{self.ref}" is already committed')
+        require_room(self._fd, len(data))
         written = os.pwrite(self._fd, data, offset)
         if offset == self.offset and self._hash is not None:
             self._hash.update(data[:written])

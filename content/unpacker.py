@@ -7,7 +7,10 @@ active snapshot and committed under its chain ID: if two unpacks race, the loser
 commit fails with AlreadyExists and it drops its copy (containerd's scheme).
 """
 
+import contextlib
 import hashlib
+import shutil
+import sqlite3
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -107,5 +110,15 @@ def _apply_one(store: ContentStore, snapshotter: LayerSnapshots, layer: Descript
     except AlreadyExists:
         snapshotter.remove(key)  # another unpack of this chain committed first: use theirs
     except BaseException:
-        snapshotter.remove(key)
+        _discard(snapshotter, key)
         raise
+
+
+def _discard(snapshotter: LayerSnapshots, key: str) -> None:
+    """Drop a half-applied snapshot, its files first: on a full disk recording the
+    removal in sqlite may fail, and then the row of an extract snapshot without files
+    is what start-up and gc sweep later."""
+    with contextlib.suppress(OSError, NotFound):
+        shutil.rmtree(snapshotter.apply_dir(key))
+    with contextlib.suppress(sqlite3.Error, OSError):
+        snapshotter.remove(key)

@@ -15,6 +15,7 @@ ERRNO: dict[type[errors.CdfsError], int] = {
     errors.InvalidArgument: errno.EINVAL,
     errors.Busy: errno.EBUSY,
     errors.PermissionDenied: errno.EACCES,
+    errors.NoSpace: errno.ENOSPC,
     errors.Unavailable: errno.EIO,
 }
 

@@ -9,16 +9,24 @@ Registry, archive and unpack work blocks: it all runs in worker threads.
 
 import json
 import logging
+import os
 import sqlite3
 import threading
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import trio
 
 from base.clock import rfc3339
-from base.errors import AlreadyExists, CdfsError, InvalidArgument, NotFound, Unavailable
+from base.errors import (
+    AlreadyExists,
+    CdfsError,
+    InvalidArgument,
+    NoSpace,
+    NotFound,
+    Unavailable,
+)
 from cdfs.db import Database, dumps
 from cdfs.events import EventBus
 from cdfs.services.leases import Hold, Leases
@@ -46,6 +54,7 @@ from content.registry.credentials import Credentials, load_credentials
 from content.registry.fetch import PullResult, fetch_layers, resolve
 from content.registry.push import push as upload
 from content.rootfs import RootView
+from content.space import free_bytes, is_out_of_space
 from content.store import ContentStore
 from content.unpacker import chain_ids, unpack
 
@@ -160,8 +169,12 @@ class Images:
         self._records: dict[str, dict[str, ImageRecord]] = {}
         self._progress: dict[tuple[str, str], Progress] = {}
         self._busy: set[tuple[str, str]] = set()
+        self._root = root
         self._config_file = root / REGISTRIES_FILE
         self.registries = Registries()
+        # Frees what nothing references (the app's gc): run after a failed pull, so
+        # that what it wrote goes at once.
+        self.reclaim: Callable[[], Awaitable[object]] | None = None
 
     # -- loading -------------------------------------------------------------
     async def load(self) -> None:
@@ -273,6 +286,7 @@ class Images:
             arrivals.check()
             return chain_id
 
+        image: PullResult | None = None
         try:
             with self._leases.hold(namespace) as hold:
                 image = await trio.to_thread.run_sync(
@@ -281,6 +295,16 @@ class Images:
                 chain_id = await trio.to_thread.run_sync(fetch_and_unpack, image)
                 record = await self._record(namespace, name, image.root, image.manifest,
                                             image.image, image.config, chain_id)
+        except Exception as exc:
+            failure: Exception = exc
+            if is_out_of_space(exc):
+                failure = NoSpace(await trio.to_thread.run_sync(
+                    self._no_space_message, name, image))
+            progress.outcome = f"error: {failure}"
+            await self._reclaim_after(name)
+            if failure is exc:
+                raise
+            raise failure from exc
         except BaseException as exc:
             progress.outcome = f"error: {exc}"
             raise
@@ -288,6 +312,31 @@ class Images:
             self._busy.discard((namespace, name))
         progress.outcome = "done"
         return record
+
+    def _no_space_message(self, name: str, image: PullResult | None) -> str:
+        """What a pull that ran out of disk says: how much the image's blobs take (once
+        known; unpacked layers need more) and what was free when it stopped."""
+        fd = os.open(self._root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            free, _ = free_bytes(fd)
+        finally:
+            os.close(fd)
+        message = f"no space left on {self._root} while pulling {name}"
+        if image is None:
+            return f"{message}: {free} bytes free"
+        blobs = (image.manifest, image.image.config, *image.image.layers)
+        needed = sum(blob.size for blob in {b.digest: b for b in blobs}.values())
+        return f"{message}: {needed} bytes needed for its blobs alone, {free} free"
+
+    async def _reclaim_after(self, name: str) -> None:
+        """Free what a failed pull wrote (blobs, layer snapshots): nothing names it."""
+        if self.reclaim is None:
+            return
+        with trio.CancelScope(shield=True):
+            try:
+                await self.reclaim()
+            except Exception as exc:  # the pull's own error is what the user must see
+                log.warning("gc after the failed pull of %s: %r", name, exc)
 
     async def push(self, namespace: str, ref_text: str, target_text: str | None = None) -> None:
         record = await self.get(namespace, ref_text)

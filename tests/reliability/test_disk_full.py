@@ -1,0 +1,105 @@
+"""A disk that fills: a pull with --root on a small tmpfs fails with ENOSPC and a plain
+err line, leaves the root as it was, and the daemon goes on serving: it runs a
+container afterwards and frees space at once when the user deletes something."""
+
+import errno
+import os
+import subprocess
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from support import Daemon, mount_id
+
+from content.build import BuildConfig, Entry, Layer, build_image
+from content.reference import parse_reference
+from content.registry.push import push
+from content.store import ContentStore
+
+MB = 1 << 20
+
+
+@pytest.fixture
+def small_root(tmp_path: Path) -> Iterator[Path]:
+    """A 64 MB tmpfs, unmounted at teardown (after the daemon on it has stopped)."""
+    root = tmp_path / "small"
+    root.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64m", "tmpfs", str(root)],
+                   check=True, timeout=10)
+    try:
+        yield root
+    finally:
+        subprocess.run(["umount", "-l", str(root)], check=False, timeout=10)
+
+
+def _publish(tmp_path: Path, registry: str, name: str, layers: int, size: int) -> None:
+    """An image of `layers` uncompressed layers of `size` random bytes each."""
+    store = ContentStore(tmp_path / f"build-{name.replace(':', '_')}")
+    built = [Layer([Entry.file(f"data{i}", os.urandom(size))], compression="none")
+             for i in range(layers)]
+    push(store, build_image(store, built, BuildConfig(cmd=("sh",))),
+         parse_reference(f"{registry}/{name}"))
+
+
+def _ctl(daemon: Daemon, path: str, line: str) -> int:
+    """Write a line to a ctl file: the errno it failed with, or 0."""
+    fd = os.open(daemon.path(*path.split("/")), os.O_WRONLY)
+    try:
+        os.write(fd, line.encode() + b"\n")
+    except OSError as exc:
+        return exc.errno or -1
+    finally:
+        os.close(fd)
+    return 0
+
+
+def _free(path: Path) -> int:
+    st = os.statvfs(path)
+    return st.f_bavail * st.f_frsize
+
+
+def _layout(root: Path) -> dict[str, set[str]]:
+    """What a pull may leave under the root: blobs, ingests, snapshot directories."""
+    return {part: set(os.listdir(root / part)) if (root / part).exists() else set()
+            for part in ("content/blobs/sha256", "content/ingest", "snapshots/snapshots")}
+
+
+def _write(path: Path, text: str) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_TRUNC)
+    try:
+        os.write(fd, text.encode())
+    finally:
+        os.close(fd)
+
+
+def test_a_pull_that_fills_the_disk_says_so_and_leaves_the_root_as_it_was(
+        small_root: Path, make_daemon: Callable[..., Daemon], registry: str,
+        tmp_path: Path) -> None:
+    assert mount_id(small_root) is not None
+    _publish(tmp_path, registry, "medium:1", 1, 12 * MB)
+    _publish(tmp_path, registry, "huge:1", 3, 16 * MB)
+    daemon = make_daemon(root=small_root)
+    images = "namespaces/default/images"
+    assert _ctl(daemon, f"{images}/ctl", f"pull {registry}/medium:1") == 0
+    before, free_before = _layout(small_root), _free(small_root)
+
+    assert _ctl(daemon, f"{images}/ctl", f"pull {registry}/huge:1") == errno.ENOSPC
+    err = daemon.path(*images.split("/"), "err").read_text()
+    assert f"no space left on {small_root} while pulling {registry}/huge:1: " in err, err
+    assert "bytes needed" in err and "internal error" not in err
+    assert _layout(small_root) == before  # no blob, ingest or snapshot of it is left
+    assert abs(_free(small_root) - free_before) < 2 * MB
+    assert f"{registry}/huge:1" not in os.listdir(daemon.path(*images.split("/")))
+
+    container = daemon.path("namespaces", "default", "containers", "after")
+    container.mkdir()  # the daemon goes on serving: it runs a container
+    _write(container / "image", "cdfs.local/busybox:latest\n")
+    _write(container / "config.json", '{"process": {"args": ["echo", "still here"]}}')
+    _write(container / "ctl", "start\n")
+    status = subprocess.run(["timeout", "30", "cat", str(container / "wait")],
+                            capture_output=True, text=True, timeout=40).stdout.strip()
+    assert status == "0" and (container / "stdout").read_text() == "still here\n"
+
+    assert _ctl(daemon, f"{images}/ctl", f"rm {registry}/medium:1") == 0
+    assert _ctl(daemon, "ctl", "gc") == 0  # frees at once what the user deleted
+    assert _free(small_root) - free_before > 20 * MB
