@@ -232,7 +232,8 @@ EXEC = Table(
               json=True, limit=JSON_LIMIT),
         Ctl("ctl", "the exec's verbs", EXEC_VERBS),
         *_task_files("writes go to the exec's stdin; the last close of the open file\n"
-                     "(or `closeio`) sends end of file"),
+                     "(or `closeio`) sends end of file; a daemon restart does not: stdin\n"
+                     "stays open, writable again once the daemon is back"),
         Err(),
     ),
 )  # fmt: skip
@@ -272,7 +273,8 @@ CONTAINER = Table(
         *_task_files("writes go to the init process's stdin; the last close of the\n"
                      "open file (or `closeio`) sends end of file, so `printf 'a\\n' > stdin`\n"
                      "sends a line and EOF, and `{ echo a; sleep 1; echo b; } > stdin` both\n"
-                     "lines, then EOF"),
+                     "lines, then EOF. A daemon restart sends no EOF: stdin stays open,\n"
+                     "writable again once the daemon is back"),
         Dir("exec", "processes run inside the running container", Table(
             "processes run inside the running container",
             children=collection(

@@ -24,6 +24,7 @@ import os
 import shutil
 import signal
 import socket
+import subprocess
 import threading
 import time
 import uuid
@@ -35,7 +36,7 @@ from typing import Any
 from base import identifiers
 from base.errors import AlreadyExists, Busy, InvalidArgument, NotFound, Unavailable
 from base.mount import Mount
-from runtime import conmon, spec
+from runtime import conmon, spec, stdin_keeper
 from runtime.conmon import MonitorFiles
 from runtime.inotify import IN_CLOSE_WRITE, IN_CREATE, IN_MOVED_TO, Inotify
 from runtime.logs import LogReader
@@ -92,6 +93,7 @@ class TaskService:
         self.log_size_max = log_size_max
         self._sockets = self.state_dir / "sockets"
         self._stdin: dict[Path, socket.socket] = {}
+        self._keepers: dict[Path, subprocess.Popen[bytes]] = {}  # started by this daemon
         self._lock = threading.Lock()
         self._readers: dict[Path, LogReader] = {}
         for path in (self.state_dir, self._sockets, self.state_dir / "tasks",
@@ -376,8 +378,9 @@ class TaskService:
     def write_stdin(self, namespace: str, container_id: str, data: bytes,
                     exec_id: str | None = None) -> int:  # fmt: skip
         """Send `data` to the process's stdin (it must have been created with stdin).
-        The connection to conmon stays open between writes; a daemon restart closes it
-        and with it the process's stdin, as podman's attach without --leave-stdin-open."""
+        The connection to conmon stays open between writes, and across daemon restarts:
+        a keeper process holds it too (see stdin_keeper.py), and a new daemon writes
+        through the keeper's connection."""
         path = self._dir(namespace, container_id, exec_id)
         self._checked(Verb.WRITE_STDIN, namespace, container_id, exec_id)
         if not self._record(path).get("stdin"):
@@ -388,7 +391,16 @@ class TaskService:
                 if (path / ".stdin-closed").exists():
                     raise InvalidArgument(
                         f"{self._what(container_id, exec_id)}: stdin is closed")
-                sock = self._stdin[path] = conmon.connect_attach(MonitorFiles(path))
+                files = MonitorFiles(path)
+                sock = stdin_keeper.reclaim(files)
+                if sock is None:
+                    sock = conmon.connect_attach(files)
+                    keeper = stdin_keeper.keep(files, sock)
+                    for done in [p for p, k in self._keepers.items() if k.poll() is not None]:
+                        del self._keepers[done]  # reaped: their conmon ended
+                    if keeper is not None:
+                        self._keepers[path] = keeper
+                self._stdin[path] = sock
             try:
                 for start in range(0, len(data), conmon.ATTACH_PACKET):
                     sock.sendall(data[start : start + conmon.ATTACH_PACKET])
@@ -411,6 +423,7 @@ class TaskService:
             != Status.STOPPED
         with self._lock:
             (path / ".stdin-closed").touch()
+            self._release_keeper(path)
             sock = self._stdin.pop(path, None)
             if sock is None and live and self._record(path).get("stdin") \
                     and self._monitor_started(path):
@@ -453,9 +466,18 @@ class TaskService:
     def _monitor_started(self, path: Path) -> bool:
         return self._record(path).get("monitor_id") is not None
 
+    def _release_keeper(self, path: Path) -> None:
+        """End the keeper of the process's stdin connection (and reap it if it is
+        this daemon's child). Called with the lock held."""
+        stdin_keeper.release(MonitorFiles(path))
+        keeper = self._keepers.pop(path, None)
+        if keeper is not None:
+            keeper.wait()
+
     def _drop_stdin(self, path: Path) -> None:
         with self._lock:
             for key in [key for key in self._stdin if key == path or path in key.parents]:
+                self._release_keeper(key)
                 self._stdin.pop(key).close()
             for key in [key for key in self._readers if path in key.parents]:
                 del self._readers[key]

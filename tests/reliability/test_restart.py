@@ -1,6 +1,7 @@
 """Crash and restart: a daemon killed with -9 comes back on its stale mount however
 long it stayed down, and a pull it was in the middle of leaves nothing behind."""
 
+import contextlib
 import errno
 import json
 import os
@@ -84,3 +85,42 @@ def test_an_oom_kill_while_no_daemon_ran_is_told_after_the_restart(
                              str(third.path("namespaces", "default", "events"))],
                             capture_output=True, text=True, timeout=10)
     assert '"hog"' not in reader.stdout
+
+
+def test_stdin_stays_open_and_writable_across_restarts(
+        make_daemon: Callable[..., Daemon]) -> None:
+    daemon = make_daemon()
+    container = daemon.path("namespaces", "default", "containers", "reader")
+    container.mkdir()
+    _write(container / "image", "cdfs.local/busybox:latest\n")
+    _write(container / "config.json", json.dumps({"process": {"args": [
+        "sh", "-c", "while read line; do echo got $line; done; echo eof"]}}))
+    _write(container / "ctl", "start\n")
+    log = daemon.state / "runtime" / "tasks" / "default" / "reader" / "log"
+
+    def typed(text: str, then: Callable[[], None]) -> None:
+        """Write `text` to stdin, see the program answer, and `then` (with the file
+        still open: a stop or a kill of the daemon under it)."""
+        fd = os.open(daemon.path("namespaces", "default", "containers", "reader", "stdin"),
+                     os.O_WRONLY)
+        try:
+            os.write(fd, text.encode())
+            assert wait_until(lambda: f"got {text.strip()}" in log.read_text(), timeout=10)
+            then()
+        finally:
+            with contextlib.suppress(OSError):  # the mount under it may be gone
+                os.close(fd)
+
+    typed("one\n", daemon.stop)
+    daemon = daemon.start()
+    container = daemon.path("namespaces", "default", "containers", "reader")
+    assert (container / "status").read_text().strip() == "running"  # no EOF at the stop
+    typed("two\n", daemon.kill9)
+    daemon.force_unmount()
+    daemon = daemon.start()
+    typed("last\n", lambda: None)  # this close sends end of file
+    container = daemon.path("namespaces", "default", "containers", "reader")
+    status = subprocess.run(["timeout", "20", "cat", str(container / "wait")],
+                            capture_output=True, text=True, timeout=30).stdout.strip()
+    assert status == "0"
+    assert (container / "stdout").read_text() == "got one\ngot two\ngot last\neof\n"
