@@ -45,7 +45,8 @@ async def _import(app: Services, scope: Scope, args: list[str]) -> None:
 
 IMAGE_VERBS = VerbTable(
     Verb("pull", "REF [platform=OS/ARCH[/VARIANT]]",
-         "fetch REF into the content store and unpack it; returns when the image is ready",
+         "fetch REF into the content store and unpack it; returns when the image is ready.\n"
+         "A full disk fails it with ENOSPC, and what it wrote is removed",
          _pull),
     Verb("push", "REF [TARGET_REF]", "upload the image's blobs and manifests (to TARGET_REF)",
          lambda app, s, args: app.images.push(s["ns"], *args)),

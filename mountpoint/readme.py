@@ -182,9 +182,35 @@ def _children(lines: list[str], children: Children, depth: int) -> None:
         _row(lines, depth, f"<{children.param}>", kind, children.doc)
 
 
+SPACE = """
+## Disk space: gc, leases, labels, a full disk
+
+- **gc** (`ctl gc` at the root) frees at once every blob, snapshot and ingest that
+  nothing references: no image (with all its manifest reaches), no container, no
+  lease. `rm` of an image and then `ctl gc` gives its space back; so does rmdir of
+  a namespace (its snapshots go with it).
+- **leases** (namespaces/NS/leases/NAME): a lease keeps what its
+  `containerd.io/gc.ref.content*` and `containerd.io/gc.ref.snapshot*` labels name
+  until rmdir releases it or its `expires` time passes. The daemon itself holds a
+  lease while a pull, an import or a container creation is in flight: gc never
+  frees what such work has fetched or unpacked and not yet named.
+- **content labels** (content/labels/sha256/HEX, `key=value` lines, kept in the
+  database): `containerd.io/gc.root=…` makes the blob a root of gc, and
+  `containerd.io/gc.ref.content.NAME=sha256:…` keeps the named blob for as long as
+  the labelled one is kept. A blob gc frees loses its labels.
+- **a full disk**: blob writes and layer unpacking stop while a reserve is still
+  free on the root's filesystem (a thirty-second of it, between 1 and 64 MiB), so
+  the database can still record the clean-up. A pull that runs out fails with
+  ENOSPC and err says `no space left on ROOT while pulling REF: N bytes needed
+  for its blobs alone, M free`; what the pull wrote (its ingests, blobs and
+  half-unpacked snapshots, files first) is removed before the write returns, and
+  the daemon goes on serving. Any other failed pull removes what it wrote too.
+"""
+
+
 def reference(root: Table) -> str:
     """The whole reference: the introduction and every path, file and verb."""
     lines: list[str] = []
     _table(lines, root, 0)
-    return (INTRO + "\n```\n" + "\n".join(lines) + "\n```\n" + WRITES + _events()
-            + REGISTRIES)
+    return (INTRO + "\n```\n" + "\n".join(lines) + "\n```\n" + WRITES + SPACE
+            + _events() + REGISTRIES)
