@@ -313,14 +313,17 @@ class Images:
         progress.outcome = "done"
         return record
 
+    def _free_bytes(self) -> int:
+        fd = os.open(self._root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            return free_bytes(fd)[0]
+        finally:
+            os.close(fd)
+
     def _no_space_message(self, name: str, image: PullResult | None) -> str:
         """What a pull that ran out of disk says: how much the image's blobs take (once
         known; unpacked layers need more) and what was free when it stopped."""
-        fd = os.open(self._root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-        try:
-            free, _ = free_bytes(fd)
-        finally:
-            os.close(fd)
+        free = self._free_bytes()
         message = f"no space left on {self._root} while pulling {name}"
         if image is None:
             return f"{message}: {free} bytes free"
@@ -378,20 +381,35 @@ class Images:
         path = Path(path_text)
         if not path.is_absolute():
             raise InvalidArgument(f'import needs an absolute host path: "{path_text}"')
-        with self._leases.hold(namespace) as hold:
-            imported = await trio.to_thread.run_sync(archive.import_archive, self._store, path)
-            hold.content.update(image.descriptor.digest for image in imported)
-            if ref_text is not None and len(imported) != 1:
-                raise InvalidArgument(f'"{path_text}" holds {len(imported)} images; '
-                                      "name them in the archive instead of with REF")
-            unnamed = [image for image in imported if image.name is None]
-            if unnamed and ref_text is None:
-                raise InvalidArgument(f'"{path_text}" holds an unnamed image: give REF')
-            records = []
-            for image in imported:
-                name = str(parse_reference(ref_text or image.name or ""))
-                records.append(await self.add_local(namespace, name, image.descriptor))
-            return records
+        try:
+            with self._leases.hold(namespace) as hold:
+                return await self._import(namespace, path, path_text, ref_text, hold)
+        except Exception as exc:
+            failure: Exception = exc
+            if is_out_of_space(exc):
+                free = await trio.to_thread.run_sync(self._free_bytes)
+                failure = NoSpace(f"no space left on {self._root} while importing "
+                                  f"{path_text}: {free} bytes free")  # fmt: skip
+            await self._reclaim_after(path_text)  # what the failed import wrote
+            if failure is exc:
+                raise
+            raise failure from exc
+
+    async def _import(self, namespace: str, path: Path, path_text: str, ref_text: str | None,
+                      hold: Hold) -> list[ImageRecord]:  # fmt: skip
+        imported = await trio.to_thread.run_sync(archive.import_archive, self._store, path)
+        hold.content.update(image.descriptor.digest for image in imported)
+        if ref_text is not None and len(imported) != 1:
+            raise InvalidArgument(f'"{path_text}" holds {len(imported)} images; '
+                                  "name them in the archive instead of with REF")
+        unnamed = [image for image in imported if image.name is None]
+        if unnamed and ref_text is None:
+            raise InvalidArgument(f'"{path_text}" holds an unnamed image: give REF')
+        records = []
+        for image in imported:
+            name = str(parse_reference(ref_text or image.name or ""))
+            records.append(await self.add_local(namespace, name, image.descriptor))
+        return records
 
     async def export_archive(self, namespace: str, ref_text: str, path_text: str) -> None:
         record = await self.get(namespace, ref_text)

@@ -3,6 +3,7 @@ err line, leaves the root as it was, and the daemon goes on serving: it runs a
 container afterwards and frees space at once when the user deletes something."""
 
 import errno
+import json
 import os
 import subprocess
 from collections.abc import Callable, Iterator
@@ -11,6 +12,7 @@ from pathlib import Path
 import pytest
 from support import Daemon, mount_id
 
+from content import mediatypes as mt
 from content.build import BuildConfig, Entry, Layer, build_image
 from content.reference import parse_reference
 from content.registry.push import push
@@ -32,13 +34,22 @@ def small_root(tmp_path: Path) -> Iterator[Path]:
         subprocess.run(["umount", "-l", str(root)], check=False, timeout=10)
 
 
-def _publish(tmp_path: Path, registry: str, name: str, layers: int, size: int) -> None:
-    """An image of `layers` uncompressed layers of `size` random bytes each."""
+def _publish(tmp_path: Path, registry: str, name: str, layers: int, size: int) -> Path:
+    """An image of `layers` uncompressed layers of `size` random bytes each, pushed to
+    the registry and laid out as an OCI layout directory (returned) for import."""
     store = ContentStore(tmp_path / f"build-{name.replace(':', '_')}")
     built = [Layer([Entry.file(f"data{i}", os.urandom(size))], compression="none")
              for i in range(layers)]
-    push(store, build_image(store, built, BuildConfig(cmd=("sh",))),
-         parse_reference(f"{registry}/{name}"))
+    root = build_image(store, built, BuildConfig(cmd=("sh",)))
+    push(store, root, parse_reference(f"{registry}/{name}"))
+    layout = tmp_path / f"layout-{name.replace(':', '_')}"
+    (layout / "blobs" / "sha256").mkdir(parents=True)
+    for blob in store.list():
+        (layout / "blobs" / "sha256" / blob.digest[7:]).write_bytes(store.read(blob.digest))
+    (layout / "oci-layout").write_text('{"imageLayoutVersion": "1.0.0"}')
+    (layout / "index.json").write_text(json.dumps({
+        "schemaVersion": 2, "mediaType": mt.OCI_INDEX, "manifests": [root.to_json()]}))
+    return layout
 
 
 def _ctl(daemon: Daemon, path: str, line: str) -> int:
@@ -77,7 +88,7 @@ def test_a_pull_that_fills_the_disk_says_so_and_leaves_the_root_as_it_was(
         tmp_path: Path) -> None:
     assert mount_id(small_root) is not None
     _publish(tmp_path, registry, "medium:1", 1, 12 * MB)
-    _publish(tmp_path, registry, "huge:1", 3, 16 * MB)
+    huge = _publish(tmp_path, registry, "huge:1", 3, 16 * MB)
     daemon = make_daemon(root=small_root)
     images = "namespaces/default/images"
     assert _ctl(daemon, f"{images}/ctl", f"pull {registry}/medium:1") == 0
@@ -90,6 +101,10 @@ def test_a_pull_that_fills_the_disk_says_so_and_leaves_the_root_as_it_was(
     assert _layout(small_root) == before  # no blob, ingest or snapshot of it is left
     assert abs(_free(small_root) - free_before) < 2 * MB
     assert f"{registry}/huge:1" not in os.listdir(daemon.path(*images.split("/")))
+    assert _ctl(daemon, f"{images}/ctl", f"import {huge} local/huge:1") == errno.ENOSPC
+    err = daemon.path(*images.split("/"), "err").read_text()
+    assert f"no space left on {small_root} while importing {huge}: " in err, err
+    assert _layout(small_root) == before
 
     container = daemon.path("namespaces", "default", "containers", "after")
     container.mkdir()  # the daemon goes on serving: it runs a container
