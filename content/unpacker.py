@@ -2,9 +2,10 @@
 
 A chain ID names a layer *together with everything below it* (OCI image-spec
 config.md), so two images that share their bottom layers share those snapshots and
-the second unpack skips them. Each missing layer is applied into a uniquely named
-active snapshot and committed under its chain ID: if two unpacks race, the loser's
-commit fails with AlreadyExists and it drops its copy (containerd's scheme).
+the second unpack skips them, in any namespace (the snapshotter's `reuse`). Each
+missing layer is applied into a uniquely named active snapshot and committed under
+its chain ID: if two unpacks race, the loser's commit fails with AlreadyExists and
+it drops its copy (containerd's scheme).
 """
 
 import contextlib
@@ -20,7 +21,6 @@ from base.errors import AlreadyExists, InvalidArgument, NotFound
 from content.apply import WhiteoutMode, apply_layer
 from content.compression import Limits
 from content.descriptor import Descriptor, parse_digest
-from content.snapshots import Info
 from content.store import ContentStore
 
 # What names an active snapshot a layer is being applied into: `<chain ID>.extract-<id>`.
@@ -34,7 +34,9 @@ class LayerSnapshots(Protocol):
     @property
     def whiteouts(self) -> WhiteoutMode: ...
 
-    def stat(self, key: str) -> Info: ...
+    def reuse(self, name: str) -> bool:
+        """Whether committed `name` is there to build on (taking it if another user
+        of the same store committed it)."""
 
     def prepare(self, key: str, parent: str | None = None) -> object: ...
 
@@ -79,19 +81,12 @@ def unpack(store: ContentStore, snapshotter: LayerSnapshots, layers: list[Descri
     parent: str | None = None
     for layer, diff_id, chain_id in zip(layers, diff_ids, chain, strict=True):
         name = chain_id
-        if not _is_committed(snapshotter, name):
+        if not snapshotter.reuse(name):
             if ready is not None:
                 ready(layer)  # blocks until the layer's blob is in the store
             _apply_one(store, snapshotter, layer, diff_id, name, parent, limits)
         parent = name
     return chain[-1]
-
-
-def _is_committed(snapshotter: LayerSnapshots, name: str) -> bool:
-    try:
-        return snapshotter.stat(name).kind == "committed"
-    except NotFound:
-        return False
 
 
 def _apply_one(store: ContentStore, snapshotter: LayerSnapshots, layer: Descriptor, diff_id: str,

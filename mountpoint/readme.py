@@ -188,7 +188,10 @@ SPACE = """
 - **gc** (`ctl gc` at the root) frees at once every blob, snapshot and ingest that
   nothing references: no image (with all its manifest reaches), no container, no
   lease. `rm` of an image and then `ctl gc` gives its space back; so does rmdir of
-  a namespace (its snapshots go with it).
+  a namespace (its snapshots go with it). Layers are shared: a namespace pulling an
+  image whose layers another namespace unpacked uses those snapshots (by chain ID)
+  and stores none of its own; each namespace still lists only what it uses, and a
+  shared layer leaves the disk with the last namespace using it.
 - **leases** (namespaces/NS/leases/NAME): a lease keeps what its
   `containerd.io/gc.ref.content*` and `containerd.io/gc.ref.snapshot*` labels name
   until rmdir releases it or its `expires` time passes. The daemon itself holds a

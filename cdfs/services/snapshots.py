@@ -1,9 +1,15 @@
 """Snapshots per namespace over one raw snapshotter.
 
 Like containerd's metadata layer over a snapshotter, this wraps the raw store (which
-knows nothing of tenants) and gives each namespace its own key space by prefixing
-keys with `<namespace>/`. Every call blocks on disk or mount(8): all run in worker
-threads.
+knows nothing of tenants) and gives each namespace its own key space. Active snapshots
+and views are keyed `<namespace>/<key>` and owned by the namespace. Committed layers
+are keyed by their chain ID alone and owned by every namespace that uses them: a
+namespace unpacking an image whose layers another namespace unpacked takes those
+snapshots as they are (Snapshotter.reuse), and removing one in a namespace only drops
+that namespace's ownership, so a layer leaves the disk with the last namespace using
+it. Layers committed before they were shared (`<namespace>/<chain ID>`, no owner) are
+still found and removed as the namespace's own. Every call blocks on disk or
+mount(8): all run in worker threads.
 """
 
 import builtins
@@ -12,6 +18,7 @@ from pathlib import Path
 
 import trio
 
+from base.errors import AlreadyExists, NotFound
 from base.mount import Mount
 from content.apply import WhiteoutMode
 from content.rootfs import read_from_layers
@@ -39,18 +46,47 @@ class NamespaceSnapshots:
 
     def __init__(self, raw: Snapshotter, namespace: str) -> None:
         self._raw = raw
+        self._namespace = namespace
         self._prefix = _prefix(namespace)
 
     @property
     def whiteouts(self) -> WhiteoutMode:
         return self._raw.whiteouts
 
+    def raw_key(self, key: str) -> str:
+        """The raw key of the namespace's `key`: its own prefixed one if there is one,
+        else a shared layer's chain ID if the namespace holds it."""
+        own = self._prefix + key
+        try:
+            self._raw.stat(own)
+            return own
+        except NotFound:
+            pass
+        try:
+            if self._namespace in self._raw.owners(key):
+                return key
+        except NotFound:
+            pass
+        return own
+
     def stat(self, key: str) -> Info:
-        return self._raw.stat(self._prefix + key)
+        return self._raw.stat(self.raw_key(key))
+
+    def reuse(self, name: str) -> bool:
+        """Whether committed layer `name` is the namespace's, taking it (and what is
+        below it) if another namespace unpacked it."""
+        try:
+            return self.stat(name).kind == "committed"
+        except NotFound:
+            return self._raw.reuse(name, self._namespace)
 
     def prepare(self, key: str, parent: str | None = None) -> builtins.list[Mount]:
         return self._raw.prepare(self._prefix + key,
-                                 self._prefix + parent if parent is not None else None)
+                                 self.raw_key(parent) if parent is not None else None,
+                                 owner=self._namespace)
+
+    def mounts(self, key: str) -> builtins.list[Mount]:
+        return self._raw.mounts(self.raw_key(key))
 
     def apply_dir(self, key: str) -> Path:
         return self._raw.apply_dir(self._prefix + key)
@@ -59,10 +95,42 @@ class NamespaceSnapshots:
         return self._raw.apply_lowers(self._prefix + key)
 
     def commit(self, name: str, key: str) -> None:
-        self._raw.commit(self._prefix + name, self._prefix + key)
+        """Commit active `key` as the shared layer `name`. AlreadyExists if another
+        unpack (of any namespace) committed `name` first; the namespace then holds
+        theirs, and `key` is the caller's to remove."""
+        try:
+            self._raw.commit(name, self._prefix + key)
+        except AlreadyExists:
+            if not self._raw.reuse(name, self._namespace):
+                raise NotFound(f'snapshot "{name}" was removed meanwhile') from None
+            raise
 
     def remove(self, key: str) -> None:
-        self._raw.remove(self._prefix + key)
+        """Remove the namespace's `key`: a snapshot it shares only stops being its."""
+        raw = self.raw_key(key)
+        try:
+            owned = self._namespace in self._raw.owners(raw)
+        except NotFound:
+            raise NotFound(f'no snapshot "{key}"') from None
+        if owned:
+            self._raw.release(raw, self._namespace)
+        else:
+            self._raw.remove(raw)
+
+    def list(self) -> builtins.list[SnapshotInfo]:
+        """The namespace's snapshots: those it holds and its unshared legacy ones."""
+        infos = {info.name: info for info in self._raw.owned(self._namespace)}
+        for info in self._raw.list():
+            if info.name.startswith(self._prefix):
+                infos.setdefault(info.name, info)
+        return [self.local(info) for info in infos.values()]
+
+    def local(self, info: Info) -> SnapshotInfo:
+        return SnapshotInfo(self._strip(info.name), info.kind,
+                            self._strip(info.parent) if info.parent else None, info.created)
+
+    def _strip(self, key: str) -> str:
+        return key[len(self._prefix):] if key.startswith(self._prefix) else key
 
 
 class Snapshots:
@@ -71,30 +139,23 @@ class Snapshots:
     def __init__(self, root: Path) -> None:
         self.raw: Snapshotter = open_snapshotter(root)
 
-    def key(self, namespace: str, key: str) -> str:
-        return _prefix(namespace) + key
-
     def of(self, namespace: str) -> NamespaceSnapshots:
         """The namespace's snapshots as a blocking snapshotter of their own (unpack's)."""
         return NamespaceSnapshots(self.raw, namespace)
 
-    def _local(self, namespace: str, info: Info) -> SnapshotInfo:
-        prefix = _prefix(namespace)
-        parent = info.parent[len(prefix):] if info.parent else None
-        return SnapshotInfo(info.name[len(prefix):], info.kind, parent, info.created)
-
     async def list(self, namespace: str) -> list[SnapshotInfo]:
-        prefix = _prefix(namespace)
-        infos = await trio.to_thread.run_sync(self.raw.list)
-        return [self._local(namespace, i) for i in infos if i.name.startswith(prefix)]
+        return await trio.to_thread.run_sync(self.of(namespace).list)
 
     async def namespaces(self) -> builtins.list[str]:
         """Every namespace that has snapshots, removed namespaces' leftovers included."""
-        infos = await trio.to_thread.run_sync(self.raw.list)
-        return sorted({info.name.split("/", 1)[0] for info in infos if "/" in info.name})
+        def find() -> set[str]:
+            prefixed = {info.name.split("/", 1)[0] for info in self.raw.list() if "/" in info.name}
+            return prefixed | self.raw.owners()
+        return sorted(await trio.to_thread.run_sync(find))
 
     async def remove_all(self, namespace: str) -> None:
-        """Remove every snapshot of `namespace`, children before their parents."""
+        """Remove every snapshot of `namespace`, children before their parents (a
+        layer another namespace uses stays for it)."""
         infos = await self.list(namespace)
         depth = {info.key: 0 for info in infos}
         parents = {info.key: info.parent for info in infos}
@@ -116,28 +177,30 @@ class Snapshots:
         return len(doomed)
 
     async def stat(self, namespace: str, key: str) -> SnapshotInfo:
-        info = await trio.to_thread.run_sync(self.raw.stat, self.key(namespace, key))
-        return self._local(namespace, info)
+        view = self.of(namespace)
+        return view.local(await trio.to_thread.run_sync(view.stat, key))
 
     async def usage(self, namespace: str, key: str) -> tuple[int, int]:
-        usage = await trio.to_thread.run_sync(self.raw.usage, self.key(namespace, key))
-        return usage.size, usage.inodes
+        def measure() -> tuple[int, int]:
+            usage = self.raw.usage(self.of(namespace).raw_key(key))
+            return usage.size, usage.inodes
+        return await trio.to_thread.run_sync(measure)
 
     async def prepare(self, namespace: str, key: str, parent: str | None) -> builtins.list[Mount]:
         """A writable snapshot `key` over the committed `parent` (a chain ID)."""
-        raw_parent = self.key(namespace, parent) if parent else None
-        return await trio.to_thread.run_sync(
-            self.raw.prepare, self.key(namespace, key), raw_parent)
+        return await trio.to_thread.run_sync(self.of(namespace).prepare, key, parent)
 
     async def mounts(self, namespace: str, key: str) -> builtins.list[Mount]:
-        return await trio.to_thread.run_sync(self.raw.mounts, self.key(namespace, key))
+        return await trio.to_thread.run_sync(self.of(namespace).mounts, key)
 
     async def remove(self, namespace: str, key: str) -> None:
-        await trio.to_thread.run_sync(self.raw.remove, self.key(namespace, key))
+        await trio.to_thread.run_sync(self.of(namespace).remove, key)
 
     async def layers(self, namespace: str, name: str) -> builtins.list[Path]:
         """The directories of committed snapshot `name`, top first."""
-        return await trio.to_thread.run_sync(self.raw.layers, self.key(namespace, name))
+        def find() -> builtins.list[Path]:
+            return self.raw.layers(self.of(namespace).raw_key(name))
+        return await trio.to_thread.run_sync(find)
 
     async def read_file(self, namespace: str, key: str, path: str) -> bytes | None:
         """A file of the snapshot as the container will see it (e.g. /etc/passwd for

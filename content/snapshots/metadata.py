@@ -1,4 +1,9 @@
-"""Snapshot metadata in sqlite: which key is which numeric id, its kind and parent.
+"""Snapshot metadata in sqlite: which key is which numeric id, its kind, parent and owners.
+
+Owners are opaque names (cdfs's namespaces) that hold a snapshot: a committed layer
+one owner unpacked is used by another by adding it as an owner, and the snapshot goes
+only with its last owner (see Snapshotter.release). A snapshot with no owner row is
+removed by key alone, as before owners existed.
 
 sqlite's rollback journal makes every change atomic across a kill -9, so the only
 inconsistency a crash can leave is a snapshot directory whose row never committed
@@ -6,6 +11,7 @@ inconsistency a crash can leave is a snapshot directory whose row never committe
 (AUTOINCREMENT), so such orphan directories are recognised and removed on open.
 """
 
+import builtins
 import json
 import sqlite3
 import threading
@@ -30,6 +36,12 @@ CREATE TABLE IF NOT EXISTS snapshots (
     labels  TEXT NOT NULL DEFAULT '{}'
 );
 CREATE INDEX IF NOT EXISTS snapshots_parent ON snapshots(parent);
+CREATE TABLE IF NOT EXISTS owners (
+    snapshot INTEGER NOT NULL REFERENCES snapshots(id),
+    owner    TEXT NOT NULL,
+    PRIMARY KEY (snapshot, owner)
+);
+CREATE INDEX IF NOT EXISTS owners_owner ON owners(owner);
 """
 
 
@@ -115,6 +127,32 @@ class Metadata:
                 "FROM snapshots s LEFT JOIN snapshots p ON p.id = s.parent ORDER BY s.id")
             return [_info(row) for row in rows]
 
+    def owned(self, owner: str) -> builtins.list[Info]:
+        """The snapshots `owner` holds, oldest first."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT s.kind, s.key, p.key, s.created, s.labels FROM owners o "
+                "JOIN snapshots s ON s.id = o.snapshot LEFT JOIN snapshots p ON p.id = s.parent "
+                "WHERE o.owner = ? ORDER BY s.id", (owner,))
+            return [_info(row) for row in rows]
+
+    def owners(self, snapshot_id: int | None = None) -> set[str]:
+        """The owners of one snapshot, or of any."""
+        with self._lock:
+            if snapshot_id is None:
+                rows = self._db.execute("SELECT DISTINCT owner FROM owners")
+            else:
+                rows = self._db.execute("SELECT owner FROM owners WHERE snapshot = ?",
+                                        (snapshot_id,))
+            return {row[0] for row in rows}
+
+    def has_owned_children(self, snapshot_id: int, owner: str) -> bool:
+        with self._lock:
+            return self._db.execute(
+                "SELECT 1 FROM snapshots s JOIN owners o ON o.snapshot = s.id "
+                "WHERE s.parent = ? AND o.owner = ? LIMIT 1",
+                (snapshot_id, owner)).fetchone() is not None
+
     def ids(self) -> set[int]:
         with self._lock:
             return {row[0] for row in self._db.execute("SELECT id FROM snapshots")}
@@ -141,7 +179,16 @@ class Metadata:
         self._db.execute("UPDATE snapshots SET key = ?, kind = 'committed', labels = ? "
                          "WHERE id = ?", (name, json.dumps(merged), row.id))
 
+    def add_owner(self, snapshot_id: int, owner: str) -> None:
+        self._db.execute("INSERT OR IGNORE INTO owners (snapshot, owner) VALUES (?, ?)",
+                         (snapshot_id, owner))
+
+    def drop_owner(self, snapshot_id: int, owner: str) -> None:
+        self._db.execute("DELETE FROM owners WHERE snapshot = ? AND owner = ?",
+                         (snapshot_id, owner))
+
     def delete(self, row: Row) -> None:
+        self._db.execute("DELETE FROM owners WHERE snapshot = ?", (row.id,))
         self._db.execute("DELETE FROM snapshots WHERE id = ?", (row.id,))
 
     def _exists(self, key: str) -> bool:

@@ -10,6 +10,12 @@ On disk every snapshot is `<root>/snapshots/<id>/` holding `fs` (and `work` for
 overlay); a new one is assembled in `<root>/snapshots/new-*` and renamed into place
 inside the metadata transaction that creates its row, so a crash leaves either
 nothing or an orphan directory that the next open removes.
+
+Snapshots may have owners (opaque names: cdfs's namespaces). An owner that finds a
+layer already committed under its chain ID by another takes it with reuse(), which
+adds the owner to the snapshot and every ancestor; release() drops one owner and
+removes the snapshot only when no owner is left. So an owner always holds the whole
+chain below what it holds, and a layer on disk is shared by all who use it.
 """
 
 import builtins
@@ -52,15 +58,16 @@ class Snapshotter(ABC):
 
     # -- lifecycle ---------------------------------------------------------------
     def prepare(self, key: str, parent: str | None = None,
-                labels: dict[str, str] | None = None) -> list[Mount]:
-        """Create the active (writable) snapshot `key` on top of committed `parent`.
-        AlreadyExists if the key is taken, NotFound/InvalidArgument for a bad parent."""
-        return self._create(key, parent, "active", labels or {})
+                labels: dict[str, str] | None = None, owner: str | None = None) -> list[Mount]:
+        """Create the active (writable) snapshot `key` on top of committed `parent`
+        (held by `owner` if given). AlreadyExists if the key is taken,
+        NotFound/InvalidArgument for a bad parent."""
+        return self._create(key, parent, "active", labels or {}, owner)
 
     def view(self, key: str, parent: str | None = None,
-             labels: dict[str, str] | None = None) -> list[Mount]:
+             labels: dict[str, str] | None = None, owner: str | None = None) -> list[Mount]:
         """Create a read-only view `key` of committed `parent`."""
-        return self._create(key, parent, "view", labels or {})
+        return self._create(key, parent, "view", labels or {}, owner)
 
     def mounts(self, key: str) -> list[Mount]:
         """The mounts of an active snapshot or view (InvalidArgument if committed)."""
@@ -88,6 +95,49 @@ class Snapshotter(ABC):
             self._meta.delete(row)
         # After the row is gone: a crash here leaves an orphan, removed on open.
         shutil.rmtree(self._dir(row.id), ignore_errors=True)
+
+    def reuse(self, name: str, owner: str | None = None) -> bool:
+        """Whether committed `name` exists; with `owner`, that owner then holds it and
+        everything below it (a layer another owner unpacked, used as it is)."""
+        with self._meta.transaction():
+            try:
+                row = self._meta.get(name)
+            except NotFound:
+                return False
+            if row.info.kind != "committed":
+                return False
+            if owner is not None:
+                for snapshot_id in (row.id, *row.ancestors):
+                    self._meta.add_owner(snapshot_id, owner)
+        return True
+
+    def release(self, key: str, owner: str) -> bool:
+        """Drop `owner` from snapshot `key`, removing the snapshot if it was the last
+        owner (whether it was). NotFound if `owner` does not hold `key`; Busy while
+        `owner` holds a snapshot built on it."""
+        with self._meta.transaction():
+            row = self._meta.get(key)
+            owners = self._meta.owners(row.id)
+            if owner not in owners:
+                raise NotFound(f'no snapshot "{key}" held by "{owner}"')
+            if self._meta.has_owned_children(row.id, owner):
+                raise Busy(f'snapshot "{key}" has children')
+            self._meta.drop_owner(row.id, owner)
+            if owners != {owner}:
+                return False
+            if self._meta.has_children(row.id):
+                raise Busy(f'snapshot "{key}" has children')
+            self._meta.delete(row)
+        shutil.rmtree(self._dir(row.id), ignore_errors=True)
+        return True
+
+    def owned(self, owner: str) -> builtins.list[Info]:
+        """The snapshots `owner` holds."""
+        return self._meta.owned(owner)
+
+    def owners(self, key: str | None = None) -> set[str]:
+        """The owners of snapshot `key`, or of any snapshot."""
+        return self._meta.owners(self._meta.get(key).id if key is not None else None)
 
     def stat(self, key: str) -> Info:
         return self._meta.get(key).info
@@ -140,8 +190,8 @@ class Snapshotter(ABC):
         return self._dir(snapshot_id) / "fs"
 
     # -- internals -----------------------------------------------------------------
-    def _create(self, key: str, parent: str | None, kind: Kind,
-                labels: dict[str, str]) -> builtins.list[Mount]:
+    def _create(self, key: str, parent: str | None, kind: Kind, labels: dict[str, str],
+                owner: str | None) -> builtins.list[Mount]:
         check_key(key)
         parent_row = self._committed(parent) if parent is not None else None
         new = Path(tempfile.mkdtemp(prefix="new-", dir=self.snapshots_dir))
@@ -151,6 +201,8 @@ class Snapshotter(ABC):
                 if parent_row is not None and self._committed(parent_row.info.name) != parent_row:
                     raise NotFound(f'parent snapshot "{parent}" was removed meanwhile')
                 snapshot_id = self._meta.insert(key, kind, parent_row, labels)
+                if owner is not None:
+                    self._meta.add_owner(snapshot_id, owner)
                 final = self._dir(snapshot_id)
                 if final.exists():  # an orphan from a crash before its row committed
                     shutil.rmtree(final)

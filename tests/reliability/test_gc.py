@@ -3,6 +3,7 @@ names until released or expired, a removed namespace gives its disk back, and a 
 killed at any point leaves nothing that survives a restart."""
 
 import errno
+import json
 import os
 import signal
 import subprocess
@@ -13,6 +14,7 @@ from pathlib import Path
 from support import Daemon, wait_until
 
 from content.build import BuildConfig, Entry, Layer, build_image
+from content.busybox import BUSYBOX, PATH_ENV, busybox_entries
 from content.reference import parse_reference
 from content.registry.push import push
 from content.store import ContentStore
@@ -111,6 +113,70 @@ def test_removing_a_namespace_returns_the_root_to_its_size(
     assert _du(layers) == before
     _ctl(daemon, "ctl", "gc")
     assert _blobs(daemon) == _busybox_blobs(daemon)
+
+
+def _publish_busybox(tmp_path: Path, registry: str, name: str) -> None:
+    """A runnable image of two layers: busybox, then /shared."""
+    store = ContentStore(tmp_path / "build-busybox")
+    layers = [Layer(busybox_entries(BUSYBOX)), Layer([Entry.file("shared", b"shared layer\n")])]
+    root = build_image(store, layers, BuildConfig(cmd=["sh"], env=[PATH_ENV]))
+    push(store, root, parse_reference(f"{registry}/{name}"))
+
+
+def _write(path: Path, text: str) -> None:
+    with open(path, "w") as file:
+        file.write(text)
+
+
+def test_namespaces_share_layers_and_gc_keeps_what_another_uses(
+        daemon: Daemon, registry: str, tmp_path: Path) -> None:
+    """Team b pulls the image team a unpacked: no layer is unpacked again; each lists
+    only its own snapshots; team a's rm, gc and removal leave team b's running
+    container and its image usable; team b's rm and gc give the disk back."""
+    ref = f"{registry}/shared:1"
+    _publish_busybox(tmp_path, registry, "shared:1")
+    layers = daemon.root / "snapshots" / "overlay" / "snapshots"
+    before = _du(layers)
+    teams = [daemon.path("namespaces", name) for name in ("team-a", "team-b")]
+    for team in teams:
+        team.mkdir()
+        _ctl(daemon, f"namespaces/{team.name}/images/ctl", f"pull {ref}")
+        if team.name == "team-a":
+            unpacked = _du(layers)
+    assert _du(layers) == unpacked > before  # team b stored no layer of its own
+    assert _snapshots(daemon, "team-a") == _snapshots(daemon, "team-b") != set()
+
+    container = teams[1] / "containers" / "runs"
+    container.mkdir()
+    _write(container / "image", ref + "\n")
+    _write(container / "config.json", json.dumps({"process": {"args": ["sleep", "300"]}}))
+    _write(container / "ctl", "start\n")
+    assert (container / "status").read_text().strip() == "running"
+    assert len(_snapshots(daemon, "team-b")) == len(_snapshots(daemon, "team-a")) + 1
+
+    _ctl(daemon, "namespaces/team-a/images/ctl", f"rm {ref}")
+    _ctl(daemon, "ctl", "gc")
+    assert _snapshots(daemon, "team-a") == set()
+    teams[0].rmdir()
+    assert _du(layers) >= unpacked  # team b's layers are all still there
+    second = teams[1] / "containers" / "again"
+    second.mkdir()
+    _write(second / "image", ref + "\n")
+    _write(second / "config.json", json.dumps({"process": {"args": ["cat", "/shared"]}}))
+    _write(second / "ctl", "start\n")
+    status = subprocess.run(["timeout", "30", "cat", str(second / "wait")],
+                            capture_output=True, text=True, timeout=40).stdout.strip()
+    assert status == "0" and (second / "stdout").read_text() == "shared layer\n"
+    assert (container / "status").read_text().strip() == "running"
+
+    _write(container / "ctl", "kill 9\n")
+    subprocess.run(["timeout", "30", "cat", str(container / "wait")], capture_output=True,
+                   timeout=40)
+    for done in (container, second):
+        done.rmdir()
+    _ctl(daemon, "namespaces/team-b/images/ctl", f"rm {ref}")
+    _ctl(daemon, "ctl", "gc")
+    assert _snapshots(daemon, "team-b") == set() and _du(layers) == before
 
 
 def _extracting(daemon: Daemon) -> bool:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from base.errors import InvalidArgument
+from base.errors import Busy, InvalidArgument, NotFound
 from cdfs.services.snapshots import NamespaceSnapshots
 from content.descriptor import Descriptor
 from content.snapshots import Snapshotter
@@ -58,11 +58,12 @@ def test_merged_layers_across_whiteouts_links_and_devices(
     ], "none")
     top = unpack(store, NamespaceSnapshots(snapshotter, "ns"), [l0[0], l1[0]], [l0[1], l1[1]])
     assert top == chain_ids([l0[1], l1[1]])[-1]
-    assert snapshotter.stat("ns/" + top).kind == "committed"
-    assert snapshotter.stat("ns/" + top).parent == "ns/" + l0[1]
+    assert snapshotter.stat(top).kind == "committed"
+    assert snapshotter.stat(top).parent == l0[1]
+    assert snapshotter.owners(top) == snapshotter.owners(l0[1]) == {"ns"}
     assert [i.kind for i in snapshotter.list()] == ["committed", "committed"]
 
-    with mounted(snapshotter.view("ctr", "ns/" + top)) as root:
+    with mounted(snapshotter.view("ctr", top)) as root:
         assert sorted(os.listdir(root)) == ["bin", "dev", "etc", "lib", "opt", "usr"]
         assert sorted(os.listdir(root / "etc")) == ["localtime", "passwd"]
         assert os.readlink(root / "etc/localtime") == "/usr/share/zoneinfo/UTC"
@@ -101,6 +102,58 @@ def test_shared_layers_unpack_once(store: ContentStore, snapshotter: Snapshotter
     assert snapshotter.stat(base[1]).created == created
     assert snapshotter.stat(top).parent == base[1]
     assert len(snapshotter.list()) == 3
+
+
+def test_namespaces_share_committed_layers(store: ContentStore, snapshotter: Snapshotter,
+                                           layers) -> None:
+    """A second namespace takes the layers the first unpacked (no blob needed), lists
+    only its own snapshots, and a layer goes with the last namespace using it."""
+    base = add_layer(store, layers, [layers.file("base", b"b" * 10000)])
+    one = add_layer(store, layers, [layers.file("one", b"1")])
+    a, b = NamespaceSnapshots(snapshotter, "a"), NamespaceSnapshots(snapshotter, "b")
+    top = unpack(store, a, [base[0], one[0]], [base[1], one[1]])
+    a.prepare("ctr-a", top)
+    for layer in (base, one):
+        store.delete(layer[0].digest)
+    assert unpack(store, b, [base[0], one[0]], [base[1], one[1]]) == top
+    assert len(os.listdir(snapshotter.snapshots_dir)) == 3
+    assert snapshotter.owners(top) == snapshotter.owners(base[1]) == {"a", "b"}
+    assert sorted(i.key for i in a.list()) == sorted([base[1], top, "ctr-a"])
+    assert sorted(i.key for i in b.list()) == sorted([base[1], top])
+    b.prepare("ctr-b", top)
+    with pytest.raises(Busy):
+        b.remove(top)  # b's container is built on it
+    b.remove("ctr-b")
+    b.remove(top)
+    b.remove(base[1])
+    assert b.list() == [] and snapshotter.owners(top) == {"a"}
+    assert a.stat(top).kind == "committed"
+    with pytest.raises(NotFound):
+        b.stat(top)
+    with pytest.raises(Busy):
+        a.remove(top)
+    a.remove("ctr-a")
+    a.remove(top)
+    a.remove(base[1])
+    assert snapshotter.list() == [] and os.listdir(snapshotter.snapshots_dir) == []
+
+
+def test_layers_unpacked_before_sharing_stay_the_namespace_own(
+        store: ContentStore, snapshotter: Snapshotter, layers) -> None:
+    """A root from before layers were shared keys them `<namespace>/<chain ID>` with no
+    owner: they are still found, built on and removed as that namespace's."""
+    base = add_layer(store, layers, [layers.file("base", b"b")])
+    legacy = "old/" + base[1]
+    snapshotter.prepare("old/x", None)
+    snapshotter.commit(legacy, "old/x")
+    old = NamespaceSnapshots(snapshotter, "old")
+    assert unpack(store, old, [base[0]], [base[1]]) == base[1]
+    assert [i.key for i in old.list()] == [base[1]]
+    old.prepare("ctr", base[1])
+    assert snapshotter.stat("old/ctr").parent == legacy
+    old.remove("ctr")
+    old.remove(base[1])
+    assert snapshotter.list() == []
 
 
 def test_concurrent_unpacks_of_one_chain(store: ContentStore, snapshotter: Snapshotter,
