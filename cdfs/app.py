@@ -64,7 +64,8 @@ class App:
         await app.images.load()
         await app.images.ensure_busybox()
         images.reclaim = app.collect_garbage
-        app.containers = Containers(db, bus, TaskService(config.state / "runtime"),
+        app.containers = Containers(db, bus, TaskService(config.state / "runtime",
+                                                      log_size_max=config.log_size_max),
                                     namespaces, images, snapshots, leases)
         app.metrics = Metrics(bus, app.containers.cgroups_path)
         app.containers.before_exit = app.metrics.before_exit

@@ -7,7 +7,7 @@ import sys
 import trio
 
 from cdfs import __version__
-from cdfs.config import DEFAULT_MOUNT, DEFAULT_ROOT, DEFAULT_STATE, Config
+from cdfs.config import DEFAULT_LOG_SIZE_MAX, DEFAULT_MOUNT, DEFAULT_ROOT, DEFAULT_STATE, Config
 
 BANNER = """\
 cdfs {version} is serving {mount}. In another shell, try:
@@ -18,7 +18,8 @@ cdfs {version} is serving {mount}. In another shell, try:
   echo cdfs.local/busybox:latest > containers/web/image
   echo '{{"process":{{"args":["sh","-c","echo hi"]}}}}' > containers/web/config.json
   echo start > containers/web/ctl
-  cat containers/web/stdout containers/web/wait          # hi, then 0
+  cat containers/web/wait containers/web/stdout          # 0, then hi
+  tail -f containers/web/stdout                         # output files are log files
   rmdir containers/web
 Stop with Ctrl-C: the tree is unmounted; containers keep running under their monitors."""
 
@@ -35,6 +36,10 @@ def _parser() -> argparse.ArgumentParser:
                        choices=["debug", "info", "warning", "error"])
     serve.add_argument("--allow-group", metavar="GROUP",
                        help="also let members of GROUP use the mount (allow_other)")
+    serve.add_argument("--log-size-max", type=int, metavar="BYTES",
+                       help="cap of each container's log; at the cap it starts afresh and\n"
+                       "the output files say how much was dropped (CDFS_LOG_SIZE_MAX,\n"
+                       f"default {DEFAULT_LOG_SIZE_MAX})")
     serve.add_argument("--banner", action="store_true", help="print what to try once mounted")
     commands.add_parser("docs", help="print the filesystem reference (docs/filesystem.md)")
     return parser
@@ -53,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     config = Config.from_env(args.mount, args.root, args.state, log_level=args.log_level,
-                             allow_group=args.allow_group)
+                             allow_group=args.allow_group, log_size_max=args.log_size_max)
     banner = BANNER.format(version=__version__, mount=config.mount) if args.banner else None
     try:
         trio.run(serve, config, banner)

@@ -14,8 +14,10 @@ from mountpoint.table import (
     Ctl,
     Dir,
     Err,
+    GrowingFile,
     HostTree,
     Input,
+    Output,
     Scope,
     Services,
     Sink,
@@ -63,8 +65,27 @@ def _times(app: Services, scope: Scope) -> Awaitable[Times]:
     return app.containers.times(scope["ns"], scope["id"], _exec_id(scope))
 
 
-def _output(stream: str) -> Callable[[Services, Scope], Awaitable[StreamReader]]:
-    return opens(lambda app, s: app.containers.output(s["ns"], s["id"], _exec_id(s), stream))
+def _output(output: str) -> Callable[[Services, Scope], Awaitable[GrowingFile]]:
+    async def open_(app: Services, scope: Scope) -> GrowingFile:
+        return app.containers.output_file(scope["ns"], scope["id"], _exec_id(scope), output)
+
+    return open_
+
+
+def _follow(output: str) -> Callable[[Services, Scope], Awaitable[StreamReader]]:
+    return opens(lambda app, s: app.containers.follow(s["ns"], s["id"], _exec_id(s), output))
+
+
+FOLLOW = Table(
+    "stdout, stderr and log as streams, as `docker logs -f`",
+    entries=(
+        Stream("stdout", "stdout from its first byte; a read waits for more while the\n"
+               "process runs, and the stream ends when it has exited: `cat follow/stdout`\n"
+               "prints the whole output and returns at exit", _follow("stdout")),
+        Stream("stderr", "the same for stderr", _follow("stderr")),
+        Stream("log", "the same for the combined log", _follow("log")),
+    ),
+)
 
 
 class _Stdin:
@@ -179,7 +200,7 @@ async def _rootfs(app: Services, scope: Scope) -> TreeView:
     return await app.containers.rootfs(scope["ns"], scope["id"])
 
 
-def _task_files(stdin_doc: str) -> tuple[Value | Stream | Input, ...]:
+def _task_files(stdin_doc: str) -> tuple[Value | Stream | Output | Input | Dir, ...]:
     """The files a container and an exec both have, about their process."""
     return (
         Value("status", "created | running | paused | stopped; `empty` until it is created",
@@ -197,10 +218,11 @@ def _task_files(stdin_doc: str) -> tuple[Value | Stream | Input, ...]:
         Stream("wait", "blocks until the process has exited, then gives its exit status",
                opens(lambda app, s: app.containers.wait(s["ns"], s["id"], _exec_id(s)))),
         Input("stdin", stdin_doc, _stdin),
-        Stream("stdout", "everything the process wrote to stdout, from the start; while it\n"
-               "runs a read waits for more, and the stream ends when it exits, so\n"
-               "`cat stdout` prints the whole output and returns at exit", _output("stdout")),
-        Stream("stderr", "the same for stderr", _output("stderr")),
+        Output("stdout", "everything the process wrote to stdout so far, as a growing log\n"
+               "file: its size is the bytes so far, end of file is where the process\n"
+               "has got to, nothing waits. `tail -f stdout` follows it; `cat wait;\n"
+               "cat stdout` prints the whole output once it has exited", _output("stdout")),
+        Output("stderr", "the same for stderr", _output("stderr")),
         Stream("tty", "the terminal, when process.terminal is true (EINVAL otherwise). A\n"
                "read streams what the terminal shows from the moment of opening\n"
                "(echoed keystrokes, \\r\\n line ends, escape sequences), waiting for\n"
@@ -211,10 +233,13 @@ def _task_files(stdin_doc: str) -> tuple[Value | Stream | Input, ...]:
                "Open it once for reading and once for writing (or O_RDWR) to drive it",
                opens(lambda app, s: app.containers.tty(s["ns"], s["id"], _exec_id(s))),
                input=_keystrokes),
-        Stream("log", "stdout and stderr combined as conmon's timestamped log lines\n"
-               "(`<time> stdout|stderr F|P <text>`), following like stdout; bounded in\n"
-               "size: when full, the log starts afresh",
-               opens(lambda app, s: app.containers.log(s["ns"], s["id"], _exec_id(s)))),
+        Output("log", "stdout and stderr combined as conmon's timestamped log lines\n"
+               "(`<time> stdout|stderr F|P <text>`), growing like stdout. A log is kept\n"
+               "up to a cap (`cdfs serve --log-size-max`, default 64 MiB); at the cap\n"
+               "conmon starts it afresh, and stdout, stderr and log then begin with a\n"
+               "line `[cdfs: N earlier bytes of stdout were dropped here: ...]`",
+               _output("log")),
+        Dir("follow", "the output as streams that wait for more", FOLLOW),
     )  # fmt: skip
 
 

@@ -30,17 +30,19 @@ from mountpoint import hosttree
 from mountpoint.errors import err_line, errno_of
 from mountpoint.interrupt import POLL_SECONDS, interrupted
 from mountpoint.nodes import Node, NodeTable, Resolved, resolve_child, resolve_fixed
+from mountpoint.streams import READABLE, WRITABLE, OpenStream
 from mountpoint.table import (
     Ctl,
     Err,
+    GrowingFile,
     HostFile,
     HostTree,
     Input,
     Link,
+    Output,
     Services,
     Sink,
     Stream,
-    StreamReader,
     Table,
     Value,
 )
@@ -78,10 +80,19 @@ class _ValueHandle:
 @dataclass
 class _StreamHandle:
     node: Node
-    reader: StreamReader
-    pid: int
-    sink: Sink | None = None  # opened for reading and writing (a Stream with input)
+    stream: OpenStream
+    pid: int  # the opener, whose signals release its blocked writes
     order: trio.Lock = field(default_factory=trio.Lock)
+
+    @property
+    def sink(self) -> Sink | None:
+        return self.stream.sink
+
+
+@dataclass
+class _OutputHandle:
+    node: Node
+    file: GrowingFile
 
 
 @dataclass
@@ -101,7 +112,7 @@ class _SinkHandle:
     order: trio.Lock = field(default_factory=trio.Lock)
 
 
-_Handle = _ValueHandle | _StreamHandle | _HostHandle | _SinkHandle
+_Handle = _ValueHandle | _StreamHandle | _OutputHandle | _HostHandle | _SinkHandle
 
 
 class Filesystem(pyfuse3.Operations):
@@ -245,6 +256,13 @@ class Filesystem(pyfuse3.Operations):
             except Exception:  # the open says why; a listing still shows the name
                 return self._attrs(node, 0, await self._object_time(node))
             return self._attrs(node, len(content), await self._stamp(node, content))
+        if isinstance(entry, Output):
+            try:
+                file = await entry.open(self.services, node.scope)
+                size, mtime_ns = await file.stat()
+            except Exception:
+                return self._attrs(node, 0, await self._object_time(node))
+            return self._attrs(node, size, mtime_ns or await self._object_time(node))
         return self._attrs(node, 0, await self._object_time(node))
 
     @staticmethod
@@ -545,8 +563,15 @@ class Filesystem(pyfuse3.Operations):
                 fh = self._add_handle(_SinkHandle(node, sink, ctx.pid))
             else:
                 reader = await self._quietly(entry.open(self.services, node.scope))
-                fh = self._add_handle(_StreamHandle(node, reader, ctx.pid, sink))
+                stream = OpenStream(reader, ctx.pid, bool(flags & os.O_NONBLOCK), sink)
+                fh = self._add_handle(_StreamHandle(node, stream, ctx.pid))
             return pyfuse3.FileInfo(fh=fh, direct_io=True, keep_cache=False, nonseekable=True)
+        if isinstance(entry, Output):
+            if writing:
+                raise pyfuse3.FUSEError(errno.EACCES)
+            file = await self._quietly(entry.open(self.services, node.scope))
+            fh = self._add_handle(_OutputHandle(node, file))
+            return pyfuse3.FileInfo(fh=fh, direct_io=True, keep_cache=False)
         if isinstance(entry, Input):
             if reading:
                 raise pyfuse3.FUSEError(errno.EACCES)
@@ -584,17 +609,24 @@ class Filesystem(pyfuse3.Operations):
             return handle.content[off:off + size]
         if isinstance(handle, _HostHandle):
             return await trio.to_thread.run_sync(os.pread, handle.fd, size, off)
+        if isinstance(handle, _OutputHandle):
+            return await self._quietly(handle.file.read(off, size))
         if isinstance(handle, _StreamHandle):
-            return await self._read_stream(handle, size)
+            return await handle.stream.read(size)
         raise pyfuse3.FUSEError(errno.EBADF)
 
-    async def _read_stream(self, handle: _StreamHandle, size: int) -> bytes:
-        """Wait for stream data, giving up with EINTR once the reader has a signal."""
-        while True:
-            with trio.move_on_after(POLL_SECONDS):
-                return await self._quietly(handle.reader.read(size))
-            if interrupted(handle.pid):
-                raise pyfuse3.FUSEError(errno.EINTR)
+    async def poll(self, inode: int, fh: int, poll_handle: pyfuse3.PollHandle | None,
+                   ctx: pyfuse3.RequestContext) -> int:
+        """Real readiness for streams (see streams.py); other files are always ready."""
+        handle = self._handles.get(fh)
+        if isinstance(handle, _StreamHandle):
+            return handle.stream.poll(poll_handle)
+        if isinstance(handle, _SinkHandle):
+            return WRITABLE
+        if isinstance(handle, _ValueHandle) and isinstance(handle.node.entry, Ctl | Value) \
+                and (isinstance(handle.node.entry, Ctl) or handle.node.entry.write):
+            return READABLE | WRITABLE
+        return READABLE
 
     async def write(self, fh: int, off: int, buf: bytes) -> int:
         handle = self._handles.get(fh)
@@ -695,7 +727,7 @@ class Filesystem(pyfuse3.Operations):
         nobody to fail, so it is the directory's err line (and the log's)."""
         handle = self._handles.pop(fh, None)
         if isinstance(handle, _StreamHandle):
-            handle.reader.close()
+            handle.stream.close()
         elif isinstance(handle, _HostHandle):
             os.close(handle.fd)
         if isinstance(handle, _SinkHandle | _StreamHandle) and handle.sink is not None:
@@ -710,7 +742,7 @@ class Filesystem(pyfuse3.Operations):
         """End every open stream, so blocked readers see EOF and the daemon can stop."""
         for handle in self._handles.values():
             if isinstance(handle, _StreamHandle):
-                handle.reader.close()
+                handle.stream.close()
 
     async def statfs(self, ctx: pyfuse3.RequestContext) -> pyfuse3.StatvfsData:
         data = pyfuse3.StatvfsData()

@@ -12,6 +12,7 @@ from mountpoint.table import (
     HostTree,
     Input,
     Link,
+    Output,
     Stream,
     Table,
     Value,
@@ -128,6 +129,8 @@ def _kind(entry: Entry) -> str:
         return "ctl"
     if isinstance(entry, Stream):
         return "stream rw" if entry.input else "stream"
+    if isinstance(entry, Output):
+        return "output"
     if isinstance(entry, Link):
         return "link"
     if isinstance(entry, HostFile):

@@ -32,6 +32,15 @@ class StreamReader(Protocol):
     def close(self) -> None: ...
 
 
+class GrowingFile(Protocol):
+    """What an output file's open returns: the bytes written so far, readable at any
+    offset; `stat` gives (size, mtime in ns) as of now. Nothing waits."""
+
+    async def stat(self) -> tuple[int, int]: ...
+
+    async def read(self, offset: int, size: int) -> bytes: ...
+
+
 class Sink(Protocol):
     """What a sink file's open returns: bytes written at offsets, acted on once, at
     `close` (after the last copy of the open file is closed: its errors can only go
@@ -241,10 +250,11 @@ class ContainerService(Protocol):
 
     async def remove_exec(self, namespace: str, container_id: str, exec_id: str) -> None: ...
 
-    def output(self, namespace: str, container_id: str, exec_id: str | None,
-               stream: str) -> StreamReader: ...
+    def output_file(self, namespace: str, container_id: str, exec_id: str | None,
+                    output: str) -> GrowingFile: ...
 
-    def log(self, namespace: str, container_id: str, exec_id: str | None) -> StreamReader: ...
+    def follow(self, namespace: str, container_id: str, exec_id: str | None,
+               output: str) -> StreamReader: ...
 
     def wait(self, namespace: str, container_id: str, exec_id: str | None) -> StreamReader: ...
 

@@ -20,6 +20,7 @@ from typing import Any, TypeVar, overload
 from base.errors import InvalidArgument
 from mountpoint.ctl import VerbTable
 from mountpoint.scope import Scope as Scope
+from mountpoint.services import GrowingFile as GrowingFile
 from mountpoint.services import Services as Services
 from mountpoint.services import Sink as Sink
 from mountpoint.services import StreamReader as StreamReader
@@ -76,6 +77,17 @@ class Stream:
     doc: str
     open: Callable[[Services, Scope], Awaitable[StreamReader]]
     input: "Callable[[Services, Scope], Awaitable[Sink]] | None" = None
+
+
+@dataclass(frozen=True)
+class Output:
+    """A growing file, as a log file is: what was written so far, with its real size,
+    seekable, at end of file where writing has got to; reads never wait (follow/ has
+    the streams that do)."""
+
+    name: str
+    doc: str
+    open: Callable[[Services, Scope], Awaitable[GrowingFile]]
 
 
 @dataclass(frozen=True)
@@ -154,7 +166,7 @@ class Children:
     join: bool = False
 
 
-Entry = Value | Err | Ctl | Stream | Input | HostFile | HostTree | Link | Dir
+Entry = Value | Err | Ctl | Stream | Output | Input | HostFile | HostTree | Link | Dir
 
 
 @dataclass(frozen=True)

@@ -44,7 +44,7 @@ from runtime.mounts import is_mounted, mount_all, unmount_all
 from runtime.runc import Runc
 from runtime.state import Status, Verb, check
 
-DEFAULT_LOG_SIZE_MAX = 64 << 20
+DEFAULT_LOG_SIZE_MAX = 64 << 20  # the daemon passes cdfs.config's (cdfs serve --log-size-max)
 # The exit status of a process whose monitor died before recording it.
 EXIT_UNKNOWN = 255
 _EXIT_WAIT_AFTER_KILL = 10.0

@@ -1,5 +1,5 @@
 """Following tasks' files without spinning: one inotify watcher for every task, and the
-stream readers behind stdout, stderr, log and wait.
+readers behind the output files (stdout, stderr, log), follow/ and wait.
 
 conmon writes each task's log and exit file into the task's own directory. The daemon
 watches every such directory with ONE inotify instance (a watch costs a few hundred
@@ -12,7 +12,6 @@ Readers are cancel-safe (the filesystem cancels a waiting read every 0.2 s to lo
 for signals): their position moves only when bytes are returned.
 """
 
-import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -26,7 +25,7 @@ from runtime.inotify import (
     IN_MOVED_TO,
     Inotify,
 )
-from runtime.logs import LogReader
+from runtime.logs import LogIndex
 
 IN_IGNORED = 0x00008000
 _MASK = IN_MODIFY | IN_CLOSE_WRITE | IN_CREATE | IN_MOVED_TO
@@ -142,49 +141,48 @@ class _Follower:
         self._closed = True
 
 
-class OutputReader(_Follower):
-    """stdout or stderr of a task from byte `start` (its first, or where a terminal's
-    reader came in), following while it runs."""
+class FollowReader(_Follower):
+    """follow/stdout, follow/stderr, follow/log (and a terminal): an output file of
+    the task from byte `start`, waiting for more while the process runs. When conmon
+    cut the log at its cap, the reader goes on at the start of the new one, whose
+    dropped marker says how much is gone."""
 
-    def __init__(self, watcher: DirWatcher, files: MonitorFiles, logs: LogReader,
-                 stream: str, start: int = 0,
+    def __init__(self, watcher: DirWatcher, files: MonitorFiles, index: LogIndex,
+                 output: str, start: int = 0,
                  on_exit: Callable[[], None] | None = None) -> None:  # fmt: skip
         super().__init__(watcher, files, on_exit)
-        self._logs = logs
-        self._stream = stream
+        self._index = index
+        self._output = output
         self._offset = start
-
-    async def read(self, size: int) -> bytes:
-        data = await self._next(lambda: self._logs.read_stream(self._stream, self._offset, size))
-        self._offset += len(data)
-        return data
-
-
-class CombinedLogReader(_Follower):
-    """The timestamped log as conmon writes it; starts over when conmon rotates it."""
-
-    def __init__(self, watcher: DirWatcher, files: MonitorFiles, logs: LogReader,
-                 on_exit: Callable[[], None] | None = None) -> None:  # fmt: skip
-        super().__init__(watcher, files, on_exit)
-        self._logs = logs
-        self._offset = 0
-        self._inode = -1
+        self._generation = index.generation
 
     def _read_now(self, size: int) -> bytes:
-        try:
-            status = os.stat(self._files.log)
-        except FileNotFoundError:
-            return b""
-        offset = self._offset
-        if status.st_ino != self._inode or status.st_size < offset:
-            offset = 0  # rotated: the new log from its start
-        data = self._logs.read_combined(offset, size)
-        if data:
-            self._inode, self._offset = status.st_ino, offset + len(data)
+        generation, data = self._index.read(self._output, self._offset, size,
+                                            self._generation)  # fmt: skip
+        if generation != self._generation:
+            self._generation, self._offset = generation, 0
+        self._offset += len(data)
         return data
 
     async def read(self, size: int) -> bytes:
         return await self._next(lambda: self._read_now(size))
+
+
+class OutputFile:
+    """stdout, stderr or log as a growing file: its size and mtime now, and its bytes
+    at any offset, never waiting (the index is brought up to date in a thread)."""
+
+    def __init__(self, index: LogIndex, output: str) -> None:
+        self._index = index
+        self._output = output
+
+    async def stat(self) -> tuple[int, int]:
+        size = await trio.to_thread.run_sync(self._index.size, self._output)
+        return size, self._index.mtime_ns
+
+    async def read(self, offset: int, size: int) -> bytes:
+        _, data = await trio.to_thread.run_sync(self._index.read, self._output, offset, size)
+        return data
 
 
 class ExitReader(_Follower):

@@ -35,7 +35,12 @@ from base.mount import Mount
 from cdfs.db import Database, dumps
 from cdfs.events import EventBus
 from cdfs.services import container_config
-from cdfs.services.container_streams import CombinedLogReader, DirWatcher, ExitReader, OutputReader
+from cdfs.services.container_streams import (
+    DirWatcher,
+    ExitReader,
+    FollowReader,
+    OutputFile,
+)
 from cdfs.services.images import Images
 from cdfs.services.leases import Hold, Leases
 from cdfs.services.namespaces import Namespaces
@@ -43,7 +48,7 @@ from cdfs.services.snapshots import Snapshots
 from cdfs.services.task_states import TaskStates
 from content.rootfs import RootView, read_from_layers
 from runtime import netns, spec
-from runtime.logs import LogReader
+from runtime.logs import LogIndex
 from runtime.state import LIVE, Status, parse_signal
 from runtime.tasks import TaskInfo, TaskService
 
@@ -149,6 +154,8 @@ class Containers:
         self._containers: dict[tuple[str, str], Container] = {}
         self._watched: dict[Path, _Task] = {}
         self._found_exits: list[_Task] = []  # exits that happened while no daemon ran
+        self._indexes: dict[Path, LogIndex] = {}  # per task directory, while watched
+        self._indexing: set[Path] = set()  # an index update is under way or due
         self._nursery: trio.Nursery | None = None
 
     def snapshots(self) -> dict[str, set[str]]:
@@ -209,6 +216,9 @@ class Containers:
         task = _Task(namespace, container_id, exec_id, ready, exit_published)
         self._watched[path] = task
         self._watcher.watch(path)
+        # From the start, so a log cut at its cap is counted even if nobody reads it.
+        files = self.tasks.files(namespace, container_id, exec_id)
+        self._indexes.setdefault(path, LogIndex(files.log, self.tasks.log_size_max))
         return task
 
     def _unwatch(self, namespace: str, container_id: str, exec_id: str | None) -> None:
@@ -217,14 +227,37 @@ class Containers:
         for watched in [p for p in self._watched if p == path or path in p.parents]:
             del self._watched[watched]
             self._watcher.unwatch(watched)
+            index = self._indexes.pop(watched, None)
+            if index is not None:
+                index.close()
 
     def _on_change(self, path: Path, names: set[str]) -> None:
+        if names & {"log", "log.tmp"} and path in self._indexes and path not in self._indexing:
+            assert self._nursery is not None
+            self._indexing.add(path)
+            self._nursery.start_soon(self._index_update, path)
         task = self._watched.get(path)
         if task is not None and names - _OUTPUT_NAMES:
             self._states.forget(task.namespace, task.id, task.exec_id)
         if task is not None and "exit" in names and task.ready and not task.exit_published:
             assert self._nursery is not None
             self._nursery.start_soon(self._publish_exit, task)
+
+    async def _index_update(self, path: Path) -> None:
+        """Index what conmon appended (one update at a time per task), so that a log
+        cut at its cap is read to its end before it is gone."""
+        index = self._indexes.get(path)
+        self._indexing.discard(path)
+        if index is not None:
+            await trio.to_thread.run_sync(index.update)
+
+    def _index(self, namespace: str, container_id: str, exec_id: str | None) -> LogIndex:
+        self._task(namespace, container_id, exec_id)
+        path = self.tasks.files(namespace, container_id, exec_id).dir
+        index = self._indexes.get(path)
+        if index is None:
+            raise NotFound(f'no output for container "{container_id}"')
+        return index
 
     async def _publish_exit(self, task: _Task, found: bool = False) -> None:
         """/tasks/exit for `task`, once; for an init after metrics' last word (OOM). An
@@ -634,14 +667,14 @@ class Containers:
             raise InvalidArgument(f"{what} has no terminal (its process.terminal is false)")
 
     async def tty(self, namespace: str, container_id: str, exec_id: str | None = None
-                  ) -> OutputReader:  # fmt: skip
+                  ) -> FollowReader:  # fmt: skip
         """What the terminal shows from now on, until the process exits: the log's
         stdout (where conmon writes all a terminal shows) from its present end."""
         await self.require_terminal(namespace, container_id, exec_id)
+        index = self._index(namespace, container_id, exec_id)
+        start = await self._thread(index.size, "stdout")
         files = self.tasks.files(namespace, container_id, exec_id)
-        logs = LogReader(files.log)
-        start = await self._thread(logs.length, "stdout")
-        return OutputReader(self._watcher, files, logs, "stdout", start,
+        return FollowReader(self._watcher, files, index, "stdout", start,
                             on_exit=self._exit_seen(namespace, container_id, exec_id))
 
     async def resize(self, namespace: str, container_id: str, args: list[str],
@@ -705,22 +738,18 @@ class Containers:
 
     # --- streams ------------------------------------------------------------------------
 
-    def output(self, namespace: str, container_id: str, exec_id: str | None,
-               stream: str) -> OutputReader:  # fmt: skip
-        """A follower of stdout or stderr from the start until the process exited."""
-        self._task(namespace, container_id, exec_id)
-        files = self.tasks.files(namespace, container_id, exec_id)
-        # A reader of its own: its cursor follows this reader alone, so many followers
-        # at different offsets never rescan the log from its start.
-        return OutputReader(self._watcher, files, LogReader(files.log), stream,
-                            on_exit=self._exit_seen(namespace, container_id, exec_id))
+    def output_file(self, namespace: str, container_id: str, exec_id: str | None,
+                    output: str) -> OutputFile:  # fmt: skip
+        """stdout, stderr or log as a growing file: all written so far, never waiting."""
+        return OutputFile(self._index(namespace, container_id, exec_id), output)
 
-    def log(self, namespace: str, container_id: str, exec_id: str | None) -> CombinedLogReader:
-        self._task(namespace, container_id, exec_id)
-        return CombinedLogReader(self._watcher,
-                                 self.tasks.files(namespace, container_id, exec_id),
-                                 self.tasks.logs(namespace, container_id, exec_id),
-                                 self._exit_seen(namespace, container_id, exec_id))
+    def follow(self, namespace: str, container_id: str, exec_id: str | None,
+               output: str) -> FollowReader:  # fmt: skip
+        """A follower of stdout, stderr or log from the start until the process exited."""
+        index = self._index(namespace, container_id, exec_id)
+        files = self.tasks.files(namespace, container_id, exec_id)
+        return FollowReader(self._watcher, files, index, output,
+                            on_exit=self._exit_seen(namespace, container_id, exec_id))
 
     def wait(self, namespace: str, container_id: str, exec_id: str | None) -> ExitReader:
         """Nothing until the process exited, then its exit status."""

@@ -137,9 +137,9 @@ def test_lifecycle_output_exit_and_events_in_order(daemon: Daemon) -> None:
         assert any(e.startswith("PATH=") for e in spec["process"]["env"])  # from the image
         c.ctl("start")
         assert c.wait() == 3
-        assert read_with_timeout(c / "stdout") == "out\n/tmp\nhi\n"
-        assert read_with_timeout(c / "stderr") == "err\n"
-        log = read_with_timeout(c / "log").splitlines()
+        assert read_with_timeout(c / "follow" / "stdout") == "out\n/tmp\nhi\n"
+        assert read_with_timeout(c / "follow" / "stderr") == "err\n"
+        log = read_with_timeout(c / "follow" / "log").splitlines()
         # two pipes: stdout's lines keep their order, stderr's may come between
         assert sorted(line.split(" ", 1)[1] for line in log) == [
             "stderr F err", "stdout F /tmp", "stdout F hi", "stdout F out"]
@@ -163,7 +163,7 @@ def test_exit_codes_of_signals(daemon: Daemon) -> None:
     killed = run(daemon, "killed", ["sleep", "100"])
     trapping = run(daemon, "trapping", ["sh", "-c", "trap 'exit 143' TERM; echo ready; "
                                         "while true; do sleep 0.1; done"])  # fmt: skip
-    assert first_line(trapping / "stdout") == "ready"  # the trap is set
+    assert first_line(trapping / "follow" / "stdout") == "ready"  # the trap is set
     killed.ctl("kill KILL")
     assert killed.wait() == 137
     trapping.ctl("kill")  # TERM by default
@@ -193,7 +193,7 @@ def test_stop_waits_the_grace_period_then_kills(daemon: Daemon) -> None:
     assert stubborn.value("status") == "stopped" and stubborn.value("exit") == "137"
     polite = run(daemon, "polite", ["sh", "-c", "trap 'exit 143' TERM; echo ready; "
                                     "while true; do sleep 0.1; done"])  # fmt: skip
-    assert first_line(polite / "stdout") == "ready"
+    assert first_line(polite / "follow" / "stdout") == "ready"
     started = time.monotonic()
     polite.ctl("stop 30")
     assert time.monotonic() - started < 5
@@ -204,24 +204,24 @@ def test_stdin_is_piped_into_cat(daemon: Daemon) -> None:
     c = run(daemon, "cat", ["cat"])
     daemon.sh(f'printf "one\\ntwo\\n" > "{c / "stdin"}"')  # closing sends EOF
     assert c.wait() == 0
-    assert read_with_timeout(c / "stdout") == "one\ntwo\n"
+    assert read_with_timeout(c / "follow" / "stdout") == "one\ntwo\n"
     d = run(daemon, "cat2", ["sh", "-c", "cat; echo eof"])
     write(d / "stdin", "kept open? no: ")
     assert d.wait() == 0
-    assert read_with_timeout(d / "stdout") == "kept open? no: eof\n"
+    assert read_with_timeout(d / "follow" / "stdout") == "kept open? no: eof\n"
     e = run(daemon, "cat3", ["cat"])
     with open(e / "stdin", "wb", buffering=0) as stdin:
         stdin.write(b"a\n")
         stdin.write(b"b\n")
         e.ctl("closeio")
         assert e.wait() == 0
-    assert read_with_timeout(e / "stdout") == "a\nb\n"
+    assert read_with_timeout(e / "follow" / "stdout") == "a\nb\n"
 
 
 def test_stdout_follows_a_running_container(daemon: Daemon) -> None:
     c = run(daemon, "ticker", ["sh", "-c", "for i in 1 2 3; do echo $i; sleep 0.3; done"])
     started = time.monotonic()
-    assert read_with_timeout(c / "stdout") == "1\n2\n3\n"  # returns at exit, not before
+    assert read_with_timeout(c / "follow" / "stdout") == "1\n2\n3\n"  # returns at exit, not before
     assert time.monotonic() - started > 0.5
 
 
@@ -238,8 +238,8 @@ def test_exec_has_its_own_output_exit_and_events(daemon: Daemon) -> None:
         assert json.loads((e / "process.json").read_text())["cwd"] == "/"
         write(e / "ctl", "start\n")
         assert int(read_with_timeout(e / "wait")) == 7
-        assert read_with_timeout(e / "stdout") == "from exec\n"
-        assert read_with_timeout(e / "stderr") == "oops\n"
+        assert read_with_timeout(e / "follow" / "stdout") == "from exec\n"
+        assert read_with_timeout(e / "follow" / "stderr") == "oops\n"
         assert c.value("status") == "running"
         term = c.dir / "exec" / "term"
         term.mkdir()
@@ -382,7 +382,7 @@ def test_bring_your_own_rootfs_and_own_network_namespace(daemon: Daemon,
         root={"path": str(own_rootfs), "readonly": True})
     c.ctl("start")
     assert c.wait() == 0
-    assert read_with_timeout(c / "stdout").split() == ["lo"]
+    assert read_with_timeout(c / "follow" / "stdout").split() == ["lo"]
 
 
 def test_joining_a_named_network_namespace(daemon: Daemon) -> None:
@@ -400,7 +400,7 @@ def test_joining_a_named_network_namespace(daemon: Daemon) -> None:
         assert {"type": "network", "path": f"/run/netns/{name}"} in spec["linux"]["namespaces"]
         c.ctl("start")
         assert c.wait() == 0
-        assert "probe0:" in read_with_timeout(c / "stdout")
+        assert "probe0:" in read_with_timeout(c / "follow" / "stdout")
     finally:
         subprocess.run(["ip", "netns", "del", name], check=False)
 
@@ -426,7 +426,7 @@ def test_daemon_kill9_and_restart_keeps_containers(make_daemon: Callable[..., Da
     created = Container(first, "created").make(["true"])
     Container(first, "slot").dir.mkdir()
     assert done.wait() == 3
-    assert first_line(waiting / "stdout") == "before"
+    assert first_line(waiting / "follow" / "stdout") == "before"
     pid = waiting.value("pid")
     first.kill9()
     second = first.start()
@@ -435,14 +435,14 @@ def test_daemon_kill9_and_restart_keeps_containers(make_daemon: Callable[..., Da
         "created", "done", "err", "list", "slot", "waiting"]
     assert waiting.value("status") == "running" and waiting.value("pid") == pid
     assert done.value("status") == "stopped" and done.value("exit") == "3"
-    assert read_with_timeout(done / "stdout") == "finished\n"
+    assert read_with_timeout(done / "follow" / "stdout") == "finished\n"
     assert created.value("status") == "created"
     assert Container(second, "slot").value("status") == "empty"
     events = Events(second)
     try:
         write(waiting / "stdin", "hello\n")
         assert waiting.wait() == 5
-        assert read_with_timeout(waiting / "stdout") == "before\ngot hello\n"
+        assert read_with_timeout(waiting / "follow" / "stdout") == "before\ngot hello\n"
         assert events.wait_for("/tasks/exit")["exit_status"] == 5
     finally:
         events.close()
@@ -474,7 +474,7 @@ def test_fifty_containers_at_once(daemon: Daemon) -> None:
     for name in names:
         c = Container(daemon, name)
         assert c.wait() == 0
-        assert read_with_timeout(c / "stdout") == f"{name}\n"
+        assert read_with_timeout(c / "follow" / "stdout") == f"{name}\n"
     for name in names:
         Container(daemon, name).dir.rmdir()
     assert sorted(os.listdir(daemon.path("containers"))) == ["err", "list"]
@@ -504,7 +504,7 @@ def test_no_daemon_descriptor_leaks_into_a_container(daemon: Daemon) -> None:
     """The FUSE device, sqlite and sockets of the daemon stay out: pid 1 has stdio only."""
     leak = run(daemon, "fds", ["sh", "-c", "ls /proc/1/fd; true"])
     assert leak.wait() == 0
-    assert read_with_timeout(leak / "stdout").split() == ["0", "1", "2"]
+    assert read_with_timeout(leak / "follow" / "stdout").split() == ["0", "1", "2"]
 
 
 def test_stop_sends_the_images_stop_signal(daemon: Daemon, tmp_path: Path) -> None:
@@ -526,7 +526,7 @@ def test_stop_sends_the_images_stop_signal(daemon: Daemon, tmp_path: Path) -> No
     time.sleep(0.5)
     polite.ctl("stop 5")
     assert polite.value("exit") == "7"
-    assert read_with_timeout(polite / "stdout") == "got USR1\n"
+    assert read_with_timeout(polite / "follow" / "stdout") == "got USR1\n"
 
 
 # --- at a glance: created/started/exited, info and containers/list ----------------------

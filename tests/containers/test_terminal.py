@@ -111,10 +111,10 @@ def test_terminal_shell_driven_through_tty(daemon: Daemon,
     assert c.value("exit") == "3"
     assert screen.ends() == 0 and later.ends() == 0
     assert b"42\r\n" in screen.data
-    shown = read_with_timeout(c / "stdout")  # text mode: \r\n reads as \n
+    shown = read_with_timeout(c / "follow" / "stdout")  # text mode: \r\n reads as \n
     assert "\nhi\n" in shown and "\n40 100\n" in shown and "\n42\n" in shown
-    assert read_with_timeout(c / "stderr") == ""
-    assert " stdout P " in read_with_timeout(c / "log")  # the prompt, a line not ended
+    assert read_with_timeout(c / "follow" / "stderr") == ""
+    assert " stdout P " in read_with_timeout(c / "follow" / "log")  # the prompt, a line not ended
     assert read_with_timeout(c / "tty") == ""  # nothing more to show: it has exited
     c.dir.rmdir()
 
@@ -174,4 +174,4 @@ def test_terminal_after_a_daemon_restart(make_daemon: Callable[..., Daemon],
     type_(c / "tty", "exit 5\r")
     assert c.wait() == 5
     assert screen.ends() == 0
-    assert "\none\n" in read_with_timeout(c / "stdout")
+    assert "\none\n" in read_with_timeout(c / "follow" / "stdout")

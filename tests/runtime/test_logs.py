@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from runtime.inotify import Inotify
-from runtime.logs import LogReader, parse_record
+from runtime.logs import LogIndex, LogReader, dropped_marker, parse_record
 
 TS = "2026-01-01T00:00:00.000000000+00:00"
 
@@ -94,3 +94,41 @@ def test_inotify_sees_growth_and_creation(tmp_path: Path) -> None:
         assert any(e.wd == file_wd for e in events)
         assert any(e.wd == dir_wd and e.name == "exit" for e in events)
         assert watch.fileno() >= 0
+
+
+def _records(*chunks: tuple[str, str]) -> bytes:
+    return b"".join(f"{TS} {stream} F {text}\n".encode() for stream, text in chunks)
+
+
+def test_index_sizes_and_reads_at_any_offset(tmp_path: Path) -> None:
+    log = tmp_path / "log"
+    lines = [("stdout" if i % 3 else "stderr", f"line {i} " + "x" * (i % 50))
+             for i in range(5000)]
+    log.write_bytes(_records(*lines) + f"{TS} stdout P unfinished".encode())
+    index = LogIndex(log, cap=1 << 30)
+    out = "".join(text + "\n" for stream, text in lines if stream == "stdout").encode()
+    err = "".join(text + "\n" for stream, text in lines if stream == "stderr").encode()
+    assert index.size("stdout") == len(out) and index.size("stderr") == len(err)
+    assert index.size("log") == len(_records(*lines))  # the partial line is not there yet
+    for offset in (0, 1, 4096, len(out) // 2, len(out) - 7, len(out), len(out) + 5):
+        assert index.read("stdout", offset, 1000) == (0, out[offset:offset + 1000])
+    assert index.read("stderr", len(err) - 3, 100) == (0, err[-3:])
+    assert index.read("log", 0, 40)[1] == _records(*lines)[:40]
+
+
+def test_a_rotated_log_says_how_much_was_dropped(tmp_path: Path) -> None:
+    log = tmp_path / "log"
+    log.write_bytes(_records(("stdout", "old one"), ("stderr", "old err")))
+    index = LogIndex(log, cap=100)
+    assert index.size("stdout") == len(b"old one\n")
+    with open(log, "ab") as f:  # written after the last look, before the cut
+        f.write(_records(("stdout", "old two")))
+    fresh = tmp_path / "log.tmp"  # as conmon does at its cap: a new file renamed over
+    fresh.write_bytes(_records(("stdout", "new")))
+    fresh.rename(log)
+    marker = dropped_marker("stdout", len(b"old one\nold two\n"), 100)
+    assert marker.startswith(b"[cdfs: 16 earlier bytes of stdout were dropped here")
+    generation, data = index.read("stdout", 0, 1000)
+    assert (generation, data) == (1, marker + b"new\n")
+    assert index.size("stdout") == len(marker) + 4
+    assert index.read("stderr", 0, 1000)[1] == dropped_marker("stderr", 8, 100)

@@ -45,7 +45,7 @@ int main(int argc, char **argv) {
                            "\"while read l; do echo got $l; done; exit 9\"]}}")) return 1;
     if (put("ctl", "start\n")) return 1;
     if (put("stdin", "one\ntwo\n")) return 1;  /* close sends EOF */
-    if (get("stdout", buf, sizeof buf) < 0) return 1;
+    if (get("follow/stdout", buf, sizeof buf) < 0) return 1;
     fputs(buf, stdout);
     if (get("wait", buf, sizeof buf) < 0) return 1;
     printf("exit %s", buf);
