@@ -37,6 +37,45 @@ The tree is root's: only root may use it, unless the daemon was started with
 may run containers (and import or export at host paths) is as good as root, as
 with docker's group: allow only a group you would give root.
 
+## Kinds of files
+
+Each file below is marked with its kind, and each kind keeps one contract:
+
+- **read-only, read-write, write-only** (values): st_size is the length a read returns
+  now, mtime and ctime are when the object (a container's making, start or exit, an
+  image's pull) or the value last changed; seekable; reads never wait. `tar`, `cp`,
+  `rsync`, `jq` and `stat` work on them as on any file.
+- **output** (`stdout`, `stderr`, `log`): a growing log file: everything written so
+  far, its real size, seekable, end of file at the current end, never waiting, so
+  `tail -f` (GNU tail polls on FUSE), `tail -n`, `head`, `less -F`, `grep` and `tar`
+  behave as on a log file. A task's log is kept up to a cap (`cdfs serve
+  --log-size-max BYTES` or CDFS_LOG_SIZE_MAX, default 64 MiB); at the cap conmon
+  starts it afresh, and from then on each output file begins with one line
+  `[cdfs: N earlier bytes of stdout were dropped here: the log reached its cap ...]`
+  (its size shrinks, as a log file's does when it is cut); when output comes faster
+  than cdfs reads it, the line also counts the whole logs cut before it read them.
+  Only cuts made while the daemon ran are counted.
+- **stream** (`events`, `wait`, `tty`, `follow/*`, `stats/stream`): reads wait for
+  data and end cleanly (`cat follow/stdout` is `docker logs -f`: from the start,
+  ends at exit). poll, select and epoll report real readiness; a file opened with
+  O_NONBLOCK answers EAGAIN when nothing has come (within 0.1 s); a blocked read is
+  released by a signal (EINTR), so `timeout` and Ctrl-C work. Streams are not
+  seekable and report size 0.
+- **ctl**: text verbs, one per line; reading lists them.
+- **link**: a symbolic link inside the tree.
+
+Tools that read every file of a tree never end on a stream; leave them out (the
+write-only files, such as `stdin`, refuse to be read, EACCES, as their mode says):
+
+```
+grep -r --exclude=events --exclude=wait --exclude=tty --exclude=stream \\
+     --exclude-dir=follow PATTERN /mnt/cdfs
+find /mnt/cdfs \\( -name events -o -name wait -o -name tty -o -name stream \\
+     -o -name follow \\) -prune -o -type f -exec cat {} +
+tar -cf tree.tar --exclude=events --exclude=wait --exclude=tty --exclude=stream \\
+     --exclude=follow -C /mnt/cdfs .
+```
+
 Every path below, with what it is. `<name>/` stands for objects made by mkdir
 (or by the daemon); a trailing `/` marks a directory, `->` a symbolic link.
 """

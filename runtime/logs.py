@@ -156,12 +156,14 @@ class _Checkpoint:
     stderr: int
 
 
-def dropped_marker(output: str, dropped: int, cap: int) -> bytes:
-    """The line an output file begins with once its log was cut at the cap."""
-    if not dropped:
+def dropped_marker(output: str, dropped: int, cap: int, unread: int = 0) -> bytes:
+    """The line an output file begins with once its log was cut at the cap; `unread`
+    counts whole logs cut before cdfs could read them (output faster than it looks)."""
+    if not dropped and not unread:
         return b""
-    return (f"[cdfs: {dropped} earlier bytes of {output} were dropped here: the log reached "
-            f"its cap of {cap} bytes (cdfs serve --log-size-max)]\n").encode()
+    more = f", and {unread} whole logs of up to {cap} bytes each," if unread else ""
+    return (f"[cdfs: {dropped} earlier bytes of {output}{more} were dropped here: the log "
+            f"reached its cap of {cap} bytes (cdfs serve --log-size-max)]\n").encode()
 
 
 class LogIndex:
@@ -189,6 +191,13 @@ class LogIndex:
         self._sizes = dict.fromkeys(STREAMS, 0)
         self._checkpoints = [_Checkpoint(0, 0, 0)]
         self._dropped = dict.fromkeys(OUTPUTS, 0)
+        self._cuts = 0  # new logs conmon started, as the daemon's watcher counted them
+
+    def note_cuts(self, cuts: int) -> None:
+        """conmon started its log afresh `cuts` times so far: those this index did not
+        read through (more than one cut between two looks) are dropped whole."""
+        with self._lock:
+            self._cuts = max(self._cuts, cuts)
 
     def update(self) -> None:
         with self._lock:
@@ -229,7 +238,8 @@ class LogIndex:
         return self._position if output == "log" else self._sizes[output]
 
     def _marker(self, output: str) -> bytes:
-        return dropped_marker(output, self._dropped[output], self.cap)
+        unread = max(0, self._cuts - self.generation)
+        return dropped_marker(output, self._dropped[output], self.cap, unread)
 
     def _update(self) -> None:
         try:

@@ -41,6 +41,7 @@ class DirWatcher:
         self._wd: dict[Path, int] = {}
         self._version: dict[Path, int] = {}
         self._changed: dict[Path, trio.Event] = {}
+        self._moved_in: dict[tuple[Path, str], int] = {}
 
     def watch(self, path: Path) -> None:
         """Start counting changes in `path` (idempotent)."""
@@ -58,10 +59,17 @@ class DirWatcher:
             self._by_wd.pop(wd, None)
             self._inotify.remove_watch(wd)
         self._version.pop(path, None)
+        for key in [key for key in self._moved_in if key[0] == path]:
+            del self._moved_in[key]
         self._wake(path)
 
     def watching(self, path: Path) -> bool:
         return path in self._wd
+
+    def moved_in(self, path: Path, name: str) -> int:
+        """How many times a file was renamed to `name` in `path` (conmon starting a
+        new log at its cap does that), counted since the watch began."""
+        return self._moved_in.get((path, name), 0)
 
     def version(self, path: Path) -> int:
         return self._version.get(path, -1)
@@ -94,6 +102,9 @@ class DirWatcher:
                     self._by_wd.pop(event.wd, None)
                     self._wd.pop(path, None)
                 names.setdefault(path, set()).add(event.name)
+                if event.mask & IN_MOVED_TO:  # never coalesced: each rename has its cookie
+                    key = (path, event.name)
+                    self._moved_in[key] = self._moved_in.get(key, 0) + 1
             for path, changed in names.items():
                 self._version[path] = self._version.get(path, 0) + 1
                 self._wake(path)

@@ -232,7 +232,10 @@ class Containers:
                 index.close()
 
     def _on_change(self, path: Path, names: set[str]) -> None:
-        if names & {"log", "log.tmp"} and path in self._indexes and path not in self._indexing:
+        index = self._indexes.get(path)
+        if index is not None and "log" in names:
+            index.note_cuts(self._watcher.moved_in(path, "log"))
+        if names & {"log", "log.tmp"} and index is not None and path not in self._indexing:
             assert self._nursery is not None
             self._indexing.add(path)
             self._nursery.start_soon(self._index_update, path)
