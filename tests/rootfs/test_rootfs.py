@@ -110,7 +110,7 @@ def test_container_rootfs_is_docker_cp(daemon: Daemon, tmp_path: Path) -> None:
     run.mkdir()
     write(run / "process.json", json.dumps({"args": ["cat", "/tmp/hello.txt"]}))
     write(run / "ctl", "start\n")
-    assert sh(f'timeout 20 cat "{run}/stdout"').stdout == "hello from the host\n"
+    assert sh(f'timeout 20 cat "{run}/follow/stdout"').stdout == "hello from the host\n"
     out = tmp_path / "out"
     sh(f'cp "{rootfs}/bin/busybox" "{out}"')
     assert out.read_bytes() == Path("/bin/busybox").read_bytes()
