@@ -31,6 +31,11 @@ class Verb:
     rest: bool = False
 
     @property
+    def synopsis(self) -> str:
+        """`name usage`: how `cat ctl`, a refused count and the reference show the verb."""
+        return f"{self.name} {self.usage}".strip()
+
+    @property
     def min_args(self) -> int:
         return sum(1 for word in self.usage.split() if not word.startswith("["))
 
@@ -48,12 +53,8 @@ class VerbTable:
 
     def help(self) -> str:
         """What `cat ctl` prints: one verb a line with its usage and help."""
-        width = max((len(self._synopsis(v)) for v in self.verbs.values()), default=0)
-        return "".join(f"{self._synopsis(v):<{width}}  {v.help}\n" for v in self.verbs.values())
-
-    @staticmethod
-    def _synopsis(verb: Verb) -> str:
-        return f"{verb.name} {verb.usage}".strip()
+        width = max((len(v.synopsis) for v in self.verbs.values()), default=0)
+        return "".join(f"{v.synopsis:<{width}}  {v.help}\n" for v in self.verbs.values())
 
     def parse(self, line: str) -> tuple[Verb, list[str]]:
         """Split one line into its verb and arguments, checking the argument count."""
@@ -68,6 +69,6 @@ class VerbTable:
         max_args = verb.max_args
         args = rest.split(None, max_args - 1) if verb.rest and max_args else rest.split()
         if len(args) < verb.min_args or (max_args is not None and len(args) > max_args):
-            raise InvalidArgument(f"bad arguments: usage: {self._synopsis(verb)}")
+            raise InvalidArgument(f"bad arguments: usage: {verb.synopsis}")
         return verb, args
 

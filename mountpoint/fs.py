@@ -45,6 +45,7 @@ from mountpoint.table import (
     Stream,
     Table,
     Value,
+    access,
 )
 from mountpoint.writes import JsonObject, Lines, Whole, quote
 
@@ -226,17 +227,12 @@ class Filesystem(pyfuse3.Operations):
         entry = node.entry
         if isinstance(entry, Link):
             return stat.S_IFLNK | 0o777
+        row = node.table if node.table is not None else entry
+        assert row is not None, "a file's node holds its row"
+        readable, writable = access(row)
         if node.table is not None:
-            children = node.table.children
-            writable = children is not None and (
-                children.mkdir is not None or children.create is not None)
             kind, perm = stat.S_IFDIR, 0o500 | (0o200 if writable else 0)
         else:
-            readable = not isinstance(entry, Input) and (
-                not isinstance(entry, Value) or entry.read is not None)
-            writable = isinstance(entry, Ctl | Input) or (
-                isinstance(entry, Value) and entry.write is not None) or (
-                isinstance(entry, Stream) and entry.input is not None)
             kind, perm = stat.S_IFREG, (0o400 if readable else 0) | (0o200 if writable else 0)
         if self.owner.group_access:
             perm |= perm >> 3

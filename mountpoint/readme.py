@@ -7,15 +7,12 @@ from mountpoint.table import (
     Ctl,
     Dir,
     Entry,
-    Err,
-    HostFile,
     HostTree,
-    Input,
     Link,
     Output,
     Stream,
     Table,
-    Value,
+    access,
 )
 from mountpoint.writes import CTL_LINE_LIMIT, JSON_LIMIT, QUOTE_LIMIT, VALUE_LIMIT, KiB, MiB
 
@@ -172,19 +169,12 @@ def _kind(entry: Entry) -> str:
         return "output"
     if isinstance(entry, Link):
         return "link"
-    if isinstance(entry, HostFile):
-        return "read-only"
     if isinstance(entry, HostTree):
         return "tree"
-    if isinstance(entry, Err):
-        return "read-only"
-    if isinstance(entry, Input):
-        return "write-only"
-    if isinstance(entry, Value):
-        if entry.read and entry.write:
-            return "read-write"
-        return "write-only" if entry.write else "read-only"
-    return ""
+    readable, writable = access(entry)
+    if writable:
+        return "read-write" if readable else "write-only"
+    return "read-only"
 
 
 def _row(lines: list[str], depth: int, name: str, kind: str, doc: str) -> None:
@@ -206,8 +196,7 @@ def _table(lines: list[str], table: Table, depth: int) -> None:
         _row(lines, depth, name, _kind(entry), entry.doc)
         if isinstance(entry, Ctl):
             for verb in entry.verbs.verbs.values():
-                synopsis = f"{verb.name} {verb.usage}".strip()
-                _row(lines, depth + 1, f"» {synopsis}", "", verb.help)
+                _row(lines, depth + 1, f"» {verb.synopsis}", "", verb.help)
     if table.children is not None:
         _children(lines, table.children, depth)
 

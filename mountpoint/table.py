@@ -191,6 +191,24 @@ class Table:
         return "err" in self.index and isinstance(self.index["err"], Err)
 
 
+def access(node: Entry | Table) -> tuple[bool, bool]:
+    """(readable, writable): what a row lets its users do. The one derivation behind a
+    file's mode bits (fs.py) and its kind in the reference (readme.py), so `ls -l`
+    and the docs never disagree. A directory is writable when objects can be made
+    in it."""
+    if isinstance(node, Table):
+        children = node.children
+        return True, children is not None and (
+            children.mkdir is not None or children.create is not None)
+    if isinstance(node, Value):
+        return node.read is not None, node.write is not None
+    if isinstance(node, Input):
+        return False, True
+    if isinstance(node, Stream):
+        return True, node.input is not None
+    return True, isinstance(node, Ctl | Link)
+
+
 # -- row factories: the common shapes, so a plain file is one row ---------------------
 #
 # Each takes a function of (services, scope[, …]) that may be plain or return an

@@ -21,11 +21,9 @@ on the pipe named by `_OCI_SYNCPIPE`; that is how podman and CRI-O start it too.
 """
 
 import contextlib
-import dataclasses
 import json
 import os
 import select
-import shutil
 import socket
 import subprocess
 from dataclasses import dataclass
@@ -84,7 +82,7 @@ class Launch:
     container_id: str
     monitor_id: str  # unique across the host: names conmon's symlink in socket_dir
     files: MonitorFiles
-    runtime_path: str
+    runtime_path: str  # absolute (runc.executable)
     runtime_root: Path
     socket_dir: Path
     stdin: bool
@@ -119,8 +117,6 @@ def spawn(launch: Launch) -> int:
     """Start conmon for `launch` and return the monitored process's pid once it exists
     (created, not yet started, for an init; running for an exec). conmon daemonizes, so
     it survives the caller. Raises Unavailable with runc's message when creation fails."""
-    runtime_path = shutil.which(launch.runtime_path) or launch.runtime_path
-    launch = dataclasses.replace(launch, runtime_path=runtime_path)
     read_end, write_end = os.pipe()
     try:
         env = {"PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"),

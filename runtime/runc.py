@@ -15,9 +15,19 @@ import time
 from pathlib import Path
 from typing import Any
 
-from base.errors import NotFound, Unavailable
+from base.errors import InvalidArgument, NotFound, Unavailable
 
 _TIMEOUT = 60.0
+
+
+def executable(runtime: str) -> str:
+    """The OCI runtime `runtime` (a name looked up on PATH, or a path) as the absolute
+    path conmon is given; InvalidArgument, quoting it, when it is no executable. The
+    one check behind a container's `runtime` file and every create and exec."""
+    found = shutil.which(runtime)
+    if found is None:
+        raise InvalidArgument(f'runtime: "{runtime}" is not an executable')
+    return os.path.abspath(found)
 
 
 def runtime_message(line: str) -> str:

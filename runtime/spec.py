@@ -39,6 +39,7 @@ READONLY_PATHS = ("/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysr
 NAMESPACES = ("pid", "ipc", "uts", "mount", "network")
 KNOWN_NAMESPACES = frozenset(NAMESPACES) | {"user", "cgroup", "time"}
 DEFAULT_RLIMITS = {"RLIMIT_NOFILE": 1024}
+HOST_NAME_MAX = 64  # bytes sethostname(2) takes; an id may have 76 characters
 
 
 def host_rlimits() -> dict[str, int]:
@@ -51,11 +52,18 @@ def host_rlimits() -> dict[str, int]:
     return result
 
 
+def default_cgroups_path(namespace: str, container_id: str) -> str:
+    """The cgroup cdfs gives a container whose spec names none (cgroupfs style; runc
+    creates it): one subtree per namespace, so a namespace's containers sit together."""
+    return f"/cdfs/{namespace}/{container_id}"
+
+
 def default_spec(namespace: str, container_id: str, hard_limits: Mapping[str, int]) -> Spec:
     """A sane spec for a container, as containerd's populateDefaultUnixSpec: the rootfs
     at `<bundle>/rootfs`, `sh` as a placeholder command, proc/dev/devpts/shm/mqueue/sysfs
     mounts, default capabilities, masked and read-only /proc paths, new pid ipc uts mount
-    and network namespaces, the cgroup `/cdfs/<namespace>/<id>`, pipes (no terminal)."""
+    and network namespaces, the id as hostname (its first 64 characters), the
+    `default_cgroups_path`, pipes (no terminal)."""
     caps = list(DEFAULT_CAPABILITIES)
     rlimits = [
         {"type": name, "hard": min(value, hard_limits.get(name, value)),
@@ -75,10 +83,10 @@ def default_spec(namespace: str, container_id: str, hard_limits: Mapping[str, in
             "rlimits": rlimits,
             "noNewPrivileges": True,
         },
-        "hostname": container_id,
+        "hostname": container_id[:HOST_NAME_MAX],
         "mounts": _default_mounts(),
         "linux": {
-            "cgroupsPath": f"/cdfs/{namespace}/{container_id}",
+            "cgroupsPath": default_cgroups_path(namespace, container_id),
             "resources": {"devices": [{"allow": False, "access": "rwm"}]},
             "namespaces": [{"type": kind} for kind in NAMESPACES],
             "maskedPaths": list(MASKED_PATHS),
@@ -345,6 +353,8 @@ def validate(spec: Mapping[str, Any]) -> None:
     _validate_process(spec.get("process"), "process")
     present, hostname = _optional(spec, "hostname")
     _expect(not present or isinstance(hostname, str), "hostname", "must be a string")
+    _expect(not present or len(hostname.encode()) <= HOST_NAME_MAX, "hostname",
+            f"must be at most {HOST_NAME_MAX} bytes")
     present, mounts = _optional(spec, "mounts")
     if present:
         validate_mounts(mounts)

@@ -36,7 +36,7 @@ from typing import Any
 from base import identifiers
 from base.errors import AlreadyExists, Busy, InvalidArgument, NotFound, Unavailable
 from base.mount import Mount
-from runtime import conmon, spec, stdin_keeper
+from runtime import conmon, runc, spec, stdin_keeper
 from runtime.conmon import MonitorFiles
 from runtime.inotify import IN_CLOSE_WRITE, IN_CREATE, IN_MOVED_TO, Inotify
 from runtime.logs import LogReader
@@ -152,8 +152,7 @@ class TaskService:
             raise InvalidArgument(
                 f'container "{container_id}": no rootfs (give mounts or an absolute root.path)')
         runtime = runtime or self.runtime_binary
-        if shutil.which(runtime) is None:
-            raise InvalidArgument(f'runtime: "{runtime}" is not an executable')
+        runc.executable(runtime)
         bundle = self.bundle(namespace, container_id)
         bundle.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         try:
@@ -190,7 +189,7 @@ class TaskService:
                 exec_spec: Path | None = None) -> conmon.Launch:  # fmt: skip
         return conmon.Launch(
             container_id=container_id, monitor_id=monitor_id, files=files,
-            runtime_path=runtime, runtime_root=self.state_dir / "runc" / namespace,
+            runtime_path=runc.executable(runtime), runtime_root=self.state_dir / "runc" / namespace,
             socket_dir=self._sockets, stdin=stdin, log_size_max=self.log_size_max,
             exec_spec=exec_spec, terminal=terminal,
         )  # fmt: skip

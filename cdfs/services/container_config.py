@@ -100,7 +100,9 @@ def with_network_namespace(spec: Spec, path: str) -> Spec:
 def cgroups_path(spec: Mapping[str, Any], namespace: str, container_id: str) -> str:
     """The container's cgroup: the spec's linux.cgroupsPath, else cdfs's default."""
     path = (spec.get("linux") or {}).get("cgroupsPath")
-    return path if isinstance(path, str) and path else f"/cdfs/{namespace}/{container_id}"
+    if isinstance(path, str) and path:
+        return path
+    return oci.default_cgroups_path(namespace, container_id)
 
 
 def with_resources(spec: Spec, resources: Mapping[str, Any]) -> Spec:

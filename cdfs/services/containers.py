@@ -19,7 +19,6 @@ import contextlib
 import functools
 import logging
 import os
-import shutil
 import signal
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -47,7 +46,7 @@ from cdfs.services.namespaces import Namespaces
 from cdfs.services.snapshots import Snapshots
 from cdfs.services.task_states import TaskStates
 from content.rootfs import RootView, read_from_layers
-from runtime import netns, spec
+from runtime import netns, runc, spec
 from runtime.logs import LogIndex
 from runtime.state import LIVE, Status, parse_signal
 from runtime.tasks import TaskInfo, TaskService
@@ -402,8 +401,7 @@ class Containers:
         async with container.lock:
             container.require_empty("runtime")
             runtime = runtime or DEFAULT_RUNTIME
-            if await self._thread(shutil.which, runtime) is None:
-                raise InvalidArgument(f'runtime: "{runtime}" is not an executable')
+            await self._thread(runc.executable, runtime)
             await self._update_row(container, "runtime", runtime)
             container.runtime = runtime
 

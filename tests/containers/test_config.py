@@ -20,6 +20,16 @@ def test_partial_spec_merges_over_default_and_image() -> None:
     assert cc.cgroups_path(spec, "ns", "c1") == "/cdfs/ns/c1"
 
 
+def test_cgroups_path_has_one_default() -> None:
+    """The spec's default and the cgroup stats/ reads when a spec names none agree."""
+    default = cc.build_spec("ns", "c1", {}, LIMITS)["linux"]["cgroupsPath"]
+    unnamed = cc.build_spec("ns", "c1", {"linux": {"cgroupsPath": None}}, LIMITS)
+    assert "cgroupsPath" not in unnamed["linux"]
+    assert cc.cgroups_path(unnamed, "ns", "c1") == default == "/cdfs/ns/c1"
+    named = cc.build_spec("ns", "c1", {"linux": {"cgroupsPath": "/mine/c1"}}, LIMITS)
+    assert cc.cgroups_path(named, "ns", "c1") == "/mine/c1"
+
+
 def test_users_fields_win_and_null_deletes() -> None:
     spec = cc.build_spec("ns", "c1", {"process": {"args": ["sh"], "cwd": "/tmp"},
                                       "hostname": None}, LIMITS, image_config=IMAGE)

@@ -375,6 +375,27 @@ def test_refusals_of_settings(daemon: Daemon, own_rootfs: Path) -> None:
     assert c.value("status") == "created"
 
 
+def test_ids_of_76_characters_work_and_77_are_refused(daemon: Daemon) -> None:
+    """One identifier grammar (base.identifiers): the longest id containerd allows runs
+    end to end (the tree, the snapshot, the bundle, conmon, runc, the cgroup)."""
+    longest = "a" + "-b" * 37 + "c"
+    assert len(longest) == 76
+    c = run(daemon, longest, ["sh", "-c", "hostname; exit 7"])
+    assert c.wait() == 7
+    assert c.value("exit") == "7"
+    assert c.value("stdout") == longest[:64]  # sethostname(2) takes 64 bytes
+    assert json.loads((c / "config.json").read_text())["linux"]["cgroupsPath"] == (
+        f"/cdfs/default/{longest}")
+    c.dir.rmdir()
+    too_long = longest + "d"
+    with pytest.raises(OSError) as refusal:
+        daemon.path("containers", too_long).mkdir()
+    assert refusal.value.errno == errno.EINVAL
+    err = daemon.path("containers", "err").read_text()
+    assert f'"{too_long}" is longer than 76 characters' in err
+    assert too_long not in os.listdir(daemon.path("containers"))
+
+
 def test_bring_your_own_rootfs_and_own_network_namespace(daemon: Daemon,
                                                          own_rootfs: Path) -> None:  # fmt: skip
     c = Container(daemon, "byo").make(

@@ -142,6 +142,7 @@ def test_env_overrides_win(defaults: list[str], overrides: list[str]) -> None:
     ({"mounts": "x"}, "mounts: must be a list"),
     ({"root": {"path": ""}}, "root.path: must be a non-empty string"),
     ({"hostname": 5}, "hostname: must be a string"),
+    ({"hostname": "h" * 65}, "hostname: must be at most 64 bytes"),
     ({"linux": {"namespaces": [{"type": "pid"}, {"type": "pid"}]}},
      'linux.namespaces[1].type: "pid" appears twice'),
     ({"linux": {"namespaces": [{"type": "nope"}]}}, "linux.namespaces[0].type: must be one of"),

@@ -2,6 +2,8 @@
 
 import json
 import os
+import re
+import shutil
 import signal
 import stat
 import time
@@ -10,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from base.errors import AlreadyExists, Busy, InvalidArgument, NotFound, Unavailable
+from runtime import runc
 from runtime.state import Status
 from runtime.tasks import TaskService
 
@@ -211,6 +214,24 @@ def test_runtime_failure_is_unavailable(service: TaskService, busybox_rootfs: Pa
         service.create("test", "m", missing)
     assert service.list() == []
     assert not service.bundle("test", "m").exists()
+
+
+def test_the_runtime_is_found_in_one_place(service: TaskService, busybox_rootfs: Path,
+                                           tmp_path: Path) -> None:  # fmt: skip
+    """runc.executable: a name on PATH or a path, refused before anything is made."""
+    path = shutil.which("runc")
+    assert path is not None and runc.executable("runc") == path
+    not_runnable = tmp_path / "runtime"
+    not_runnable.write_text("#!/bin/sh\n")
+    good = container_spec(busybox_rootfs, ["true"])
+    for runtime in ("no-such-runtime", str(not_runnable)):
+        complaint = f'runtime: "{re.escape(runtime)}" is not an executable'
+        with pytest.raises(InvalidArgument, match=complaint):
+            service.create("test", "r", good, runtime=runtime)
+        assert service.list() == [] and not service.bundle("test", "r").exists()
+    service.create("test", "r", good, runtime=path)
+    assert service.state("test", "r").status == Status.CREATED
+    service.delete("test", "r")
 
 
 def test_same_id_in_two_namespaces(service: TaskService, busybox_rootfs: Path) -> None:

@@ -1,5 +1,6 @@
 """The tree's tables: well formed, and the reference covers every row and verb."""
 
+import re
 from collections.abc import Iterator
 
 import pytest
@@ -35,6 +36,20 @@ def test_every_row_and_verb_is_documented() -> None:
         if isinstance(entry, Ctl):
             for verb in entry.verbs.verbs.values():
                 assert verb.help and f"» {verb.name}" in text
+
+
+def test_a_verb_is_shown_alike_in_ctl_the_reference_and_refusals() -> None:
+    text = reference(ROOT)
+    for entry in walk(ROOT):
+        if not isinstance(entry, Ctl):
+            continue
+        listing = entry.verbs.help()
+        for verb in entry.verbs.verbs.values():
+            assert f"» {verb.synopsis} " in text and f"{verb.synopsis}  " in listing
+            if verb.max_args is None or verb.rest:
+                continue  # any number of words fits
+            with pytest.raises(InvalidArgument, match=f"usage: {re.escape(verb.synopsis)}$"):
+                entry.verbs.parse(f"{verb.name} {' '.join(['x'] * (verb.max_args + 1))}")
 
 
 def test_duplicate_names_are_refused() -> None:

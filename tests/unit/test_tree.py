@@ -3,9 +3,14 @@ names, listings, values, ctl verbs, mkdir/rmdir, errnos and err lines."""
 
 import errno
 import stat
+from typing import Any
 
 import pytest
 from unit.harness import Refused, Tree
+
+from mountpoint.ctl import VerbTable
+from mountpoint.readme import reference
+from mountpoint.table import Ctl, Dir, Err, Input, Stream, Table, Value, collection, show, take
 
 
 async def test_lookup_and_getattr_say_what_each_file_is() -> None:
@@ -96,3 +101,34 @@ async def test_a_service_the_harness_does_not_serve_is_an_eio() -> None:
     with pytest.raises(Refused) as e:
         await Tree().listdir("content/blobs/sha256")
     assert e.value.errno == errno.EIO
+
+
+async def _never_opened(app: object, scope: object) -> Any:
+    raise AssertionError("stat opens nothing")
+
+
+async def test_modes_and_the_references_kinds_come_from_one_derivation() -> None:
+    """mountpoint.table.access: what `ls -l` shows is what the reference says."""
+    kinds = {"read-only": 0o400, "write-only": 0o200, "read-write": 0o600, "ctl": 0o600,
+             "stream": 0o400, "stream rw": 0o600, "dir": 0o500, "mkdir": 0o700}
+    rows = Table("every kind of row", entries=(
+        Value("shown", "r", read=show(lambda app, s: "x")),
+        Value("taken", "w", write=take(lambda app, s, text: None)),
+        Value("both", "rw", read=show(lambda app, s: "x"), write=take(lambda app, s, t: None)),
+        Input("stdin", "w", open=_never_opened),
+        Ctl("ctl", "verbs", VerbTable()),
+        Stream("events", "s", open=_never_opened),
+        Stream("tty", "s rw", open=_never_opened, input=_never_opened),
+        Err(),
+        Dir("fixed", "d", Table("fixed")),
+        Dir("made", "d", Table("made", children=collection(
+            "x", "made", Table("x"), names=lambda app, s: [], make=lambda app, s, name: None))),
+    ))  # fmt: skip
+    # the reference's rows: a name in 34 columns, then the kind in 10
+    listing = {line[:34].strip(): line[35:45].strip() for line in reference(rows).splitlines()
+               if line[:1].isalpha() and line[34:35] == " "}  # fmt: skip
+    tree = Tree(root=rows)
+    for entry in rows.entries:
+        name = entry.name + ("/" if isinstance(entry, Dir) else "")
+        kind = "mkdir" if listing[name] == "dir" and entry.name == "made" else listing[name]
+        assert (await tree.stat(entry.name)).st_mode & 0o777 == kinds[kind], name
