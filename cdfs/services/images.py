@@ -416,10 +416,13 @@ class Images:
         path = Path(path_text)
         if not path.is_absolute():
             raise InvalidArgument(f'export needs an absolute host path: "{path_text}"')
-        if path.exists():
-            raise AlreadyExists(f'"{path_text}" exists; export does not overwrite')
-        await trio.to_thread.run_sync(
-            archive.export_archive, self._store, record.target, record.name, path)
+
+        def export() -> None:
+            if path.exists():
+                raise AlreadyExists(f'"{path_text}" exists; export does not overwrite')
+            archive.export_archive(self._store, record.target, record.name, path)
+
+        await trio.to_thread.run_sync(export)
 
     async def add_local(self, namespace: str, name: str, root: Descriptor) -> ImageRecord:
         """Name an image whose blobs are in the store already, and unpack it."""

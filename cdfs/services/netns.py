@@ -45,39 +45,36 @@ class NetworkNamespaces:
         InvalidArgument for a bad name."""
         return str(netns.path(name))
 
-    def _made_here(self, name: str) -> bool:
-        return (self._made / netns.check_name(name)).exists()
-
     async def create(self, name: str) -> None:
         """Make the namespace `name` with `lo` up. InvalidArgument for a bad name,
         AlreadyExists if the host has one of that name."""
         await trio.to_thread.run_sync(netns.create, name)
-        (self._made / name).touch()
+        await trio.to_thread.run_sync((self._made / name).touch)
         self._bus.publish("", "/netns/create", name, name=name)
 
     async def remove(self, name: str) -> None:
         """Remove a namespace cdfs made. Busy while a process (a running container)
         lives in it; PermissionDenied for one made by other software."""
-        self._check_owned(name)
+        await self._check_owned(name)
         users = await trio.to_thread.run_sync(_users, name)
         if users:
             pids = " ".join(str(pid) for pid in users)
             raise Busy(f'network namespace "{name}" is in use by pid {pids}')
         await trio.to_thread.run_sync(netns.remove, name)
-        (self._made / name).unlink(missing_ok=True)
+        await trio.to_thread.run_sync(lambda: (self._made / name).unlink(missing_ok=True))
         self._bus.publish("", "/netns/delete", name, name=name)
 
     async def veth(self, name: str, host_if: str, peer_if: str) -> None:
         """A veth pair: `host_if` up in the host, `peer_if` (down) inside `name`."""
-        self._check_owned(name)
+        await self._check_owned(name)
         await trio.to_thread.run_sync(netns.veth, name, host_if, peer_if)
 
     async def set_up(self, name: str, ifname: str, up: bool) -> None:
-        self._check_owned(name)
+        await self._check_owned(name)
         await trio.to_thread.run_sync(netns.set_up, name, ifname, up)
 
     async def add_address(self, name: str, ifname: str, cidr: str) -> None:
-        self._check_owned(name)
+        await self._check_owned(name)
         await trio.to_thread.run_sync(netns.add_address, name, ifname, cidr)
 
     async def links(self, name: str) -> str:
@@ -85,11 +82,9 @@ class NetworkNamespaces:
         found = await trio.to_thread.run_sync(netns.links, name)
         return "".join(link.line() + "\n" for link in found)
 
-    def _check_owned(self, name: str) -> None:
-        if not self._made_here(name):
-            if not netns.exists(name):
-                raise NotFound(f'no network namespace: "{name}"')
-            raise PermissionDenied(f'network namespace "{name}" was not made by cdfs')
+    async def _check_owned(self, name: str) -> None:
+        """Refuse to change a namespace cdfs did not make (its marker file says)."""
+        await trio.to_thread.run_sync(_check_owned, self._made, name)
 
 
 def _valid(name: str) -> bool:
@@ -98,6 +93,13 @@ def _valid(name: str) -> bool:
     except InvalidArgument:
         return False
     return True
+
+
+def _check_owned(made: Path, name: str) -> None:
+    if not (made / netns.check_name(name)).exists():
+        if not netns.exists(name):
+            raise NotFound(f'no network namespace: "{name}"')
+        raise PermissionDenied(f'network namespace "{name}" was not made by cdfs')
 
 
 def _users(name: str) -> list[int]:
