@@ -28,7 +28,7 @@ from base.clock import now_ns, parse_rfc3339
 from base.errors import NotFound, PermissionDenied
 from mountpoint import hosttree
 from mountpoint.errors import err_line, errno_of
-from mountpoint.interrupt import POLL_SECONDS, interrupted
+from mountpoint.interrupt import cancel_on_signal
 from mountpoint.nodes import Node, NodeTable, Resolved, resolve_child, resolve_fixed
 from mountpoint.streams import READABLE, WRITABLE, OpenStream
 from mountpoint.table import (
@@ -177,13 +177,12 @@ class Filesystem(pyfuse3.Operations):
                 done.set()
 
         self._nursery.start_soon(run)
-        while not done.is_set():
-            with trio.move_on_after(POLL_SECONDS):
-                await done.wait()
-            if not done.is_set() and interrupted(pid):
-                waiting = False
-                log.debug("writer %d interrupted: %s goes on", pid, what)
-                return False
+        with cancel_on_signal(pid) as signalled:
+            await done.wait()
+        if signalled.cancelled_caught:
+            waiting = False
+            log.debug("writer %d interrupted: %s goes on", pid, what)
+            return False
         if failure:
             raise failure[0]
         return True

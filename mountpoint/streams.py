@@ -18,7 +18,7 @@ import pyfuse3
 import trio
 
 from mountpoint.errors import errno_of
-from mountpoint.interrupt import POLL_SECONDS, interrupted
+from mountpoint.interrupt import cancel_on_signal
 from mountpoint.services import Sink, StreamReader
 
 FETCH_SIZE = 1 << 16
@@ -85,9 +85,9 @@ class OpenStream:
                 if not self._ready():
                     raise pyfuse3.FUSEError(errno.EAGAIN)
                 break
-            with trio.move_on_after(POLL_SECONDS):
+            with cancel_on_signal(self._pid) as signalled:
                 await fetched.wait()
-            if not self._ready() and interrupted(self._pid):
+            if signalled.cancelled_caught and not self._ready():
                 raise pyfuse3.FUSEError(errno.EINTR)
         if self._pending:
             data, self._pending = self._pending[:size], self._pending[size:]

@@ -108,24 +108,31 @@ class TaskService:
     def _runc(self, namespace: str, runtime: str | None = None) -> Runc:
         return Runc(runtime or self.runtime_binary, self.state_dir / "runc" / namespace)
 
-    def _dir(self, namespace: str, container_id: str, exec_id: str | None) -> Path:
+    def _path(self, namespace: str, container_id: str, exec_id: str | None) -> Path:
+        """Where the task's files are, checking the names but not the disk."""
         identifiers.validate(namespace, "namespace")
         identifiers.validate(container_id, "container id")
         bundle = self.bundle(namespace, container_id)
-        if not (bundle / "task.json").exists():
-            raise NotFound(f'no container "{container_id}" in namespace "{namespace}"')
         if exec_id is None:
             return bundle
         identifiers.validate(exec_id, "exec id")
-        path = bundle / "execs" / exec_id
-        if not (path / "exec.json").exists():
+        return bundle / "execs" / exec_id
+
+    def _dir(self, namespace: str, container_id: str, exec_id: str | None) -> Path:
+        """The task's directory; NotFound unless its record is there."""
+        path = self._path(namespace, container_id, exec_id)
+        if not (self.bundle(namespace, container_id) / "task.json").exists():
+            raise NotFound(f'no container "{container_id}" in namespace "{namespace}"')
+        if exec_id is not None and not (path / "exec.json").exists():
             raise NotFound(f'no exec "{exec_id}" in container "{container_id}"')
         return path
 
     def files(self, namespace: str, container_id: str, exec_id: str | None = None
               ) -> MonitorFiles:  # fmt: skip
-        """The monitor's files (log, exit...) for the daemon to watch with inotify."""
-        return MonitorFiles(self._dir(namespace, container_id, exec_id))
+        """The monitor's files (log, exit...) for the daemon to watch with inotify.
+        Only names are computed, nothing is read, so the daemon calls this on its
+        loop for a task it knows to exist."""
+        return MonitorFiles(self._path(namespace, container_id, exec_id))
 
     def logs(self, namespace: str, container_id: str, exec_id: str | None = None
              ) -> LogReader:  # fmt: skip
@@ -279,7 +286,7 @@ class TaskService:
         """Block until the init or exec has exited (or `timeout` passed), then its state.
         For threads and tests; the daemon watches `files().exit` with inotify instead."""
         deadline = None if timeout is None else time.monotonic() + timeout
-        files = self.files(namespace, container_id, exec_id)
+        files = MonitorFiles(self._dir(namespace, container_id, exec_id))
         with Inotify() as watch:
             watch.add_watch(files.dir, IN_CREATE | IN_CLOSE_WRITE | IN_MOVED_TO)
             while True:
