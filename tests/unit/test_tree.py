@@ -10,7 +10,19 @@ from unit.harness import Refused, Tree
 
 from mountpoint.ctl import VerbTable
 from mountpoint.readme import reference
-from mountpoint.table import Ctl, Dir, Err, Input, Stream, Table, Value, collection, show, take
+from mountpoint.table import (
+    Ctl,
+    Dir,
+    Err,
+    Input,
+    Output,
+    Stream,
+    Table,
+    Value,
+    collection,
+    show,
+    take,
+)
 
 
 async def test_lookup_and_getattr_say_what_each_file_is() -> None:
@@ -110,7 +122,7 @@ async def _never_opened(app: object, scope: object) -> Any:
 async def test_modes_and_the_references_kinds_come_from_one_derivation() -> None:
     """mountpoint.table.access: what `ls -l` shows is what the reference says."""
     kinds = {"read-only": 0o400, "write-only": 0o200, "read-write": 0o600, "ctl": 0o600,
-             "stream": 0o400, "stream rw": 0o600, "dir": 0o500, "mkdir": 0o700}
+             "stream": 0o400, "stream rw": 0o600, "output": 0o400, "dir": 0o500, "mkdir": 0o700}
     rows = Table("every kind of row", entries=(
         Value("shown", "r", read=show(lambda app, s: "x")),
         Value("taken", "w", write=take(lambda app, s, text: None)),
@@ -119,6 +131,7 @@ async def test_modes_and_the_references_kinds_come_from_one_derivation() -> None
         Ctl("ctl", "verbs", VerbTable()),
         Stream("events", "s", open=_never_opened),
         Stream("tty", "s rw", open=_never_opened, input=_never_opened),
+        Output("stdout", "o", open=_never_opened),
         Err(),
         Dir("fixed", "d", Table("fixed")),
         Dir("made", "d", Table("made", children=collection(
