@@ -1,119 +1,62 @@
 """The pyfuse3 Operations over the tables: the only FUSE-facing class.
 
 Handlers follow the VFS order. Each request finds its node, runs the row's handler
-and turns a domain error into an errno in one place (`_refuse`), which also writes the
-`err` line of the directory when a write, mkdir, rmdir, create or unlink is refused.
+and turns a domain error into an errno in one place (refusals.py), which also writes
+the `err` line of the directory when a write, mkdir, rmdir, create or unlink is
+refused. What stat says comes from attributes.py; what each open file remembers is
+one of the kinds of handles.py; streams' reads, poll and O_NONBLOCK are streams.py's;
+host trees (rootfs/) are hosttree.py's.
 
 Writes act in write() rather than close(), since shells ignore errors at close; what
 the writes of one open file add up to is mountpoint/writes.py's. The kernel sends
 `flush` at every close() of every copy of a descriptor (a dup, a forked child) and
 `release` once after the last, so flush only stores what is pending and reports, and
 what happens once (stdin's end of file, an ingest's commit) happens at release.
-A write's work runs in the daemon's nursery (`_act`): a signal to the writer fails
-the write with EINTR while the work goes on to its end, its failure landing in err.
 """
 
 import errno
 import logging
 import os
-import stat
-from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
-from typing import Any, NoReturn, TypeVar
+from collections.abc import Sequence
+from typing import Any
 
 import pyfuse3
 import trio
 
-from base.clock import now_ns, parse_rfc3339
 from base.errors import NotFound, PermissionDenied
 from mountpoint import hosttree
-from mountpoint.errors import err_line, errno_of
-from mountpoint.interrupt import cancel_on_signal
+from mountpoint.attributes import Attributes, Owner
+from mountpoint.errors import errno_of
+from mountpoint.handles import (
+    Handle,
+    HostHandle,
+    OutputHandle,
+    SinkHandle,
+    StreamHandle,
+    ValueHandle,
+)
 from mountpoint.nodes import Node, NodeTable, Resolved, resolve_child, resolve_fixed
+from mountpoint.refusals import Refusals, quietly
 from mountpoint.streams import READABLE, WRITABLE, OpenStream
 from mountpoint.table import (
     Ctl,
     Err,
-    GrowingFile,
     HostFile,
     HostTree,
     Input,
     Link,
     Output,
     Services,
-    Sink,
     Stream,
     Table,
     Value,
-    access,
 )
-from mountpoint.writes import JsonObject, Lines, Whole, quote
+from mountpoint.writes import JsonObject, Whole, quote
+
+__all__ = ["Filesystem", "Owner"]
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
-
-FIXED_TIMEOUT = 5.0  # seconds the kernel may cache names and attributes of fixed paths
-_WRITTEN = -1  # the digest of a value just written: whatever it renders next is new
-
-
-@dataclass(frozen=True)
-class Owner:
-    """Who owns the tree: root, and a group when the mount is opened to one."""
-
-    uid: int = 0
-    gid: int = 0
-    group_access: bool = False
-
-
-@dataclass
-class _ValueHandle:
-    """One open of a value, ctl or err file: what it read, and what it was written.
-    A value refused once stays refused for this open file (`refused`, an errno)."""
-
-    node: Node
-    pid: int
-    content: bytes = b""
-    lines: Lines = field(default_factory=Lines)
-    value: Whole | None = None
-    refused: int | None = None
-
-
-@dataclass
-class _StreamHandle:
-    node: Node
-    stream: OpenStream
-    pid: int  # the opener, whose signals release its blocked writes
-    order: trio.Lock = field(default_factory=trio.Lock)
-
-    @property
-    def sink(self) -> Sink | None:
-        return self.stream.sink
-
-
-@dataclass
-class _OutputHandle:
-    node: Node
-    file: GrowingFile
-
-
-@dataclass
-class _HostHandle:
-    node: Node
-    fd: int
-
-
-@dataclass
-class _SinkHandle:
-    """One open of a sink (stdin, an ingest): closed once, at release. Its writes
-    take `order` so that one a signal left running still comes before the next."""
-
-    node: Node
-    sink: Sink
-    pid: int
-    order: trio.Lock = field(default_factory=trio.Lock)
-
-
-_Handle = _ValueHandle | _StreamHandle | _OutputHandle | _HostHandle | _SinkHandle
+ROOT_ONLY = Owner()
 
 
 class Filesystem(pyfuse3.Operations):
@@ -121,191 +64,58 @@ class Filesystem(pyfuse3.Operations):
 
     enable_writeback_cache = False
 
-    def __init__(self, services: Services, root: Table, owner: Owner = Owner()) -> None:
+    def __init__(self, services: Services, root: Table, owner: Owner = ROOT_ONLY) -> None:
         super().__init__()
         self.services = services
         self.nodes = NodeTable(root)
         self.owner = owner
-        self.errors: dict[tuple[str, ...], str] = {}
-        self._handles: dict[int, _Handle] = {}
+        self.attributes = Attributes(services, owner)
+        self.refusals = Refusals()
+        self._handles: dict[int, Handle] = {}
         self._listings: dict[int, list[tuple[str, Node]]] = {}
         self._next_fh = 1
-        self._started_ns = now_ns()
-        self._seen: dict[tuple[str, ...], tuple[int, int]] = {}  # path -> (digest, mtime)
-        self._nursery: trio.Nursery | None = None
 
     def run_work_in(self, nursery: trio.Nursery) -> None:
         """Where writes run their work, so a signal to the writer does not end it."""
-        self._nursery = nursery
-
-    # -- errors -------------------------------------------------------------
-    def _refuse(self, exc: BaseException, node: Node, what: str) -> NoReturn:
-        """Answer a refused request: the errno, and the `err` line of its directory."""
-        raise pyfuse3.FUSEError(self._note(exc, node, what)) from None
-
-    def _note(self, exc: BaseException, node: Node, what: str) -> int:
-        """Write the `err` line for a refusal nobody may be waiting for; its errno."""
-        code = errno_of(exc)
-        err_dir = node.err_dir
-        if err_dir is not None:
-            self.errors[err_dir.path] = err_line(what, exc)
-        log.debug("refused %s in /%s: %s", what, "/".join(node.path), exc)
-        return code
-
-    async def _act(self, pid: int, work: Callable[[], Awaitable[None]], node: Node,
-                   what: str) -> bool:
-        """Run a write's `work` to its end in the daemon's nursery and wait for it
-        while the writer `pid` has no signal pending. Raises the work's refusal.
-        Returns False when a signal released the writer first: the work goes on,
-        and a refusal then lands in err alone (the caller answers EINTR, or, for a
-        sink whose bytes stay queued, the count)."""
-        if self._nursery is None:
-            await work()
-            return True
-        done = trio.Event()
-        failure: list[Exception] = []
-        waiting = True
-
-        async def run() -> None:
-            try:
-                await work()
-            except Exception as exc:
-                failure.append(exc)
-                if not waiting:
-                    self._note(exc, node, what)
-            finally:
-                done.set()
-
-        self._nursery.start_soon(run)
-        with cancel_on_signal(pid) as signalled:
-            await done.wait()
-        if signalled.cancelled_caught:
-            waiting = False
-            log.debug("writer %d interrupted: %s goes on", pid, what)
-            return False
-        if failure:
-            raise failure[0]
-        return True
-
-    async def _quietly(self, work: Awaitable[T]) -> T:
-        """Run a read-side request, mapping errors to errno without an `err` line."""
-        try:
-            return await work
-        except pyfuse3.FUSEError:
-            raise
-        except Exception as exc:
-            raise pyfuse3.FUSEError(errno_of(exc)) from None
+        self.refusals.nursery = nursery
 
     # -- attributes -----------------------------------------------------------
-    def _attrs(self, node: Node, size: int = 0, mtime_ns: int | None = None
-               ) -> pyfuse3.EntryAttributes:  # fmt: skip
-        attrs = pyfuse3.EntryAttributes()
-        attrs.st_ino = node.ino
-        attrs.generation = 0
-        timeout = 0.0 if node.volatile else FIXED_TIMEOUT
-        attrs.entry_timeout = 0.0 if node.dynamic else FIXED_TIMEOUT
-        # A file whose bytes change (values, err, output) is asked afresh at each stat,
-        # so st_size and st_mtime are those of now (tail, tar, cp and rsync trust them).
-        changing = node.table is None and not isinstance(node.entry, HostFile | Link)
-        attrs.attr_timeout = 0.0 if changing else timeout
-        attrs.st_mode = self._mode(node)
-        attrs.st_nlink = 2 if node.table is not None else 1
-        attrs.st_uid = self.owner.uid
-        attrs.st_gid = self.owner.gid
-        attrs.st_size = size
-        attrs.st_blksize = 4096
-        attrs.st_blocks = (size + 511) // 512
-        stamp = self._started_ns if mtime_ns is None else mtime_ns
-        attrs.st_atime_ns = attrs.st_mtime_ns = attrs.st_ctime_ns = stamp
-        return attrs
-
-    def _mode(self, node: Node) -> int:
-        """The owner's bits say what a file does (read, write, both); the group, when
-        the mount is opened to one, gets the same, and others nothing: with
-        allow_other the kernel checks these bits for everyone but root."""
-        entry = node.entry
-        if isinstance(entry, Link):
-            return stat.S_IFLNK | 0o777
-        row = node.table if node.table is not None else entry
-        assert row is not None, "a file's node holds its row"
-        readable, writable = access(row)
-        if node.table is not None:
-            kind, perm = stat.S_IFDIR, 0o500 | (0o200 if writable else 0)
-        else:
-            kind, perm = stat.S_IFREG, (0o400 if readable else 0) | (0o200 if writable else 0)
-        if self.owner.group_access:
-            perm |= perm >> 3
-        return kind | perm
-
     async def _node_attrs(self, node: Node) -> pyfuse3.EntryAttributes:
         if hosttree.is_host(node):
             return await hosttree.node_attrs(self.services, node)
-        entry = node.entry
+        entry, attributes = node.entry, self.attributes
         if isinstance(entry, HostFile):
             path = await entry.path(self.services, node.scope)
             status = await trio.to_thread.run_sync(os.stat, path)
-            return self._attrs(node, status.st_size, status.st_mtime_ns)
+            return attributes.of(node, status.st_size, status.st_mtime_ns)
         if isinstance(entry, Value | Ctl | Err) and self._readable(entry):
             try:
                 content = await self._render(node)
             except Exception:  # the open says why; a listing still shows the name
-                return self._attrs(node, 0, await self._object_time(node))
-            return self._attrs(node, len(content), await self._stamp(node, content))
+                return attributes.of(node, 0, await attributes.object_time(node))
+            return attributes.of(node, len(content), await attributes.stamp(node, content))
         if isinstance(entry, Output):
             try:
                 file = await entry.open(self.services, node.scope)
                 size, mtime_ns = await file.stat()
             except Exception:
-                return self._attrs(node, 0, await self._object_time(node))
-            return self._attrs(node, size, mtime_ns or await self._object_time(node))
-        return self._attrs(node, 0, await self._object_time(node))
+                return attributes.of(node, 0, await attributes.object_time(node))
+            return attributes.of(node, size, mtime_ns or await attributes.object_time(node))
+        return attributes.of(node, 0, await attributes.object_time(node))
 
     @staticmethod
     def _readable(entry: Value | Ctl | Err) -> bool:
         return not isinstance(entry, Value) or entry.read is not None
 
-    async def _object_time(self, node: Node) -> int:
-        """When the object this node belongs to was made or last changed: the nearest
-        directory, this one or above, whose table knows its time; else the start."""
-        current: Node | None = node if node.table is not None else node.parent
-        while current is not None:
-            table = current.table
-            if table is not None and table.time is not None:
-                try:
-                    stamp = await table.time(self.services, current.scope)
-                except Exception:
-                    stamp = None
-                if stamp:
-                    return parse_rfc3339(stamp)
-            current = current.parent
-        return self._started_ns
-
-    async def _stamp(self, node: Node, content: bytes) -> int:
-        """The mtime of a value: its object's time until its bytes are first seen to
-        change, then the time they changed (or were written)."""
-        digest = hash(content)
-        seen = self._seen.get(node.path)
-        if seen is not None and seen[0] == digest:
-            return seen[1]
-        stamp = await self._object_time(node) if seen is None else now_ns()
-        self._seen[node.path] = (digest, stamp)
-        return stamp
-
-    def _touch(self, node: Node) -> None:
-        """A value was written: its mtime is now, whatever it reads back."""
-        self._seen[node.path] = (_WRITTEN, now_ns())
-
     def _forget_below(self, path: tuple[str, ...]) -> None:
         """An object was deleted (or made): one of the same name starts with its own
         times and without the old one's err lines."""
-        for seen in [p for p in self._seen if p[:len(path)] == path]:
-            del self._seen[seen]
-        for key in [key for key in self.errors if key[:len(path)] == path]:
-            del self.errors[key]
+        self.attributes.forget_below(path)
+        self.refusals.forget_below(path)
 
     async def getattr(self, inode: int, ctx: pyfuse3.RequestContext | None = None
                       ) -> pyfuse3.EntryAttributes:
-        return await self._quietly(self._node_attrs(self.nodes.get(inode)))
+        return await quietly(self._node_attrs(self.nodes.get(inode)))
 
     async def setattr(self, inode: int, attr: pyfuse3.EntryAttributes,
                       fields: pyfuse3.SetattrFields, fh: int | None,
@@ -313,12 +123,12 @@ class Filesystem(pyfuse3.Operations):
         # `echo x > file` truncates first; values are replaced whole anyway.
         node = self.nodes.get(inode)
         if hosttree.is_host(node):
-            return await self._quietly(hosttree.set_attrs(self.services, node, attr, fields))
+            return await quietly(hosttree.set_attrs(self.services, node, attr, fields))
         writable_stream = isinstance(node.entry, Stream) and node.entry.input is not None
         if fields.update_size and not (isinstance(node.entry, Value | Ctl | Input)
                                        or writable_stream):
             raise pyfuse3.FUSEError(errno.EACCES)
-        return await self._quietly(self._node_attrs(node))
+        return await quietly(self._node_attrs(node))
 
     # -- names --------------------------------------------------------------
     async def _resolve(self, parent: Node, name: str) -> Resolved:
@@ -367,7 +177,7 @@ class Filesystem(pyfuse3.Operations):
             self.nodes.remember(node)
             return attrs
 
-        return await self._quietly(find())
+        return await quietly(find())
 
     async def forget(self, inode_list: Sequence[tuple[int, int]]) -> None:
         for inode, nlookup in inode_list:
@@ -377,21 +187,21 @@ class Filesystem(pyfuse3.Operations):
         entry = self.nodes.get(inode).entry
         if isinstance(entry, HostTree):
             node = self.nodes.get(inode)
-            tree = await self._quietly(hosttree.view(self.services, node))
+            tree = await quietly(hosttree.view(self.services, node))
             return os.fsencode(await hosttree.run(tree.readlink, node.sub))
         if not isinstance(entry, Link):
             raise pyfuse3.FUSEError(errno.EINVAL)
         if isinstance(entry.target, str):
             return os.fsencode(entry.target)
         node = self.nodes.get(inode)
-        return os.fsencode(await self._quietly(entry.target(self.services, node.scope)))
+        return os.fsencode(await quietly(entry.target(self.services, node.scope)))
 
     # -- directories ----------------------------------------------------------
     async def opendir(self, inode: int, ctx: pyfuse3.RequestContext) -> int:
         node = self.nodes.get(inode)
         if node.table is None and not hosttree.is_host(node):
             raise pyfuse3.FUSEError(errno.ENOTDIR)
-        listing = await self._quietly(self._list(node))
+        listing = await quietly(self._list(node))
         fh = self._new_fh()
         self._listings[fh] = listing
         return fh
@@ -445,7 +255,7 @@ class Filesystem(pyfuse3.Operations):
         parent = self.nodes.get(parent_inode)
         text = os.fsdecode(name)
         if hosttree.is_host(parent):
-            tree = await self._quietly(hosttree.view(self.services, parent))
+            tree = await quietly(hosttree.view(self.services, parent))
             found = hosttree.child(parent, text)
             await hosttree.run(tree.mkdir, found.sub, mode, ctx.uid, ctx.gid)
             return await self.lookup(parent_inode, name)
@@ -453,36 +263,36 @@ class Filesystem(pyfuse3.Operations):
             await self._dynamic(parent, text, "mkdir", "mkdir")(self.services, parent.scope, text)
             node = self.nodes.add(parent, await self._resolve(parent, text))
         except Exception as exc:
-            self._refuse(exc, parent, f'mkdir "{text}"')
+            self.refusals.refuse(exc, parent, f'mkdir "{text}"')
         self._forget_below(node.path)
         self.nodes.remember(node)
-        return await self._quietly(self._node_attrs(node))
+        return await quietly(self._node_attrs(node))
 
     async def rmdir(self, parent_inode: int, name: bytes, ctx: pyfuse3.RequestContext) -> None:
         parent = self.nodes.get(parent_inode)
         text = os.fsdecode(name)
         if hosttree.is_host(parent):
-            tree = await self._quietly(hosttree.view(self.services, parent))
+            tree = await quietly(hosttree.view(self.services, parent))
             await hosttree.run(tree.rmdir, hosttree.child(parent, text).sub)
             return
         try:
             await self._dynamic(parent, text, "rmdir", "rmdir")(self.services, parent.scope, text)
         except Exception as exc:
-            self._refuse(exc, parent, f'rmdir "{text}"')
+            self.refusals.refuse(exc, parent, f'rmdir "{text}"')
         self._forget_below((*parent.path, text))
 
     async def unlink(self, parent_inode: int, name: bytes, ctx: pyfuse3.RequestContext) -> None:
         parent = self.nodes.get(parent_inode)
         text = os.fsdecode(name)
         if hosttree.is_host(parent):
-            tree = await self._quietly(hosttree.view(self.services, parent))
+            tree = await quietly(hosttree.view(self.services, parent))
             await hosttree.run(tree.unlink, hosttree.child(parent, text).sub)
             return
         try:
             await self._dynamic(parent, text, "unlink", "remove")(self.services, parent.scope,
                                                                   text)
         except Exception as exc:
-            self._refuse(exc, parent, f'rm "{text}"')
+            self.refusals.refuse(exc, parent, f'rm "{text}"')
         self._forget_below((*parent.path, text))
 
     async def create(self, parent_inode: int, name: bytes, mode: int, flags: int,
@@ -498,15 +308,15 @@ class Filesystem(pyfuse3.Operations):
             assert parent.table is not None and parent.table.children is not None
             node = self.nodes.add(parent, resolve_child(parent, parent.table.children, text))
         except Exception as exc:
-            self._refuse(exc, parent, f'create "{text}"')
+            self.refusals.refuse(exc, parent, f'create "{text}"')
         self.nodes.remember(node)
-        fh = self._add_handle(_SinkHandle(node, sink, ctx.pid))
-        return pyfuse3.FileInfo(fh=fh, direct_io=True, keep_cache=False), self._attrs(node)
+        fh = self._add_handle(SinkHandle(node, sink, ctx.pid))
+        return pyfuse3.FileInfo(fh=fh, direct_io=True, keep_cache=False), self.attributes.of(node)
 
     async def _create_host(self, parent: Node, name: str, mode: int, flags: int,
                            ctx: pyfuse3.RequestContext) -> tuple[pyfuse3.FileInfo,
                                                                  pyfuse3.EntryAttributes]:
-        tree = await self._quietly(hosttree.view(self.services, parent))
+        tree = await quietly(hosttree.view(self.services, parent))
         found = hosttree.child(parent, name)
         fd = await hosttree.run(tree.create, found.sub, mode, flags, ctx.uid, ctx.gid)
         try:
@@ -515,7 +325,7 @@ class Filesystem(pyfuse3.Operations):
             os.close(fd)
             raise
         node = self.nodes.remember(self.nodes.add(parent, found))
-        fh = self._add_handle(_HostHandle(node, fd))
+        fh = self._add_handle(HostHandle(node, fd))
         return pyfuse3.FileInfo(fh=fh, keep_cache=False), hosttree.attrs(node, info)
 
     # -- files --------------------------------------------------------------
@@ -524,7 +334,7 @@ class Filesystem(pyfuse3.Operations):
         self._next_fh += 1
         return fh
 
-    def _add_handle(self, handle: _Handle) -> int:
+    def _add_handle(self, handle: Handle) -> int:
         fh = self._new_fh()
         self._handles[fh] = handle
         return fh
@@ -535,46 +345,46 @@ class Filesystem(pyfuse3.Operations):
         writing = flags & os.O_ACCMODE != os.O_RDONLY
         reading = flags & os.O_ACCMODE != os.O_WRONLY
         if isinstance(entry, HostTree):
-            tree = await self._quietly(hosttree.view(self.services, node))
+            tree = await quietly(hosttree.view(self.services, node))
             fd = await hosttree.run(tree.open, node.sub, flags)
-            return pyfuse3.FileInfo(fh=self._add_handle(_HostHandle(node, fd)), keep_cache=False)
+            return pyfuse3.FileInfo(fh=self._add_handle(HostHandle(node, fd)), keep_cache=False)
         if isinstance(entry, HostFile):
             if writing:
                 raise pyfuse3.FUSEError(errno.EACCES)
-            path = await self._quietly(entry.path(self.services, node.scope))
+            path = await quietly(entry.path(self.services, node.scope))
             fd = await trio.to_thread.run_sync(os.open, path, os.O_RDONLY | os.O_CLOEXEC)
             # The kernel keeps the inode's pages only while the path still names the
             # same blob: an image removed and pulled again keeps its inode number, and
             # an open without keep_cache drops the previous blob's pages.
             same = node.host_target == path
             node.host_target = path
-            return pyfuse3.FileInfo(fh=self._add_handle(_HostHandle(node, fd)), keep_cache=same)
+            return pyfuse3.FileInfo(fh=self._add_handle(HostHandle(node, fd)), keep_cache=same)
         if isinstance(entry, Stream):
             if writing and entry.input is None:
                 raise pyfuse3.FUSEError(errno.EACCES)
-            sink = await self._quietly(entry.input(self.services, node.scope)) \
+            sink = await quietly(entry.input(self.services, node.scope)) \
                 if writing and entry.input is not None else None  # fmt: skip
             if sink is not None and not reading:
-                fh = self._add_handle(_SinkHandle(node, sink, ctx.pid))
+                fh = self._add_handle(SinkHandle(node, sink, ctx.pid))
             else:
-                reader = await self._quietly(entry.open(self.services, node.scope))
+                reader = await quietly(entry.open(self.services, node.scope))
                 stream = OpenStream(reader, ctx.pid, bool(flags & os.O_NONBLOCK), sink)
-                fh = self._add_handle(_StreamHandle(node, stream, ctx.pid))
+                fh = self._add_handle(StreamHandle(node, stream, ctx.pid))
             return pyfuse3.FileInfo(fh=fh, direct_io=True, keep_cache=False, nonseekable=True)
         if isinstance(entry, Output):
             if writing:
                 raise pyfuse3.FUSEError(errno.EACCES)
-            file = await self._quietly(entry.open(self.services, node.scope))
-            fh = self._add_handle(_OutputHandle(node, file))
+            file = await quietly(entry.open(self.services, node.scope))
+            fh = self._add_handle(OutputHandle(node, file))
             return pyfuse3.FileInfo(fh=fh, direct_io=True, keep_cache=False)
         if isinstance(entry, Input):
             if reading:
                 raise pyfuse3.FUSEError(errno.EACCES)
-            sink = await self._quietly(entry.open(self.services, node.scope))
-            fh = self._add_handle(_SinkHandle(node, sink, ctx.pid))
+            sink = await quietly(entry.open(self.services, node.scope))
+            fh = self._add_handle(SinkHandle(node, sink, ctx.pid))
             return pyfuse3.FileInfo(fh=fh, direct_io=True, keep_cache=False, nonseekable=True)
         if isinstance(entry, Value | Ctl | Err):
-            handle = _ValueHandle(node, ctx.pid)
+            handle = ValueHandle(node, ctx.pid)
             if writing and isinstance(entry, Value):
                 buffer = JsonObject if entry.json else Whole
                 handle.value = buffer(node.name, entry.limit)
@@ -583,7 +393,7 @@ class Filesystem(pyfuse3.Operations):
             if reading:
                 if isinstance(entry, Value) and entry.read is None:
                     raise pyfuse3.FUSEError(errno.EACCES)
-                handle.content = await self._quietly(self._render(node))
+                handle.content = await quietly(self._render(node))
             return pyfuse3.FileInfo(fh=self._add_handle(handle), direct_io=True, keep_cache=False)
         raise pyfuse3.FUSEError(errno.EACCES)
 
@@ -592,7 +402,7 @@ class Filesystem(pyfuse3.Operations):
         if isinstance(entry, Ctl):
             text: str | bytes = entry.verbs.help()
         elif isinstance(entry, Err):
-            text = self.errors.get(node.scope.path, "")
+            text = self.refusals.errors.get(node.scope.path, "")
         else:
             assert isinstance(entry, Value) and entry.read is not None
             text = await entry.read(self.services, node.scope)
@@ -600,13 +410,13 @@ class Filesystem(pyfuse3.Operations):
 
     async def read(self, fh: int, off: int, size: int) -> bytes:
         handle = self._handles.get(fh)
-        if isinstance(handle, _ValueHandle):
+        if isinstance(handle, ValueHandle):
             return handle.content[off:off + size]
-        if isinstance(handle, _HostHandle):
+        if isinstance(handle, HostHandle):
             return await trio.to_thread.run_sync(os.pread, handle.fd, size, off)
-        if isinstance(handle, _OutputHandle):
-            return await self._quietly(handle.file.read(off, size))
-        if isinstance(handle, _StreamHandle):
+        if isinstance(handle, OutputHandle):
+            return await quietly(handle.file.read(off, size))
+        if isinstance(handle, StreamHandle):
             return await handle.stream.read(size)
         raise pyfuse3.FUSEError(errno.EBADF)
 
@@ -614,22 +424,22 @@ class Filesystem(pyfuse3.Operations):
                    ctx: pyfuse3.RequestContext) -> int:
         """Real readiness for streams (see streams.py); other files are always ready."""
         handle = self._handles.get(fh)
-        if isinstance(handle, _StreamHandle):
+        if isinstance(handle, StreamHandle):
             return handle.stream.poll(poll_handle)
-        if isinstance(handle, _SinkHandle):
+        if isinstance(handle, SinkHandle):
             return WRITABLE
-        if isinstance(handle, _ValueHandle) and isinstance(handle.node.entry, Ctl | Value) \
+        if isinstance(handle, ValueHandle) and isinstance(handle.node.entry, Ctl | Value) \
                 and (isinstance(handle.node.entry, Ctl) or handle.node.entry.write):
             return READABLE | WRITABLE
         return READABLE
 
     async def write(self, fh: int, off: int, buf: bytes) -> int:
         handle = self._handles.get(fh)
-        if isinstance(handle, _HostHandle):
+        if isinstance(handle, HostHandle):
             return await hosttree.run(os.pwrite, handle.fd, buf, off)
-        if isinstance(handle, _SinkHandle | _StreamHandle) and handle.sink is not None:
+        if isinstance(handle, SinkHandle | StreamHandle) and handle.sink is not None:
             return await self._write_sink(handle, off, buf)
-        if not isinstance(handle, _ValueHandle):
+        if not isinstance(handle, ValueHandle):
             raise pyfuse3.FUSEError(errno.EBADF)
         if handle.value is None:
             await self._write_ctl(handle, buf)
@@ -641,12 +451,12 @@ class Filesystem(pyfuse3.Operations):
             complete = handle.value.feed(buf)
         except Exception as exc:
             handle.refused = errno_of(exc)
-            self._refuse(exc, node, f'{node.name} "{quote(buf.decode(errors="replace"))}"')
+            self.refusals.refuse(exc, node, f'{node.name} "{quote(buf.decode(errors="replace"))}"')
         if complete:
             await self._store(handle)
         return len(buf)
 
-    async def _write_sink(self, handle: "_SinkHandle | _StreamHandle", off: int,
+    async def _write_sink(self, handle: "SinkHandle | StreamHandle", off: int,
                           buf: bytes) -> int:
         sink = handle.sink
         assert sink is not None
@@ -657,46 +467,46 @@ class Filesystem(pyfuse3.Operations):
 
         node = handle.node
         try:
-            await self._act(handle.pid, write, node, f'write to "{node.name}"')
+            await self.refusals.act(handle.pid, write, node, f'write to "{node.name}"')
         except Exception as exc:
-            self._refuse(exc, node, f'write to "{node.name}"')
+            self.refusals.refuse(exc, node, f'write to "{node.name}"')
         return len(buf)  # released by a signal too: the bytes stay queued, in order
 
-    async def _write_ctl(self, handle: _ValueHandle, buf: bytes) -> None:
+    async def _write_ctl(self, handle: ValueHandle, buf: bytes) -> None:
         node = handle.node
         try:
             lines = handle.lines.feed(buf)
         except Exception as exc:
-            self._refuse(exc, node, f'{node.name} "{quote(buf.decode(errors="replace"))}"')
+            self.refusals.refuse(exc, node, f'{node.name} "{quote(buf.decode(errors="replace"))}"')
         for line in lines:
             await self._run_verb(handle, line)
 
-    async def _run_verb(self, handle: _ValueHandle, line: str) -> None:
+    async def _run_verb(self, handle: ValueHandle, line: str) -> None:
         node, entry = handle.node, handle.node.entry
         assert isinstance(entry, Ctl)
         what = f'{node.name} "{quote(line)}"'  # the err line quotes the refused message
         try:
             verb, args = entry.verbs.parse(line)
-            finished = await self._act(
+            finished = await self.refusals.act(
                 handle.pid, lambda: verb.handler(self.services, node.scope, args), node, what)
         except Exception as exc:
-            self._refuse(exc, node, what)
+            self.refusals.refuse(exc, node, what)
         if not finished:
             raise pyfuse3.FUSEError(errno.EINTR)
 
-    async def _store(self, handle: _ValueHandle) -> None:
+    async def _store(self, handle: ValueHandle) -> None:
         """Store the whole value written so far; a refusal refuses this open file."""
         node, entry, value = handle.node, handle.node.entry, handle.value
         assert isinstance(entry, Value) and entry.write is not None and value is not None
         data, value.pending = bytes(value.data), False
         store = entry.write
         try:
-            finished = await self._act(
+            finished = await self.refusals.act(
                 handle.pid, lambda: store(self.services, node.scope, data), node, node.name)
         except Exception as exc:
             handle.refused, value.data = errno_of(exc), bytearray()
-            self._refuse(exc, node, node.name)
-        self._touch(node)
+            self.refusals.refuse(exc, node, node.name)
+        self.attributes.touch(node)
         if not finished:
             raise pyfuse3.FUSEError(errno.EINTR)
 
@@ -704,39 +514,39 @@ class Filesystem(pyfuse3.Operations):
         """At every close of every copy: store what is pending, run an unfinished
         last ctl line, let a sink report what it knows so far. Nothing final."""
         handle = self._handles.get(fh)
-        if isinstance(handle, _ValueHandle):
+        if isinstance(handle, ValueHandle):
             if handle.value is None:
                 rest = handle.lines.finish()
                 if rest:
                     await self._run_verb(handle, rest)
             elif handle.value.pending and handle.refused is None:
                 await self._store(handle)
-        elif isinstance(handle, _SinkHandle | _StreamHandle) and handle.sink is not None:
+        elif isinstance(handle, SinkHandle | StreamHandle) and handle.sink is not None:
             try:
                 await handle.sink.check()
             except Exception as exc:
-                self._refuse(exc, handle.node, f'close "{handle.node.name}"')
+                self.refusals.refuse(exc, handle.node, f'close "{handle.node.name}"')
 
     async def release(self, fh: int) -> None:
         """After the last copy is closed: a sink's one final act. Its refusal has
         nobody to fail, so it is the directory's err line (and the log's)."""
         handle = self._handles.pop(fh, None)
-        if isinstance(handle, _StreamHandle):
+        if isinstance(handle, StreamHandle):
             handle.stream.close()
-        elif isinstance(handle, _HostHandle):
+        elif isinstance(handle, HostHandle):
             os.close(handle.fd)
-        if isinstance(handle, _SinkHandle | _StreamHandle) and handle.sink is not None:
+        if isinstance(handle, SinkHandle | StreamHandle) and handle.sink is not None:
             try:
                 async with handle.order:
                     await handle.sink.close()
             except Exception as exc:
-                self._note(exc, handle.node, f'close "{handle.node.name}"')
+                self.refusals.note(exc, handle.node, f'close "{handle.node.name}"')
                 log.warning("closing %s: %s", handle.node.name, exc)
 
     def shutdown(self) -> None:
         """End every open stream, so blocked readers see EOF and the daemon can stop."""
         for handle in self._handles.values():
-            if isinstance(handle, _StreamHandle):
+            if isinstance(handle, StreamHandle):
                 handle.stream.close()
 
     async def statfs(self, ctx: pyfuse3.RequestContext) -> pyfuse3.StatvfsData:

@@ -1,0 +1,114 @@
+"""What stat says about a node of the tree: its mode from its row, its owner, and the
+times of values (the object's time until the value is seen to change).
+
+The mode bits come from `table.access`, the one derivation the reference's kinds use
+too. Attributes of files whose bytes change are never cached by the kernel, so
+st_size and st_mtime are those of now (tail, tar, cp and rsync trust them).
+"""
+
+import stat
+from dataclasses import dataclass
+
+import pyfuse3
+
+from base.clock import now_ns, parse_rfc3339
+from mountpoint.nodes import Node
+from mountpoint.table import HostFile, Link, Services, access
+
+FIXED_TIMEOUT = 5.0  # seconds the kernel may cache names and attributes of fixed paths
+_WRITTEN = -1  # the digest of a value just written: whatever it renders next is new
+
+
+@dataclass(frozen=True)
+class Owner:
+    """Who owns the tree: root, and a group when the mount is opened to one."""
+
+    uid: int = 0
+    gid: int = 0
+    group_access: bool = False
+
+
+class Attributes:
+    """Builds the EntryAttributes of nodes, and remembers when each value changed."""
+
+    def __init__(self, services: Services, owner: Owner) -> None:
+        self.services = services
+        self.owner = owner
+        self.started_ns = now_ns()
+        self._seen: dict[tuple[str, ...], tuple[int, int]] = {}  # path -> (digest, mtime)
+
+    def of(self, node: Node, size: int = 0, mtime_ns: int | None = None
+           ) -> pyfuse3.EntryAttributes:  # fmt: skip
+        attrs = pyfuse3.EntryAttributes()
+        attrs.st_ino = node.ino
+        attrs.generation = 0
+        timeout = 0.0 if node.volatile else FIXED_TIMEOUT
+        attrs.entry_timeout = 0.0 if node.dynamic else FIXED_TIMEOUT
+        # A file whose bytes change (values, err, output) is asked afresh at each stat.
+        changing = node.table is None and not isinstance(node.entry, HostFile | Link)
+        attrs.attr_timeout = 0.0 if changing else timeout
+        attrs.st_mode = self.mode(node)
+        attrs.st_nlink = 2 if node.table is not None else 1
+        attrs.st_uid = self.owner.uid
+        attrs.st_gid = self.owner.gid
+        attrs.st_size = size
+        attrs.st_blksize = 4096
+        attrs.st_blocks = (size + 511) // 512
+        stamp = self.started_ns if mtime_ns is None else mtime_ns
+        attrs.st_atime_ns = attrs.st_mtime_ns = attrs.st_ctime_ns = stamp
+        return attrs
+
+    def mode(self, node: Node) -> int:
+        """The owner's bits say what a file does (read, write, both); the group, when
+        the mount is opened to one, gets the same, and others nothing: with
+        allow_other the kernel checks these bits for everyone but root."""
+        entry = node.entry
+        if isinstance(entry, Link):
+            return stat.S_IFLNK | 0o777
+        row = node.table if node.table is not None else entry
+        assert row is not None, "a file's node holds its row"
+        readable, writable = access(row)
+        if node.table is not None:
+            kind, perm = stat.S_IFDIR, 0o500 | (0o200 if writable else 0)
+        else:
+            kind, perm = stat.S_IFREG, (0o400 if readable else 0) | (0o200 if writable else 0)
+        if self.owner.group_access:
+            perm |= perm >> 3
+        return kind | perm
+
+    async def object_time(self, node: Node) -> int:
+        """When the object this node belongs to was made or last changed: the nearest
+        directory, this one or above, whose table knows its time; else the start."""
+        current: Node | None = node if node.table is not None else node.parent
+        while current is not None:
+            table = current.table
+            if table is not None and table.time is not None:
+                try:
+                    stamp = await table.time(self.services, current.scope)
+                except Exception:
+                    stamp = None
+                if stamp:
+                    return parse_rfc3339(stamp)
+            current = current.parent
+        return self.started_ns
+
+    async def stamp(self, node: Node, content: bytes) -> int:
+        """The mtime of a value: its object's time until its bytes are first seen to
+        change, then the time they changed (or were written)."""
+        digest = hash(content)
+        seen = self._seen.get(node.path)
+        if seen is not None and seen[0] == digest:
+            return seen[1]
+        stamp = await self.object_time(node) if seen is None else now_ns()
+        self._seen[node.path] = (digest, stamp)
+        return stamp
+
+    def touch(self, node: Node) -> None:
+        """A value was written: its mtime is now, whatever it reads back."""
+        self._seen[node.path] = (_WRITTEN, now_ns())
+
+    def forget_below(self, path: tuple[str, ...]) -> None:
+        """An object was deleted (or made): one of the same name starts with its own
+        times."""
+        for seen in [p for p in self._seen if p[:len(path)] == path]:
+            del self._seen[seen]
