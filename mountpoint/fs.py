@@ -26,7 +26,6 @@ import trio
 from base.errors import NotFound, PermissionDenied
 from mountpoint import hosttree
 from mountpoint.attributes import Attributes, Owner
-from mountpoint.errors import errno_of
 from mountpoint.handles import (
     Handle,
     HostHandle,
@@ -51,7 +50,7 @@ from mountpoint.table import (
     Table,
     Value,
 )
-from mountpoint.writes import JsonObject, Whole, quote
+from mountpoint.values import ValueFiles
 
 __all__ = ["Filesystem", "Owner"]
 
@@ -71,6 +70,7 @@ class Filesystem(pyfuse3.Operations):
         self.owner = owner
         self.attributes = Attributes(services, owner)
         self.refusals = Refusals()
+        self.values = ValueFiles(services, self.refusals, self.attributes)
         self._handles: dict[int, Handle] = {}
         self._listings: dict[int, list[tuple[str, Node]]] = {}
         self._next_fh = 1
@@ -90,7 +90,7 @@ class Filesystem(pyfuse3.Operations):
             return attributes.of(node, status.st_size, status.st_mtime_ns)
         if isinstance(entry, Value | Ctl | Err) and self._readable(entry):
             try:
-                content = await self._render(node)
+                content = await self.values.render(node)
             except Exception:  # the open says why; a listing still shows the name
                 return attributes.of(node, 0, await attributes.object_time(node))
             return attributes.of(node, len(content), await attributes.stamp(node, content))
@@ -384,29 +384,9 @@ class Filesystem(pyfuse3.Operations):
             fh = self._add_handle(SinkHandle(node, sink, ctx.pid))
             return pyfuse3.FileInfo(fh=fh, direct_io=True, keep_cache=False, nonseekable=True)
         if isinstance(entry, Value | Ctl | Err):
-            handle = ValueHandle(node, ctx.pid)
-            if writing and isinstance(entry, Value):
-                buffer = JsonObject if entry.json else Whole
-                handle.value = buffer(node.name, entry.limit)
-            if writing and not (isinstance(entry, Ctl) or getattr(entry, "write", None)):
-                raise pyfuse3.FUSEError(errno.EACCES)
-            if reading:
-                if isinstance(entry, Value) and entry.read is None:
-                    raise pyfuse3.FUSEError(errno.EACCES)
-                handle.content = await quietly(self._render(node))
+            handle = await self.values.open(node, ctx.pid, reading, writing)
             return pyfuse3.FileInfo(fh=self._add_handle(handle), direct_io=True, keep_cache=False)
         raise pyfuse3.FUSEError(errno.EACCES)
-
-    async def _render(self, node: Node) -> bytes:
-        entry = node.entry
-        if isinstance(entry, Ctl):
-            text: str | bytes = entry.verbs.help()
-        elif isinstance(entry, Err):
-            text = self.refusals.errors.get(node.scope.path, "")
-        else:
-            assert isinstance(entry, Value) and entry.read is not None
-            text = await entry.read(self.services, node.scope)
-        return text.encode() if isinstance(text, str) else text
 
     async def read(self, fh: int, off: int, size: int) -> bytes:
         handle = self._handles.get(fh)
@@ -441,20 +421,7 @@ class Filesystem(pyfuse3.Operations):
             return await self._write_sink(handle, off, buf)
         if not isinstance(handle, ValueHandle):
             raise pyfuse3.FUSEError(errno.EBADF)
-        if handle.value is None:
-            await self._write_ctl(handle, buf)
-            return len(buf)
-        if handle.refused is not None:
-            raise pyfuse3.FUSEError(handle.refused)
-        node = handle.node
-        try:
-            complete = handle.value.feed(buf)
-        except Exception as exc:
-            handle.refused = errno_of(exc)
-            self.refusals.refuse(exc, node, f'{node.name} "{quote(buf.decode(errors="replace"))}"')
-        if complete:
-            await self._store(handle)
-        return len(buf)
+        return await self.values.write(handle, buf)
 
     async def _write_sink(self, handle: "SinkHandle | StreamHandle", off: int,
                           buf: bytes) -> int:
@@ -472,55 +439,12 @@ class Filesystem(pyfuse3.Operations):
             self.refusals.refuse(exc, node, f'write to "{node.name}"')
         return len(buf)  # released by a signal too: the bytes stay queued, in order
 
-    async def _write_ctl(self, handle: ValueHandle, buf: bytes) -> None:
-        node = handle.node
-        try:
-            lines = handle.lines.feed(buf)
-        except Exception as exc:
-            self.refusals.refuse(exc, node, f'{node.name} "{quote(buf.decode(errors="replace"))}"')
-        for line in lines:
-            await self._run_verb(handle, line)
-
-    async def _run_verb(self, handle: ValueHandle, line: str) -> None:
-        node, entry = handle.node, handle.node.entry
-        assert isinstance(entry, Ctl)
-        what = f'{node.name} "{quote(line)}"'  # the err line quotes the refused message
-        try:
-            verb, args = entry.verbs.parse(line)
-            finished = await self.refusals.act(
-                handle.pid, lambda: verb.handler(self.services, node.scope, args), node, what)
-        except Exception as exc:
-            self.refusals.refuse(exc, node, what)
-        if not finished:
-            raise pyfuse3.FUSEError(errno.EINTR)
-
-    async def _store(self, handle: ValueHandle) -> None:
-        """Store the whole value written so far; a refusal refuses this open file."""
-        node, entry, value = handle.node, handle.node.entry, handle.value
-        assert isinstance(entry, Value) and entry.write is not None and value is not None
-        data, value.pending = bytes(value.data), False
-        store = entry.write
-        try:
-            finished = await self.refusals.act(
-                handle.pid, lambda: store(self.services, node.scope, data), node, node.name)
-        except Exception as exc:
-            handle.refused, value.data = errno_of(exc), bytearray()
-            self.refusals.refuse(exc, node, node.name)
-        self.attributes.touch(node)
-        if not finished:
-            raise pyfuse3.FUSEError(errno.EINTR)
-
     async def flush(self, fh: int) -> None:
         """At every close of every copy: store what is pending, run an unfinished
         last ctl line, let a sink report what it knows so far. Nothing final."""
         handle = self._handles.get(fh)
         if isinstance(handle, ValueHandle):
-            if handle.value is None:
-                rest = handle.lines.finish()
-                if rest:
-                    await self._run_verb(handle, rest)
-            elif handle.value.pending and handle.refused is None:
-                await self._store(handle)
+            await self.values.flush(handle)
         elif isinstance(handle, SinkHandle | StreamHandle) and handle.sink is not None:
             try:
                 await handle.sink.check()
