@@ -36,7 +36,7 @@ class Floor(pyfuse3.Operations):
         return self._attrs(inode)
 
     async def lookup(self, parent_inode: int, name: bytes,
-                     ctx: object = None) -> pyfuse3.EntryAttributes:  # fmt: skip
+                     ctx: object = None) -> pyfuse3.EntryAttributes:
         if parent_inode != pyfuse3.ROOT_INODE or name != b"value":
             raise pyfuse3.FUSEError(errno.ENOENT)
         return self._attrs(INODE)

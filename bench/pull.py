@@ -91,7 +91,7 @@ def build_layout(layout: Path, sources: tuple[str, ...]) -> int:
 
 
 def publish(registry: str, workdir: Path, sources: tuple[str, ...],
-            name: str = "pull") -> tuple[str, int]:  # fmt: skip
+            name: str = "pull") -> tuple[str, int]:
     """Build the image and copy it into `registry` as bench/NAME:1; its reference and
     layer bytes."""
     layout = workdir / "layout"

@@ -59,7 +59,7 @@ def publish_bomb(registry: str, workdir: Path) -> str:
         ["bash", "-o", "pipefail", "-c",
          f'tar -C "{workdir / "zeros"}" -cf - zero | tee >(gzip -1 > "{partial_blob}") '
          "| sha256sum"], capture_output=True, text=True, timeout=600,
-        check=True).stdout.split()[0]  # fmt: skip
+        check=True).stdout.split()[0]
     digest = _file_digest(partial_blob)
     layer = {"mediaType": OCI_LAYER, "digest": digest, "size": partial_blob.stat().st_size}
     partial_blob.rename(blobs / digest.split(":")[1])
@@ -68,7 +68,7 @@ def publish_bomb(registry: str, workdir: Path) -> str:
         "rootfs": {"type": "layers", "diff_ids": [f"sha256:{diff_id}"]}}).encode(), OCI_CONFIG)
     manifest = _add_blob(blobs, json.dumps({"schemaVersion": 2, "mediaType": OCI_MANIFEST,
                                             "config": config, "layers": [layer]}).encode(),
-                         OCI_MANIFEST)  # fmt: skip
+                         OCI_MANIFEST)
     (layout / "oci-layout").write_text('{"imageLayoutVersion": "1.0.0"}')
     (layout / "index.json").write_text(json.dumps({"schemaVersion": 2, "manifests": [
         {**manifest, "annotations": {"org.opencontainers.image.ref.name": "1"}}]}))

@@ -83,7 +83,7 @@ class App:
                         self.leases.roots(), labels)
         collected = await gc.collect(self.cas.store, self.snapshots, live)
         await self.cas.forget_labels(
-            set(labels) - set(await self.cas.digests()))  # fmt: skip
+            set(labels) - set(await self.cas.digests()))
         self.bus.publish("", "/gc", "", blobs=collected.blobs, bytes=collected.bytes,
                          snapshots=collected.snapshots, ingests=collected.ingests)
         return collected

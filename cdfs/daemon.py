@@ -37,7 +37,7 @@ def refuse_nested(config: Config) -> None:
     for flag, path in (("--root", config.root), ("--state", config.state)):
         if Path(os.path.realpath(path)).is_relative_to(mount):
             raise StartupError(f"{flag} {path} is inside the mount {config.mount}; "
-                               "choose a directory outside it")  # fmt: skip
+                               "choose a directory outside it")
 
 
 def prepare_mountpoint(path: Path) -> None:

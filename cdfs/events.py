@@ -142,7 +142,7 @@ class EventBus:
         self._offer(event)
 
     def _notify(self, namespace: str, topic: str, id: str, fields: dict[str, Any]
-                ) -> dict[str, Any]:  # fmt: skip
+                ) -> dict[str, Any]:
         """Tell the listeners; the event as readers get it."""
         for listener in self._listeners:
             try:

@@ -38,7 +38,7 @@ class Attributes:
         self._seen: dict[tuple[str, ...], tuple[int, int]] = {}  # path -> (digest, mtime)
 
     def of(self, node: Node, size: int = 0, mtime_ns: int | None = None
-           ) -> pyfuse3.EntryAttributes:  # fmt: skip
+           ) -> pyfuse3.EntryAttributes:
         attrs = pyfuse3.EntryAttributes()
         attrs.st_ino = node.ino
         attrs.generation = 0

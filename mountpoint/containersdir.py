@@ -182,7 +182,7 @@ CONTAINER_VERBS = VerbTable(
     Verb("update", "JSON", 'new cgroup limits, as linux.resources: {"memory": {"limit": N}, '
          '"cpu": {...}, "pids": {"limit": N}}',
          lambda app, s, args: app.containers.update(s["ns"], s["id"], args[0]), rest=True),
-)  # fmt: skip
+)
 EXEC_VERBS = VerbTable(_START, _KILL, _STOP, _CLOSEIO, _RESIZE)
 
 # --- the container's own files ---------------------------------------------------------
@@ -240,7 +240,7 @@ def _task_files(stdin_doc: str) -> tuple[Value | Stream | Output | Input | Dir, 
                "line `[cdfs: N earlier bytes of stdout were dropped here: ...]`",
                _output("log")),
         Dir("follow", "the output as streams that wait for more", FOLLOW),
-    )  # fmt: skip
+    )
 
 
 EXEC = Table(
@@ -261,7 +261,7 @@ EXEC = Table(
                      "stays open, writable again once the daemon is back"),
         Err(),
     ),
-)  # fmt: skip
+)
 
 CONTAINER = Table(
     "one container",
@@ -331,7 +331,7 @@ CONTAINER = Table(
                                                                          text))),
         Err(),
     ),
-)  # fmt: skip
+)
 
 
 LIST_COLUMNS = ("ID", "STATUS", "PID", "IMAGE", "CREATED", "EXIT")

@@ -363,7 +363,7 @@ class Filesystem(pyfuse3.Operations):
             if writing and entry.input is None:
                 raise pyfuse3.FUSEError(errno.EACCES)
             sink = await quietly(entry.input(self.services, node.scope)) \
-                if writing and entry.input is not None else None  # fmt: skip
+                if writing and entry.input is not None else None
             if sink is not None and not reading:
                 fh = self._add_handle(SinkHandle(node, sink, ctx.pid))
             else:

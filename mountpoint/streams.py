@@ -33,7 +33,7 @@ class OpenStream:
     """One open of a stream file (see the module doc)."""
 
     def __init__(self, reader: StreamReader, pid: int, nonblocking: bool,
-                 sink: Sink | None = None) -> None:  # fmt: skip
+                 sink: Sink | None = None) -> None:
         self.reader = reader
         self.sink = sink  # opened for reading and writing (a Stream with input)
         self._pid = pid

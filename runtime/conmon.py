@@ -103,7 +103,7 @@ def command(launch: Launch) -> list[str]:
         "--exit-dir", str(files.dir), "--persist-dir", str(files.dir),
         "--socket-dir-path", str(launch.socket_dir),
         "-l", f"k8s-file:{files.log}", "--log-size-max", str(launch.log_size_max),
-    ]  # fmt: skip
+    ]
     if launch.stdin:
         argv.append("-i")
     if launch.terminal:
@@ -129,7 +129,7 @@ def spawn(launch: Launch) -> int:
                 cwd=launch.files.dir,
                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                 start_new_session=True,
-            )  # fmt: skip
+            )
         except OSError as e:
             raise Unavailable(f"conmon: {e}") from None
         os.close(write_end)

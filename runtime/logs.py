@@ -209,7 +209,7 @@ class LogIndex:
             return len(self._marker(output)) + self._length(output)
 
     def read(self, output: str, offset: int, size: int, generation: int | None = None
-             ) -> tuple[int, bytes]:  # fmt: skip
+             ) -> tuple[int, bytes]:
         """(generation, up to `size` bytes of `output` from `offset`) as of now; a
         reader of an older `generation` reads the new log from its start."""
         with self._lock:
@@ -283,7 +283,7 @@ class LogIndex:
             self._position = line_end
             if line_end - self._checkpoints[-1].position >= _CHECKPOINT_EVERY:
                 self._checkpoints.append(_Checkpoint(line_end, self._sizes["stdout"],
-                                                     self._sizes["stderr"]))  # fmt: skip
+                                                     self._sizes["stderr"]))
 
     def _read_stream(self, stream: str, offset: int, size: int) -> bytes:
         """`size` bytes of `stream` from `offset`, all within what is indexed."""

@@ -87,7 +87,7 @@ class Runc:
             result = subprocess.run(
                 argv, input=stdin, capture_output=True, close_fds=True, timeout=_TIMEOUT,
                 stdin=None if stdin is not None else subprocess.DEVNULL,
-            )  # fmt: skip
+            )
         except (OSError, subprocess.TimeoutExpired) as e:
             raise Unavailable(f"{self.binary} {args[0]}: {e}") from None
         if result.returncode != 0:

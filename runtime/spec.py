@@ -29,12 +29,12 @@ DEFAULT_CAPABILITIES = (
     "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FSETID", "CAP_FOWNER", "CAP_MKNOD", "CAP_NET_RAW",
     "CAP_SETGID", "CAP_SETUID", "CAP_SETFCAP", "CAP_SETPCAP", "CAP_NET_BIND_SERVICE",
     "CAP_SYS_CHROOT", "CAP_KILL", "CAP_AUDIT_WRITE",
-)  # fmt: skip
+)
 MASKED_PATHS = (
     "/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
     "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/sys/firmware",
     "/sys/devices/virtual/powercap", "/proc/scsi",
-)  # fmt: skip
+)
 READONLY_PATHS = ("/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger")
 NAMESPACES = ("pid", "ipc", "uts", "mount", "network")
 KNOWN_NAMESPACES = frozenset(NAMESPACES) | {"user", "cgroup", "time"}
@@ -69,7 +69,7 @@ def default_spec(namespace: str, container_id: str, hard_limits: Mapping[str, in
         {"type": name, "hard": min(value, hard_limits.get(name, value)),
          "soft": min(value, hard_limits.get(name, value))}
         for name, value in DEFAULT_RLIMITS.items()
-    ]  # fmt: skip
+    ]
     return {
         "ociVersion": OCI_VERSION,
         "root": {"path": "rootfs", "readonly": False},
@@ -109,7 +109,7 @@ def _default_mounts() -> list[dict[str, Any]]:
         mount("/dev/mqueue", "mqueue", "mqueue", "nosuid", "noexec", "nodev"),
         mount("/sys", "sysfs", "sysfs", "nosuid", "noexec", "nodev", "ro"),
         mount("/run", "tmpfs", "tmpfs", "nosuid", "strictatime", "mode=755", "size=65536k"),
-    ]  # fmt: skip
+    ]
 
 
 # --- the image's contribution (containerd's oci.WithImageConfig) -----------------------
@@ -118,7 +118,7 @@ def _default_mounts() -> list[dict[str, Any]]:
 def with_image_config(
     spec: Spec, image_config: Mapping[str, Any], passwd: str | None = None,
     group: str | None = None,
-) -> Spec:  # fmt: skip
+) -> Spec:
     """A copy of `spec` running what the image says: Entrypoint+Cmd as args, the image's
     Env under the spec's own env, WorkingDir as cwd (default "/"), and User resolved to
     uid/gid/additionalGids against the rootfs's /etc/passwd and /etc/group texts (None
@@ -231,11 +231,11 @@ def with_username(spec: Spec, passwd: str | None, group: str | None) -> Spec:
             "process.user.username", "must be a user name")
     if passwd is None:
         raise InvalidArgument(f'process.user.username: "{name}" cannot be resolved: the '
-                              "root has no /etc/passwd")  # fmt: skip
+                              "root has no /etc/passwd")
     entry = _passwd_entry(passwd, name, by_uid=False)
     if entry is None:
         raise InvalidArgument(f'process.user.username: "{name}" is not in the root\'s '
-                              "/etc/passwd")  # fmt: skip
+                              "/etc/passwd")
     result = copy.deepcopy(spec)
     resolved = result["process"]["user"]
     resolved["uid"], resolved["gid"] = entry[1], entry[2]
@@ -504,12 +504,12 @@ def _is_str(value: object) -> bool:
 _KINDS: dict[Callable[[object], bool], str] = {
     _INT64: "an integer", _UINT64: "an integer >= 0", _UINT32: "an integer from 0 to 2^32-1",
     _UINT16: "an integer from 0 to 65535", _is_bool: "a boolean", _is_str: "a string",
-}  # fmt: skip
+}
 Fields = dict[str, Callable[[object], bool]]
 _DEVICE: Fields = {"allow": _is_bool, "type": _is_str, "major": _INT64, "minor": _INT64,
-                   "access": _is_str}  # fmt: skip
+                   "access": _is_str}
 _WEIGHT_DEVICE: Fields = {"major": _INT64, "minor": _INT64, "weight": _UINT16,
-                          "leafWeight": _UINT16}  # fmt: skip
+                          "leafWeight": _UINT16}
 _THROTTLE_DEVICE: Fields = {"major": _INT64, "minor": _INT64, "rate": _UINT64}
 _OBJECTS: dict[str, Fields] = {
     "memory": {"limit": _INT64, "reservation": _INT64, "swap": _INT64, "kernel": _INT64,
@@ -521,7 +521,7 @@ _OBJECTS: dict[str, Fields] = {
     "pids": {"limit": _INT64},
     "blockIO": {"weight": _UINT16, "leafWeight": _UINT16},
     "network": {"classID": _UINT32},
-}  # fmt: skip
+}
 _LISTS: dict[str, Fields] = {
     "devices": _DEVICE,
     "hugepageLimits": {"pageSize": _is_str, "limit": _UINT64},
@@ -531,7 +531,7 @@ _LISTS: dict[str, Fields] = {
     "blockIO.throttleReadIOPSDevice": _THROTTLE_DEVICE,
     "blockIO.throttleWriteIOPSDevice": _THROTTLE_DEVICE,
     "network.priorities": {"name": _is_str, "priority": _UINT32},
-}  # fmt: skip
+}
 _MAPS = ("unified", "rdma")
 
 
@@ -556,7 +556,7 @@ def validate_resources(resources: object, where: str, strict: bool) -> None:
 
 
 def _validate_fields(obj: object, where: str, prefix: str, fields: Fields,
-                     strict: bool) -> None:  # fmt: skip
+                     strict: bool) -> None:
     _expect(isinstance(obj, dict), where, "must be an object")
     assert isinstance(obj, dict)
     for key, value in obj.items():

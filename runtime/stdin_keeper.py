@@ -43,7 +43,7 @@ def keep(files: MonitorFiles, sock: socket.socket) -> subprocess.Popen[bytes] | 
         return None
     keeper = subprocess.Popen(_argv(conmon_pid), stdin=sock.fileno(),
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                              close_fds=True, start_new_session=True)  # fmt: skip
+                              close_fds=True, start_new_session=True)
     temporary = files.dir / ".stdin-keeper.tmp"
     temporary.write_text(str(keeper.pid))
     os.replace(temporary, _pid_file(files))

@@ -87,7 +87,7 @@ class TaskService:
     """Create, run, signal, pause, exec into and delete containers; see the module doc."""
 
     def __init__(self, state_dir: Path, runtime_binary: str = "runc",
-                 log_size_max: int = DEFAULT_LOG_SIZE_MAX) -> None:  # fmt: skip
+                 log_size_max: int = DEFAULT_LOG_SIZE_MAX) -> None:
         self.state_dir = Path(state_dir)
         self.runtime_binary = runtime_binary
         self.log_size_max = log_size_max
@@ -97,7 +97,7 @@ class TaskService:
         self._lock = threading.Lock()
         self._readers: dict[Path, LogReader] = {}
         for path in (self.state_dir, self._sockets, self.state_dir / "tasks",
-                     self.state_dir / "runc"):  # fmt: skip
+                     self.state_dir / "runc"):
             path.mkdir(mode=0o700, parents=True, exist_ok=True)
 
     # --- paths --------------------------------------------------------------------------
@@ -128,14 +128,14 @@ class TaskService:
         return path
 
     def files(self, namespace: str, container_id: str, exec_id: str | None = None
-              ) -> MonitorFiles:  # fmt: skip
+              ) -> MonitorFiles:
         """The monitor's files (log, exit...) for the daemon to watch with inotify.
         Only names are computed, nothing is read, so the daemon calls this on its
         loop for a task it knows to exist."""
         return MonitorFiles(self._path(namespace, container_id, exec_id))
 
     def logs(self, namespace: str, container_id: str, exec_id: str | None = None
-             ) -> LogReader:  # fmt: skip
+             ) -> LogReader:
         """The reader of stdout, stderr and the combined log of a container or exec."""
         path = self.files(namespace, container_id, exec_id).log
         with self._lock:
@@ -145,7 +145,7 @@ class TaskService:
 
     def create(self, namespace: str, container_id: str, oci_spec: dict[str, Any],
                rootfs: Sequence[Mount] = (), stdin: bool = False,
-               runtime: str | None = None) -> TaskInfo:  # fmt: skip
+               runtime: str | None = None) -> TaskInfo:
         """Create the container (its init exists, stopped before the user's program) under
         conmon. `rootfs` is mounted at `<bundle>/rootfs` unless root.path is absolute
         (bring-your-own rootfs). `runtime` is the OCI runtime binary for this container
@@ -178,7 +178,7 @@ class TaskService:
             monitor_id = uuid.uuid4().hex
             record = {"namespace": namespace, "id": container_id, "runtime": runtime,
                       "stdin": stdin, "terminal": terminal, "monitor_id": monitor_id,
-                      "rootfs_mounted": mounted, "created_at": time.time()}  # fmt: skip
+                      "rootfs_mounted": mounted, "created_at": time.time()}
             _write_json(bundle / "task.json", record)
             (self.state_dir / "runc" / namespace).mkdir(mode=0o700, exist_ok=True)
             conmon.spawn(self._launch(namespace, container_id, monitor_id, runtime,
@@ -193,13 +193,13 @@ class TaskService:
 
     def _launch(self, namespace: str, container_id: str, monitor_id: str, runtime: str,
                 files: MonitorFiles, stdin: bool, terminal: bool,
-                exec_spec: Path | None = None) -> conmon.Launch:  # fmt: skip
+                exec_spec: Path | None = None) -> conmon.Launch:
         return conmon.Launch(
             container_id=container_id, monitor_id=monitor_id, files=files,
             runtime_path=runc.executable(runtime), runtime_root=self.state_dir / "runc" / namespace,
             socket_dir=self._sockets, stdin=stdin, log_size_max=self.log_size_max,
             exec_spec=exec_spec, terminal=terminal,
-        )  # fmt: skip
+        )
 
     def list(self, namespace: str | None = None) -> list[tuple[str, str]]:
         """(namespace, id) of every container, sorted."""
@@ -207,7 +207,7 @@ class TaskService:
         spaces = [namespace] if namespace is not None else sorted(os.listdir(root))
         return [(ns, cid) for ns in spaces if (root / ns).is_dir()
                 for cid in sorted(os.listdir(root / ns))
-                if (root / ns / cid / "task.json").exists()]  # fmt: skip
+                if (root / ns / cid / "task.json").exists()]
 
     def list_execs(self, namespace: str, container_id: str) -> builtins.list[str]:
         execs = self._dir(namespace, container_id, None) / "execs"
@@ -222,7 +222,7 @@ class TaskService:
     # --- state --------------------------------------------------------------------------
 
     def state(self, namespace: str, container_id: str, exec_id: str | None = None
-              ) -> TaskInfo:  # fmt: skip
+              ) -> TaskInfo:
         """Status, pid and exit of the init or an exec, from conmon's exit file and runc."""
         path = self._dir(namespace, container_id, exec_id)
         files = MonitorFiles(path)
@@ -232,7 +232,7 @@ class TaskService:
             times = self._record(path)
             return TaskInfo(namespace, container_id, exec_id, status,
                             conmon.read_int(files.pid), exit_status, exited_at,
-                            times.get("created_at"), times.get("started_at"))  # fmt: skip
+                            times.get("created_at"), times.get("started_at"))
 
         for attempt in range(20):
             exit_status = conmon.read_int(files.exit)
@@ -258,13 +258,13 @@ class TaskService:
         return info(Status.STOPPED)
 
     def exit_announced(self, namespace: str, container_id: str,
-                       exec_id: str | None = None) -> bool:  # fmt: skip
+                       exec_id: str | None = None) -> bool:
         """Whether the daemon has told of this process's exit (`announce_exit`): an exit
         found at start-up without it happened while no daemon ran."""
         return (self._dir(namespace, container_id, exec_id) / _EXIT_ANNOUNCED).exists()
 
     def announce_exit(self, namespace: str, container_id: str,
-                      exec_id: str | None = None) -> None:  # fmt: skip
+                      exec_id: str | None = None) -> None:
         (self._dir(namespace, container_id, exec_id) / _EXIT_ANNOUNCED).touch()
 
     def oom_killed(self, namespace: str, container_id: str) -> bool:
@@ -282,7 +282,7 @@ class TaskService:
         return stat.rpartition(")")[2].split()[0] != "Z"
 
     def wait(self, namespace: str, container_id: str, exec_id: str | None = None,
-             timeout: float | None = None) -> TaskInfo:  # fmt: skip
+             timeout: float | None = None) -> TaskInfo:
         """Block until the init or exec has exited (or `timeout` passed), then its state.
         For threads and tests; the daemon watches `files().exit` with inotify instead."""
         deadline = None if timeout is None else time.monotonic() + timeout
@@ -306,7 +306,7 @@ class TaskService:
         return f'exec "{exec_id}" of container "{container_id}"'
 
     def _checked(self, verb: Verb, namespace: str, container_id: str,
-                 exec_id: str | None) -> TaskInfo:  # fmt: skip
+                 exec_id: str | None) -> TaskInfo:
         info = self.state(namespace, container_id, exec_id)
         check(verb, info.status, self._what(container_id, exec_id))
         return info
@@ -316,7 +316,7 @@ class TaskService:
         return self._runc(namespace, record["runtime"])
 
     def start(self, namespace: str, container_id: str, exec_id: str | None = None
-              ) -> TaskInfo:  # fmt: skip
+              ) -> TaskInfo:
         """Run the user's program (init: `runc start`; exec: conmon runs `runc exec`).
         InvalidArgument unless created; Unavailable when the runtime fails."""
         self._checked(Verb.START, namespace, container_id, exec_id)
@@ -336,7 +336,7 @@ class TaskService:
         _write_json(record_path, record)
 
     def kill(self, namespace: str, container_id: str, signum: int,
-             exec_id: str | None = None) -> None:  # fmt: skip
+             exec_id: str | None = None) -> None:
         """Send `signum` to the init (`runc kill`) or the exec's process. A paused
         container's processes receive it when resumed. InvalidArgument once stopped."""
         info = self._checked(Verb.KILL, namespace, container_id, exec_id)
@@ -382,7 +382,7 @@ class TaskService:
     # --- stdin --------------------------------------------------------------------------
 
     def write_stdin(self, namespace: str, container_id: str, data: bytes,
-                    exec_id: str | None = None) -> int:  # fmt: skip
+                    exec_id: str | None = None) -> int:
         """Send `data` to the process's stdin (it must have been created with stdin).
         The connection to conmon stays open between writes, and across daemon restarts:
         a keeper process holds it too (see stdin_keeper.py), and a new daemon writes
@@ -414,11 +414,11 @@ class TaskService:
                 del self._stdin[path]
                 sock.close()
                 raise Unavailable(f"stdin of {self._what(container_id, exec_id)}: "
-                                  f"{e.strerror}") from None  # fmt: skip
+                                  f"{e.strerror}") from None
         return len(data)
 
     def close_stdin(self, namespace: str, container_id: str, exec_id: str | None = None
-                    ) -> None:  # fmt: skip
+                    ) -> None:
         """Close the process's stdin: it reads end of file. A terminal's input stays
         open (its program reads end of file when ^D is typed), so for a terminal this
         does nothing."""
@@ -440,12 +440,12 @@ class TaskService:
     # --- terminals ----------------------------------------------------------------------
 
     def terminal(self, namespace: str, container_id: str, exec_id: str | None = None
-                 ) -> bool:  # fmt: skip
+                 ) -> bool:
         """Whether the process runs on a terminal (its spec said `terminal: true`)."""
         return bool(self._record(self._dir(namespace, container_id, exec_id)).get("terminal"))
 
     def resize(self, namespace: str, container_id: str, rows: int, cols: int,
-               exec_id: str | None = None) -> None:  # fmt: skip
+               exec_id: str | None = None) -> None:
         """Set the window size of the process's terminal; the program sees it at once
         (SIGWINCH). An exec not started yet gets it as process.consoleSize, the size
         runc gives its terminal at start. InvalidArgument without a terminal, for a
@@ -491,7 +491,7 @@ class TaskService:
     # --- execs --------------------------------------------------------------------------
 
     def exec(self, namespace: str, container_id: str, exec_id: str, process: dict[str, Any],
-             stdin: bool = False) -> TaskInfo:  # fmt: skip
+             stdin: bool = False) -> TaskInfo:
         """Create an exec (status created; `start` runs it). `process` is an OCI process;
         fields it leaves out (env, cwd, user...) come from the container's process.
         InvalidArgument for a bad process or a container not running, AlreadyExists."""
@@ -500,7 +500,7 @@ class TaskService:
         if not isinstance(process, dict):
             raise InvalidArgument(f"process.json: must be a JSON object, not {process!r}")
         base = {k: v for k, v in self.config(namespace, container_id)["process"].items()
-                if k not in ("args", "terminal")}  # fmt: skip
+                if k not in ("args", "terminal")}
         full = spec.merge(base, process)
         spec.validate_process(full)
         self._checked(Verb.EXEC, namespace, container_id, None)
@@ -513,7 +513,7 @@ class TaskService:
         _write_json(path / "process.json", full)
         _write_json(path / "exec.json", {"id": exec_id, "stdin": stdin, "monitor_id": None,
                                          "terminal": full.get("terminal", False) is True,
-                                         "created_at": time.time()})  # fmt: skip
+                                         "created_at": time.time()})
         return self.state(namespace, container_id, exec_id)
 
     def _start_exec(self, namespace: str, container_id: str, exec_id: str) -> None:
@@ -537,7 +537,7 @@ class TaskService:
     # --- delete and recovery ------------------------------------------------------------
 
     def delete(self, namespace: str, container_id: str, force: bool = False,
-               exec_id: str | None = None) -> None:  # fmt: skip
+               exec_id: str | None = None) -> None:
         """Remove a created or stopped container (or exec) and all its files, unmounting
         its rootfs. Busy while it runs or is paused, unless `force` (then it is killed)."""
         path = self._dir(namespace, container_id, exec_id)
@@ -588,12 +588,12 @@ class TaskService:
             infos.append(self.state(namespace, container_id))
             for exec_id in self.list_execs(namespace, container_id):
                 self._reap_orphan(namespace, container_id, exec_id,
-                                  bundle / "execs" / exec_id)  # fmt: skip
+                                  bundle / "execs" / exec_id)
                 infos.append(self.state(namespace, container_id, exec_id))
         return infos
 
     def _reap_orphan(self, namespace: str, container_id: str, exec_id: str | None,
-                     path: Path) -> None:  # fmt: skip
+                     path: Path) -> None:
         files = MonitorFiles(path)
         record = self._record(path)
         monitor_id = record.get("monitor_id")

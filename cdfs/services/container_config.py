@@ -19,10 +19,10 @@ Spec = dict[str, Any]
 
 def image_config_mapping(entrypoint: tuple[str, ...], cmd: tuple[str, ...],
                          env: tuple[str, ...], working_dir: str, user: str
-                         ) -> dict[str, Any]:  # fmt: skip
+                         ) -> dict[str, Any]:
     """An image config's process fields in the OCI JSON names `with_image_config` reads."""
     return {"Entrypoint": list(entrypoint), "Cmd": list(cmd), "Env": list(env),
-            "WorkingDir": working_dir, "User": user}  # fmt: skip
+            "WorkingDir": working_dir, "User": user}
 
 
 def is_full_spec(user: Mapping[str, Any]) -> bool:
@@ -34,7 +34,7 @@ def build_spec(namespace: str, container_id: str, user: Spec,
                hard_limits: Mapping[str, int],
                image_config: Mapping[str, Any] | None = None,
                passwd: str | None = None, group: str | None = None,
-               netns_path: str | None = None) -> Spec:  # fmt: skip
+               netns_path: str | None = None) -> Spec:
     """The spec to create the container with, validated. `netns_path` joins the
     container to that network namespace; without it the container gets a new one."""
     if is_full_spec(user):
@@ -70,7 +70,7 @@ def host_paths(user: Mapping[str, Any]) -> list[tuple[str, str]]:
     found = []
     root = user.get("root")
     if isinstance(root, Mapping) and isinstance(root.get("path"), str) \
-            and root["path"].startswith("/"):  # fmt: skip
+            and root["path"].startswith("/"):
         found.append(("root.path", root["path"]))
     mounts = user.get("mounts")
     for i, mount in enumerate(mounts if isinstance(mounts, list) else []):
@@ -91,7 +91,7 @@ def with_network_namespace(spec: Spec, path: str) -> Spec:
     """A copy of `spec` whose network namespace is the one bound at `path`."""
     linux = dict(spec.get("linux") or {})
     namespaces = [dict(ns) for ns in linux.get("namespaces") or []
-                  if ns.get("type") != "network"]  # fmt: skip
+                  if ns.get("type") != "network"]
     namespaces.append({"type": "network", "path": path})
     linux["namespaces"] = namespaces
     return {**spec, "linux": linux}

@@ -121,7 +121,7 @@ class _Follower:
     answer "running" to the next read after a `cat wait`."""
 
     def __init__(self, watcher: DirWatcher, files: MonitorFiles,
-                 on_exit: Callable[[], None] | None = None) -> None:  # fmt: skip
+                 on_exit: Callable[[], None] | None = None) -> None:
         self._watcher = watcher
         self._files = files
         self._on_exit = on_exit
@@ -160,7 +160,7 @@ class FollowReader(_Follower):
 
     def __init__(self, watcher: DirWatcher, files: MonitorFiles, index: LogIndex,
                  output: str, start: int = 0,
-                 on_exit: Callable[[], None] | None = None) -> None:  # fmt: skip
+                 on_exit: Callable[[], None] | None = None) -> None:
         super().__init__(watcher, files, on_exit)
         self._index = index
         self._output = output
@@ -169,7 +169,7 @@ class FollowReader(_Follower):
 
     def _read_now(self, size: int) -> bytes:
         generation, data = self._index.read(self._output, self._offset, size,
-                                            self._generation)  # fmt: skip
+                                            self._generation)
         if generation != self._generation:
             self._generation, self._offset = generation, 0
         self._offset += len(data)
@@ -201,7 +201,7 @@ class ExitReader(_Follower):
 
     def __init__(self, watcher: DirWatcher, files: MonitorFiles,
                  exit_status: Callable[[], int | None],
-                 on_exit: Callable[[], None] | None = None) -> None:  # fmt: skip
+                 on_exit: Callable[[], None] | None = None) -> None:
         super().__init__(watcher, files, on_exit)
         self._exit_status = exit_status
         self._text: bytes | None = None

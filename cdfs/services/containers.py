@@ -138,7 +138,7 @@ class Containers:
 
     def __init__(self, db: Database, bus: EventBus, tasks: TaskService,
                  namespaces: Namespaces, images: Images, snapshots: Snapshots,
-                 leases: Leases) -> None:  # fmt: skip
+                 leases: Leases) -> None:
         self._namespaces = namespaces
         self._leases = leases
         self._images = images
@@ -177,23 +177,23 @@ class Containers:
                 row["namespace"], row["id"], row["created_at"], image=row["image"],
                 runtime=row["runtime"], netns=row["netns"],
                 spec=container_config.spec_or_none(row["spec"]), snapshot=row["snapshot"],
-                labels=dict(container_config.json_object(row["labels"])))  # fmt: skip
+                labels=dict(container_config.json_object(row["labels"])))
             self._containers[(container.namespace, container.id)] = container
             if container.spec is None:
                 continue
             try:
                 execs = await self._thread(self.tasks.list_execs, container.namespace,
-                                           container.id)  # fmt: skip
+                                           container.id)
             except NotFound:
                 continue  # its state was lost (a reboot): it shows as stopped
             container.execs.update(execs)
             for exec_id in (None, *execs):
                 info = await self._thread(self.tasks.state, container.namespace, container.id,
-                                          exec_id)  # fmt: skip
+                                          exec_id)
                 told = info.status == Status.STOPPED and await self._thread(
                     self.tasks.exit_announced, container.namespace, container.id, exec_id)
                 task = self._watch(container.namespace, container.id, exec_id,
-                                   exit_published=told)  # fmt: skip
+                                   exit_published=told)
                 if info.status == Status.STOPPED and not told:
                     self._found_exits.append(task)
 
@@ -210,7 +210,7 @@ class Containers:
         self._watcher.close()
 
     def _watch(self, namespace: str, container_id: str, exec_id: str | None,
-               exit_published: bool = False, ready: bool = True) -> _Task:  # fmt: skip
+               exit_published: bool = False, ready: bool = True) -> _Task:
         path = self.tasks.files(namespace, container_id, exec_id).dir
         task = _Task(namespace, container_id, exec_id, ready, exit_published)
         self._watched[path] = task
@@ -289,7 +289,7 @@ class Containers:
                 exit_status=info.exit_status, exited_at=_exited_at(info))
         with contextlib.suppress(CdfsError, OSError):  # deleted meanwhile: nothing to tell
             await self._thread(self.tasks.announce_exit, task.namespace, task.id,
-                               task.exec_id)  # fmt: skip
+                               task.exec_id)
 
     async def _thread(self, fn: Callable[..., T], *args: Any) -> T:
         return await trio.to_thread.run_sync(functools.partial(fn, *args))
@@ -312,7 +312,7 @@ class Containers:
         """The container's cgroup (the spec's linux.cgroupsPath), for stats/."""
         container = self.get(namespace, container_id)
         return container_config.cgroups_path(container.require_created("stats"), namespace,
-                                             container_id)  # fmt: skip
+                                             container_id)
 
     async def make(self, namespace: str, container_id: str) -> None:
         """mkdir: an empty slot, a row in the database."""
@@ -341,7 +341,7 @@ class Containers:
             if container.snapshot:
                 await self._snapshots.remove(namespace, container.snapshot)
             await self._db.execute("DELETE FROM containers WHERE namespace = ? AND id = ?",
-                                    (namespace, container_id))  # fmt: skip
+                                    (namespace, container_id))
             del self._containers[(namespace, container_id)]
         if info is not None:
             self._bus.publish(namespace, "/tasks/delete", container_id,
@@ -430,15 +430,15 @@ class Containers:
         async with container.lock:
             if container.spec is not None:
                 raise AlreadyExists(f'config.json: container "{container_id}" is created '
-                                    "already")  # fmt: skip
+                                    "already")
             user = spec.parse(data)
             if self.own_mount is not None:
                 await self._thread(_refuse_inside, container_config.host_paths(user),
-                                   self.own_mount)  # fmt: skip
+                                   self.own_mount)
             netns_path = await self._thread(resolve_netns, container.netns) \
-                if container.netns else None  # fmt: skip
+                if container.netns else None
             image = await self._images.get(namespace, container.image) \
-                if container.image else None  # fmt: skip
+                if container.image else None
             if image is not None:
                 hold.snapshots.add(image.chain_id)
             mounts: list[Mount] = []
@@ -452,9 +452,9 @@ class Containers:
                 final = container_config.build_spec(
                     namespace, container_id, user, spec.host_rlimits(),
                     image_config=_image_config(image), passwd=passwd, group=group,
-                    netns_path=netns_path)  # fmt: skip
+                    netns_path=netns_path)
                 info = await self._thread(self._create_task, namespace, container_id, final,
-                                          mounts, container.runtime)  # fmt: skip
+                                          mounts, container.runtime)
                 created = await self._thread(self.tasks.config, namespace, container_id)
                 try:
                     await self._db.execute(
@@ -478,12 +478,12 @@ class Containers:
                               bundle=str(self.tasks.bundle(namespace, container_id)))
 
     def _create_task(self, namespace: str, container_id: str, oci_spec: dict[str, Any],
-                     mounts: list[Mount], runtime: str) -> TaskInfo:  # fmt: skip
+                     mounts: list[Mount], runtime: str) -> TaskInfo:
         return self.tasks.create(namespace, container_id, oci_spec, rootfs=mounts, stdin=True,
-                                 runtime=runtime)  # fmt: skip
+                                 runtime=runtime)
 
     async def _read_users(self, namespace: str, snapshot: str, user: dict[str, Any]
-                          ) -> tuple[str | None, str | None]:  # fmt: skip
+                          ) -> tuple[str | None, str | None]:
         """The root's /etc/passwd and /etc/group, to resolve user and group names: the
         image's snapshot, or the user's own root.path (read inside that root, as an
         image's files are)."""
@@ -501,7 +501,7 @@ class Containers:
     # --- state --------------------------------------------------------------------------
 
     async def state(self, namespace: str, container_id: str, exec_id: str | None = None
-                    ) -> TaskInfo | None:  # fmt: skip
+                    ) -> TaskInfo | None:
         """The task's state; None for a slot without config.json (or an exec without
         process.json); a task whose files were lost (a reboot) reads as stopped."""
         container = self.get(namespace, container_id)
@@ -524,7 +524,7 @@ class Containers:
         return info
 
     async def times(self, namespace: str, container_id: str, exec_id: str | None = None
-                    ) -> Times:  # fmt: skip
+                    ) -> Times:
         return Times.of(await self.state(namespace, container_id, exec_id))
 
     async def info(self, namespace: str, container_id: str) -> dict[str, Any]:
@@ -543,7 +543,7 @@ class Containers:
             "exit": info.exit_status if info is not None else None,
             "labels": dict(container.labels), "runtime": container.runtime,
             "netns": container.netns or None,
-        }  # fmt: skip
+        }
 
     async def rootfs(self, namespace: str, container_id: str) -> RootView:
         """The container's live root, writable, while it is there: its mounted snapshot
@@ -583,7 +583,7 @@ class Containers:
             else:
                 self._bus.publish(namespace, "/tasks/exec-started", container_id,
                                   container_id=container_id, exec_id=exec_id,
-                                  pid=info.pid or 0)  # fmt: skip
+                                  pid=info.pid or 0)
         finally:
             task.ready = True
             self._states.forget(namespace, container_id, exec_id)
@@ -592,7 +592,7 @@ class Containers:
             await self._publish_exit(task)
 
     async def kill(self, namespace: str, container_id: str, signal_name: str | None,
-                   exec_id: str | None = None) -> None:  # fmt: skip
+                   exec_id: str | None = None) -> None:
         signum = parse_signal(signal_name) if signal_name else signal.SIGTERM
         self._task(namespace, container_id, exec_id)
         try:
@@ -601,7 +601,7 @@ class Containers:
             self._states.forget(namespace, container_id, exec_id)
 
     async def stop(self, namespace: str, container_id: str, grace: float,
-                   exec_id: str | None = None) -> None:  # fmt: skip
+                   exec_id: str | None = None) -> None:
         """The image's StopSignal (TERM without one, and for execs), then KILL after
         `grace` seconds, as containerd's WithImageStopSignal; returns once it has exited."""
         self._task(namespace, container_id, exec_id)
@@ -635,7 +635,7 @@ class Containers:
         self._bus.publish(namespace, "/tasks/resumed", container_id, container_id=container_id)
 
     async def close_stdin(self, namespace: str, container_id: str,
-                          exec_id: str | None = None) -> None:  # fmt: skip
+                          exec_id: str | None = None) -> None:
         self._task(namespace, container_id, exec_id)
         await self._thread(self.tasks.close_stdin, namespace, container_id, exec_id)
 
@@ -648,19 +648,19 @@ class Containers:
         async with container.lock:
             await self._thread(self.tasks.update, namespace, container_id, resources)
             updated = container_config.with_resources(container.require_created("update"),
-                                                      resources)  # fmt: skip
+                                                      resources)
             await self._update_row(container, "spec", dumps(updated))
             container.spec = updated
 
     async def write_stdin(self, namespace: str, container_id: str, data: bytes,
-                          exec_id: str | None = None) -> None:  # fmt: skip
+                          exec_id: str | None = None) -> None:
         self._task(namespace, container_id, exec_id)
         await self._thread(self.tasks.write_stdin, namespace, container_id, data, exec_id)
 
     # --- terminals ----------------------------------------------------------------------
 
     async def require_terminal(self, namespace: str, container_id: str,
-                               exec_id: str | None = None) -> None:  # fmt: skip
+                               exec_id: str | None = None) -> None:
         """InvalidArgument unless the process runs on a terminal."""
         self._task(namespace, container_id, exec_id)
         if not await self._thread(self.tasks.terminal, namespace, container_id, exec_id):
@@ -668,7 +668,7 @@ class Containers:
             raise InvalidArgument(f"{what} has no terminal (its process.terminal is false)")
 
     async def tty(self, namespace: str, container_id: str, exec_id: str | None = None
-                  ) -> FollowReader:  # fmt: skip
+                  ) -> FollowReader:
         """What the terminal shows from now on, until the process exits: the log's
         stdout (where conmon writes all a terminal shows) from its present end."""
         await self.require_terminal(namespace, container_id, exec_id)
@@ -679,7 +679,7 @@ class Containers:
                             on_exit=self._exit_seen(namespace, container_id, exec_id))
 
     async def resize(self, namespace: str, container_id: str, args: list[str],
-                     exec_id: str | None = None) -> None:  # fmt: skip
+                     exec_id: str | None = None) -> None:
         """`resize ROWS COLS`: the terminal's new window size (the program gets SIGWINCH)."""
         rows, cols = container_config.parse_window(args)
         self._task(namespace, container_id, exec_id)
@@ -691,7 +691,7 @@ class Containers:
         return sorted(self.get(namespace, container_id).execs)
 
     async def exec_process(self, namespace: str, container_id: str, exec_id: str
-                           ) -> dict[str, Any] | None:  # fmt: skip
+                           ) -> dict[str, Any] | None:
         """The exec's process as created; None before process.json."""
         if exec_id in self.get(namespace, container_id).pending_execs:
             return None
@@ -709,14 +709,14 @@ class Containers:
         container.pending_execs.add(exec_id)
 
     async def create_exec(self, namespace: str, container_id: str, exec_id: str,
-                          data: bytes) -> None:  # fmt: skip
+                          data: bytes) -> None:
         """process.json: the exec's process, merged over the container's process."""
         container = self.get(namespace, container_id)
         if exec_id not in container.pending_execs:
             raise AlreadyExists(f'process.json: exec "{exec_id}" is created already')
         process = spec.parse(data, "process.json")
         await self._thread(functools.partial(self.tasks.exec, namespace, container_id,
-                                             exec_id, process, stdin=True))  # fmt: skip
+                                             exec_id, process, stdin=True))
         container.pending_execs.discard(exec_id)
         self._states.forget(namespace, container_id, exec_id)
         self._watch(namespace, container_id, exec_id)
@@ -740,12 +740,12 @@ class Containers:
     # --- streams ------------------------------------------------------------------------
 
     def output_file(self, namespace: str, container_id: str, exec_id: str | None,
-                    output: str) -> OutputFile:  # fmt: skip
+                    output: str) -> OutputFile:
         """stdout, stderr or log as a growing file: all written so far, never waiting."""
         return OutputFile(self._index(namespace, container_id, exec_id), output)
 
     def follow(self, namespace: str, container_id: str, exec_id: str | None,
-               output: str) -> FollowReader:  # fmt: skip
+               output: str) -> FollowReader:
         """A follower of stdout, stderr or log from the start until the process exited."""
         index = self._index(namespace, container_id, exec_id)
         files = self.tasks.files(namespace, container_id, exec_id)
@@ -763,7 +763,7 @@ class Containers:
                           exit_status, self._exit_seen(namespace, container_id, exec_id))
 
     def _exit_seen(self, namespace: str, container_id: str, exec_id: str | None
-                   ) -> Callable[[], None]:  # fmt: skip
+                   ) -> Callable[[], None]:
         return lambda: self._states.forget(namespace, container_id, exec_id)
 
 
@@ -808,7 +808,7 @@ def _leads_into(path: str, mounts: tuple[Path, ...]) -> bool:
         if links > 40:
             return False  # runc gets ELOOP itself
         pending.extend(reversed(Path(target).parts[1:] if target.startswith("/")
-                                else Path(target).parts))  # fmt: skip
+                                else Path(target).parts))
         resolved = Path("/") if target.startswith("/") else resolved.parent
     return False
 
@@ -816,7 +816,7 @@ def _leads_into(path: str, mounts: tuple[Path, ...]) -> bool:
 def _own_root(user: dict[str, Any]) -> bool:
     root = user.get("root")
     return isinstance(root, dict) and isinstance(root.get("path"), str) \
-        and os.path.isabs(root["path"])  # fmt: skip
+        and os.path.isabs(root["path"])
 
 
 def _image_config(image: Any) -> dict[str, Any] | None:

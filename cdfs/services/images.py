@@ -389,14 +389,14 @@ class Images:
             if is_out_of_space(exc):
                 free = await trio.to_thread.run_sync(self._free_bytes)
                 failure = NoSpace(f"no space left on {self._root} while importing "
-                                  f"{path_text}: {free} bytes free")  # fmt: skip
+                                  f"{path_text}: {free} bytes free")
             await self._reclaim_after(path_text)  # what the failed import wrote
             if failure is exc:
                 raise
             raise failure from exc
 
     async def _import(self, namespace: str, path: Path, path_text: str, ref_text: str | None,
-                      hold: Hold) -> list[ImageRecord]:  # fmt: skip
+                      hold: Hold) -> list[ImageRecord]:
         imported = await trio.to_thread.run_sync(archive.import_archive, self._store, path)
         hold.content.update(image.descriptor.digest for image in imported)
         if ref_text is not None and len(imported) != 1:

@@ -54,10 +54,10 @@ class TaskStates:
             self._known[key] = (info, time.monotonic())
 
     def forget(self, namespace: str, container_id: str, exec_id: str | None = None,
-               every_exec: bool = False) -> None:  # fmt: skip
+               every_exec: bool = False) -> None:
         """The task changed (or, with `every_exec`, the container and all its execs)."""
         keys = [k for k in self._known if k[:2] == (namespace, container_id)] \
-            if every_exec else [(namespace, container_id, exec_id)]  # fmt: skip
+            if every_exec else [(namespace, container_id, exec_id)]
         for key in keys:
             self._known.pop(key, None)
         self._generation += 1

@@ -60,7 +60,7 @@ def test_image_user_resolved_against_passwd_and_groups() -> None:
     ({"mounts": [{"destination": "rel"}]}, "mounts[0].destination"),
     ({"process": {"cwd": "relative"}}, "process.cwd"),
     ({"root": "x"}, "root"),
-])  # fmt: skip
+])
 def test_bad_specs_name_where(user: dict[str, object], where: str) -> None:
     with pytest.raises(InvalidArgument, match=f"^{where.replace('[', '.').replace(']', '.')}"):
         cc.build_spec("ns", "c", user, LIMITS)

@@ -26,7 +26,7 @@ BUSYBOX = "cdfs.local/busybox:latest"
 def read_with_timeout(path: Path, timeout: float = 20) -> str:
     """A blocking stream read, bounded: `timeout` kills the reader."""
     result = subprocess.run(["timeout", str(timeout), "cat", str(path)], capture_output=True,
-                            text=True, timeout=timeout + 10)  # fmt: skip
+                            text=True, timeout=timeout + 10)
     assert result.returncode == 0, f"reading {path}: {result.returncode} {result.stderr}"
     return result.stdout
 
@@ -34,7 +34,7 @@ def read_with_timeout(path: Path, timeout: float = 20) -> str:
 def first_line(path: Path, timeout: float = 20) -> str:
     """The first line of a stream, without waiting for its end."""
     result = subprocess.run(["timeout", str(timeout), "head", "-n1", str(path)],
-                            capture_output=True, text=True, timeout=timeout + 10)  # fmt: skip
+                            capture_output=True, text=True, timeout=timeout + 10)
     return result.stdout.strip()
 
 
@@ -61,7 +61,7 @@ class Container:
         return self.dir / name
 
     def make(self, args: list[str] | None = None, image: str = BUSYBOX,
-             **config: Any) -> "Container":  # fmt: skip
+             **config: Any) -> "Container":
         self.dir.mkdir()
         if image:
             write(self / "image", image + "\n")
@@ -105,7 +105,7 @@ class Events:
 
     def topics(self, container_id: str) -> list[str]:
         return [e["topic"] for e in self.lines
-                if e.get("container_id", e["id"]) == container_id]  # fmt: skip
+                if e.get("container_id", e["id"]) == container_id]
 
     def wait_for(self, topic: str, timeout: float = 20) -> dict[str, Any]:
         assert wait_until(lambda: any(e["topic"] == topic for e in self.lines), timeout)
@@ -162,7 +162,7 @@ def test_lifecycle_output_exit_and_events_in_order(daemon: Daemon) -> None:
 def test_exit_codes_of_signals(daemon: Daemon) -> None:
     killed = run(daemon, "killed", ["sleep", "100"])
     trapping = run(daemon, "trapping", ["sh", "-c", "trap 'exit 143' TERM; echo ready; "
-                                        "while true; do sleep 0.1; done"])  # fmt: skip
+                                        "while true; do sleep 0.1; done"])
     assert first_line(trapping / "follow" / "stdout") == "ready"  # the trap is set
     killed.ctl("kill KILL")
     assert killed.wait() == 137
@@ -192,7 +192,7 @@ def test_stop_waits_the_grace_period_then_kills(daemon: Daemon) -> None:
     assert 1.0 <= elapsed < 6, elapsed
     assert stubborn.value("status") == "stopped" and stubborn.value("exit") == "137"
     polite = run(daemon, "polite", ["sh", "-c", "trap 'exit 143' TERM; echo ready; "
-                                    "while true; do sleep 0.1; done"])  # fmt: skip
+                                    "while true; do sleep 0.1; done"])
     assert first_line(polite / "follow" / "stdout") == "ready"
     started = time.monotonic()
     polite.ctl("stop 30")
@@ -307,7 +307,7 @@ def test_rmdir_refused_while_running_and_namespace_stays_busy(daemon: Daemon,
         c.dir.rmdir()
     assert busy.value.errno == errno.EBUSY
     assert '"svc" is running' in daemon.path("namespaces", "team", "containers", "err")\
-        .read_text()  # fmt: skip
+        .read_text()
     assert c.value("status") == "running"
     with pytest.raises(OSError) as ns_busy:
         daemon.path("namespaces", "team").rmdir()
@@ -334,7 +334,7 @@ BAD_CONFIGS = [
 
 @pytest.mark.parametrize(("config", "complaint"), BAD_CONFIGS)
 def test_bad_config_is_refused_and_creates_nothing(daemon: Daemon, config: str,
-                                                   complaint: str) -> None:  # fmt: skip
+                                                   complaint: str) -> None:
     c = Container(daemon, "bad")
     c.dir.mkdir()
     write(c / "image", BUSYBOX + "\n")
@@ -397,7 +397,7 @@ def test_ids_of_76_characters_work_and_77_are_refused(daemon: Daemon) -> None:
 
 
 def test_bring_your_own_rootfs_and_own_network_namespace(daemon: Daemon,
-                                                         own_rootfs: Path) -> None:  # fmt: skip
+                                                         own_rootfs: Path) -> None:
     c = Container(daemon, "byo").make(
         ["sh", "-c", "cat /proc/net/dev | cut -d: -f1 | tail -n +3"], image="",
         root={"path": str(own_rootfs), "readonly": True})
@@ -411,7 +411,7 @@ def test_joining_a_named_network_namespace(daemon: Daemon) -> None:
     subprocess.run(["ip", "netns", "add", name], check=True)
     try:
         subprocess.run(["ip", "-n", name, "link", "add", "probe0", "type", "veth", "peer",
-                        "name", "probe1"], check=True)  # fmt: skip
+                        "name", "probe1"], check=True)
         c = Container(daemon, "joined")
         c.dir.mkdir()
         write(c / "image", BUSYBOX + "\n")
@@ -439,10 +439,10 @@ def test_update_changes_limits(daemon: Daemon) -> None:
 
 
 def test_daemon_kill9_and_restart_keeps_containers(make_daemon: Callable[..., Daemon]
-                                                   ) -> None:  # fmt: skip
+                                                   ) -> None:
     first = make_daemon()
     waiting = run(first, "waiting", ["sh", "-c", "echo before; read line; echo got $line; "
-                                     "exit 5"])  # fmt: skip
+                                     "exit 5"])
     done = run(first, "done", ["sh", "-c", "echo finished; exit 3"])
     created = Container(first, "created").make(["true"])
     Container(first, "slot").dir.mkdir()
@@ -504,7 +504,7 @@ def test_fifty_containers_at_once(daemon: Daemon) -> None:
 def test_shell_scripts(daemon: Daemon) -> None:
     for script in sorted((REPO / "tests" / "shell").glob("containers*.sh")):
         result = subprocess.run(["bash", str(script)], env={**os.environ, "M": str(daemon.mount)},
-                                capture_output=True, text=True, timeout=120)  # fmt: skip
+                                capture_output=True, text=True, timeout=120)
         assert result.returncode == 0, f"{script.name}:\n{result.stdout}\n{result.stderr}"
         assert result.stdout == "ok\n"
 
@@ -513,9 +513,9 @@ def test_a_c_program_with_plain_file_io_is_enough(daemon: Daemon, tmp_path: Path
     binary = tmp_path / "lifecycle"
     subprocess.run(["gcc", "-O1", "-Wall", "-Werror", "-o", str(binary),
                     str(REPO / "tests" / "containers" / "client" / "lifecycle.c")],
-                   check=True, timeout=60)  # fmt: skip
+                   check=True, timeout=60)
     result = subprocess.run([str(binary), str(daemon.path("containers")), "from-c"],
-                            capture_output=True, text=True, timeout=60)  # fmt: skip
+                            capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert result.stdout == "got one\ngot two\nexit 9\n"
     assert not daemon.path("containers", "from-c").exists()

@@ -35,14 +35,14 @@ def test_head_tail_grep_less_on_output(tree: Tree) -> None:
     assert tick.startswith("tick ")
     less = subprocess.run(["less", "-F", "-X", str(tree.stopped / "stdout")],
                           stdin=subprocess.DEVNULL, capture_output=True, text=True,
-                          timeout=10, env={**os.environ, "TERM": "dumb"})  # fmt: skip
+                          timeout=10, env={**os.environ, "TERM": "dumb"})
     assert less.stdout == STOPPED_OUT
 
 
 def _follow_for(argv: list[str], seconds: float) -> str:
     """What a follower (tail -f) printed in `seconds`; it is then ended by timeout."""
     done = subprocess.run(["timeout", str(seconds), *argv], capture_output=True, text=True,
-                          timeout=seconds + 10)  # fmt: skip
+                          timeout=seconds + 10)
     assert done.returncode == 124, done.stderr  # still following when stopped
     assert "truncated" not in done.stderr and "seek" not in done.stderr, done.stderr
     return done.stdout
@@ -51,7 +51,7 @@ def _follow_for(argv: list[str], seconds: float) -> str:
 def test_tail_follows_a_growing_output(tree: Tree) -> None:
     for flag in ("-f", "-F"):
         seen = _follow_for(["tail", "-s", "0.2", "-n", "+1", flag, str(tree.running / "stdout")],
-                           2.5)  # fmt: skip
+                           2.5)
         lines = seen.splitlines()
         assert lines[:2] == ["first", "second"], seen
         now = len((tree.running / "stdout").read_text().splitlines())
@@ -95,14 +95,14 @@ def test_follow_streams_like_docker_logs_f(tree: Tree) -> None:
     first = tree.run("timeout", "10", "head", "-n", "3", tree.running / "follow" / "stdout")
     assert first.stdout.splitlines() == ["first", "second", "tick 1"]
     waited = subprocess.run(["timeout", "1", "cat", str(tree.running / "follow" / "stdout")],
-                            capture_output=True, timeout=10)  # fmt: skip
+                            capture_output=True, timeout=10)
     assert waited.returncode == 124  # it follows while the process runs
 
 
 def test_a_capped_log_says_what_it_dropped(make_daemon: Callable[..., Daemon]) -> None:
     daemon = make_daemon(extra_args=["--log-size-max", "4096"])
     noisy = make_container(daemon, "noisy", "i=0; while [ $i -lt 2000 ]; do i=$((i+1)); "
-                           "echo line $i; done; echo done")  # fmt: skip
+                           "echo line $i; done; echo done")
     assert wait_until(lambda: (noisy / "status").read_text() == "stopped\n")
     out = (noisy / "stdout").read_text()
     marker, kept = out.split("\n", 1)
@@ -117,5 +117,5 @@ def test_a_capped_log_says_what_it_dropped(make_daemon: Callable[..., Daemon]) -
     assert (noisy / "stdout").stat().st_size == len(out)
     assert (noisy / "log").read_text().startswith("[cdfs: ")
     followed = subprocess.run(["timeout", "10", "cat", str(noisy / "follow" / "stdout")],
-                              capture_output=True, text=True, timeout=20).stdout  # fmt: skip
+                              capture_output=True, text=True, timeout=20).stdout
     assert followed == out

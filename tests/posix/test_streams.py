@@ -54,7 +54,7 @@ int main(int argc, char **argv) {
 
 def test_whole_tree_tools_finish_with_the_exclusions(tree: Tree, tmp_path: Path) -> None:
     found = tree.run("grep", "-r", "-l", *GREP_EXCLUDE, "line 100", tree.mount, timeout=60,
-                     check=False)  # fmt: skip
+                     check=False)
     stopped = tree.mount / "namespaces" / "default" / "containers" / "stopped"  # no links
     assert str(stopped / "stdout") in found.stdout.split(), found.stderr
     prune = ["(", *(word for n in STREAMS for word in ("-name", n, "-o")), "-name", "follow",
@@ -64,7 +64,7 @@ def test_whole_tree_tools_finish_with_the_exclusions(tree: Tree, tmp_path: Path)
     assert b"line 100" in catted.stdout  # blobs too: bytes
     tar = tree.run("tar", "-cf", tmp_path / "tree.tar", *(f"--exclude={n}" for n in STREAMS),
                    "--exclude=follow", "-C", tree.mount, "namespaces", timeout=60,
-                   check=False)  # fmt: skip
+                   check=False)
     refused = [line for line in tar.stderr.splitlines() if "Permission denied" in line]
     assert all("/stdin:" in line for line in refused), tar.stderr  # write-only, as documented
     assert tar.returncode in (0, 1, 2), tar.stderr
@@ -103,7 +103,7 @@ def test_select_poll_and_nonblocking_reads(tree: Tree) -> None:
 def test_a_signal_releases_a_blocked_read(tree: Tree) -> None:
     started = time.monotonic()
     blocked = subprocess.run(["timeout", "1", "cat", str(tree.running / "wait")],
-                             capture_output=True, timeout=15)  # fmt: skip
+                             capture_output=True, timeout=15)
     assert blocked.returncode == 124 and time.monotonic() - started < 5
 
 
@@ -112,7 +112,7 @@ def test_c_program_epoll_and_poll(tree: Tree, tmp_path: Path) -> None:
     source.write_text(EPOLL_C)
     binary = tmp_path / "streams"
     subprocess.run(["gcc", "-O1", "-Wall", "-o", str(binary), str(source)], check=True,
-                   timeout=60)  # fmt: skip
+                   timeout=60)
     done = tree.run(binary, tree.mount, timeout=30, check=False)
     stdout_size = (tree.stopped / "stdout").stat().st_size
     assert done.stdout == f"event create\nstdout {stdout_size}\n", done.stdout

@@ -32,4 +32,4 @@ def container_spec(rootfs: Path, args: list[str], **process: Any) -> dict[str, A
     its own."""
     base = spec.default_spec("test", f"t{uuid.uuid4().hex[:12]}", spec.host_rlimits())
     return spec.merge(base, {"root": {"path": str(rootfs)},
-                             "process": {"args": args, **process}})  # fmt: skip
+                             "process": {"args": args, **process}})

@@ -23,7 +23,7 @@ def test_parse_record() -> None:
 
 chunks = st.lists(st.tuples(st.sampled_from(["stdout", "stderr"]), st.booleans(),
                             st.binary(max_size=20).filter(lambda b: b"\n" not in b)),
-                  max_size=30)  # fmt: skip
+                  max_size=30)
 
 
 @settings(max_examples=50)
@@ -31,7 +31,7 @@ chunks = st.lists(st.tuples(st.sampled_from(["stdout", "stderr"]), st.booleans()
 def test_streams_read_in_any_pieces(tmp_path_factory: object, records: list, piece: int) -> None:
     path = tmp_path_factory.mktemp("log") / "log"  # type: ignore[attr-defined]
     lines = b"".join(f"{TS} {s} {'P' if p else 'F'} ".encode() + text + b"\n"
-                     for s, p, text in records)  # fmt: skip
+                     for s, p, text in records)
     path.write_bytes(lines)
     reader = LogReader(path)
     for stream in ("stdout", "stderr"):

@@ -14,7 +14,7 @@ from .conftest import container_spec
 
 
 def test_restart_sees_running_and_stopped(tmp_path: Path, service: TaskService,
-                                          busybox_rootfs: Path) -> None:  # fmt: skip
+                                          busybox_rootfs: Path) -> None:
     flag = tmp_path / "flag"
     flag.mkdir()
     bind = {"destination": "/flag", "type": "bind", "source": str(flag), "options": ["rbind"]}
@@ -66,12 +66,12 @@ def test_many_containers_at_once(service: TaskService, busybox_rootfs: Path) -> 
     count = 24
     for i in range(count):
         service.create("many", f"c{i}", container_spec(busybox_rootfs, ["sh", "-c",
-                       f"echo {i}; read line; exit {i % 7}"]), stdin=True)  # fmt: skip
+                       f"echo {i}; read line; exit {i % 7}"]), stdin=True)
         service.start("many", f"c{i}")
     monitors = [conmon.read_int(service.files("many", f"c{i}").conmon_pid) for i in range(count)]
     rss_kib = [int(line.split()[1]) for pid in monitors
                for line in Path(f"/proc/{pid}/status").read_text().splitlines()
-               if line.startswith("VmRSS:")]  # fmt: skip
+               if line.startswith("VmRSS:")]
     print(f"conmon RSS per container: {sum(rss_kib) / len(rss_kib) / 1024:.1f} MiB")
     assert all(info.status == Status.RUNNING for info in TaskService(service.state_dir).recover())
     for i in range(count):

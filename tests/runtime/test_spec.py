@@ -30,7 +30,7 @@ def test_default_spec_is_valid_and_sane() -> None:
     assert {m["destination"] for m in s["mounts"]} >= {
         "/proc", "/dev", "/dev/pts", "/dev/shm", "/dev/mqueue", "/sys"}
     assert [n["type"] for n in s["linux"]["namespaces"]] == ["pid", "ipc", "uts", "mount",
-                                                             "network"]  # fmt: skip
+                                                             "network"]
     assert s["process"]["terminal"] is False
     assert "CAP_SYS_ADMIN" not in s["process"]["capabilities"]["bounding"]
     assert "/proc/kcore" in s["linux"]["maskedPaths"]
@@ -66,7 +66,7 @@ def test_image_without_env_or_user_gets_defaults() -> None:
 @pytest.mark.parametrize(("user", "expected"), [
     ("0", (0, 0)), ("1000", (1000, 1001)), ("4242", (4242, 0)), ("app:wheel", (1000, 10)),
     ("1000:5", (1000, 5)), ("nobody", (65534, 65534)), ("4242:4242", (4242, 4242)),
-])  # fmt: skip
+])
 def test_resolve_user(user: str, expected: tuple[int, int]) -> None:
     assert spec.resolve_user(user, PASSWD, GROUP)[:2] == expected
 
@@ -147,7 +147,7 @@ def test_env_overrides_win(defaults: list[str], overrides: list[str]) -> None:
      'linux.namespaces[1].type: "pid" appears twice'),
     ({"linux": {"namespaces": [{"type": "nope"}]}}, "linux.namespaces[0].type: must be one of"),
     ({"linux": {"cgroupsPath": "rel"}}, "linux.cgroupsPath: must be an absolute path"),
-])  # fmt: skip
+])
 def test_validate_names_the_bad_field(patch: dict[str, Any], message: str) -> None:
     with pytest.raises(InvalidArgument) as refused:
         spec.validate(spec.merge(default(), patch))

@@ -13,7 +13,7 @@ from runtime.state import ALLOWED, Status, Verb, check, parse_signal
     (Verb.DELETE, {Status.CREATED, Status.STOPPED}),
     (Verb.CLOSE_STDIN, set(Status)),  # a process that exited has no stdin left to close
     (Verb.RESIZE, {Status.CREATED, Status.RUNNING, Status.PAUSED}),
-])  # fmt: skip
+])
 def test_verbs_allowed_only_in_their_statuses(verb: Verb, allowed: set[Status]) -> None:
     for status in Status:
         if status in allowed:
@@ -34,7 +34,7 @@ def test_every_verb_has_a_row() -> None:
 
 
 @pytest.mark.parametrize(("text", "number"), [("9", 9), ("KILL", 9), ("SIGTERM", 15),
-                                              ("term\n", 15), ("hup", 1)])  # fmt: skip
+                                              ("term\n", 15), ("hup", 1)])
 def test_parse_signal(text: str, number: int) -> None:
     assert parse_signal(text) == number
 

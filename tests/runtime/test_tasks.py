@@ -20,7 +20,7 @@ from .conftest import container_spec
 
 
 def run(service: TaskService, cid: str, rootfs: Path, script: str, stdin: bool = False,
-        namespace: str = "test") -> None:  # fmt: skip
+        namespace: str = "test") -> None:
     service.create(namespace, cid, container_spec(rootfs, ["sh", "-c", script]), stdin=stdin)
     service.start(namespace, cid)
 
@@ -42,7 +42,7 @@ def wait_for(predicate: object, timeout: float = 10.0) -> None:
 
 def test_output_and_exit_code(service: TaskService, busybox_rootfs: Path) -> None:
     info = service.create("test", "c1", container_spec(busybox_rootfs,
-                          ["sh", "-c", "echo out; echo err >&2; exit 3"]))  # fmt: skip
+                          ["sh", "-c", "echo out; echo err >&2; exit 3"]))
     assert info.status == Status.CREATED and info.pid and info.exit_status is None
     service.start("test", "c1")
     info = service.wait("test", "c1", timeout=10)
@@ -217,7 +217,7 @@ def test_runtime_failure_is_unavailable(service: TaskService, busybox_rootfs: Pa
 
 
 def test_the_runtime_is_found_in_one_place(service: TaskService, busybox_rootfs: Path,
-                                           tmp_path: Path) -> None:  # fmt: skip
+                                           tmp_path: Path) -> None:
     """runc.executable: a name on PATH or a path, refused before anything is made."""
     path = shutil.which("runc")
     assert path is not None and runc.executable("runc") == path

@@ -20,7 +20,7 @@ def screen(service: TaskService, cid: str, exec_id: str | None = None) -> bytes:
 
 
 def shows(service: TaskService, cid: str, text: bytes, exec_id: str | None = None,
-          timeout: float = 10.0) -> bytes:  # fmt: skip
+          timeout: float = 10.0) -> bytes:
     deadline = time.monotonic() + timeout
     while text not in (seen := screen(service, cid, exec_id)):
         assert time.monotonic() < deadline, f"{text!r} not shown in {seen!r}"
@@ -52,7 +52,7 @@ def test_program_gets_sigwinch(service: TaskService, busybox_rootfs: Path) -> No
     script = "trap 'stty size' WINCH; echo ready; while :; do sleep 0.1; done"
     size = {"height": 24, "width": 80}
     service.create("test", "w", container_spec(busybox_rootfs, ["sh", "-c", script],
-                                               terminal=True, consoleSize=size))  # fmt: skip
+                                               terminal=True, consoleSize=size))
     service.resize("test", "w", 30, 90)  # created: conmon holds the pty already
     service.start("test", "w")
     shows(service, "w", b"ready\r\n")
@@ -63,7 +63,7 @@ def test_program_gets_sigwinch(service: TaskService, busybox_rootfs: Path) -> No
 
 
 def test_input_survives_a_client_that_goes(service: TaskService, busybox_rootfs: Path,
-                                           tmp_path: Path) -> None:  # fmt: skip
+                                           tmp_path: Path) -> None:
     """A daemon that dies closes its connection to conmon; the terminal's input stays
     open for the next daemon (--leave-stdin-open)."""
     service.create("test", "r", container_spec(busybox_rootfs, ["sh"], terminal=True), stdin=True)
@@ -100,7 +100,7 @@ def test_exec_on_a_terminal(service: TaskService, busybox_rootfs: Path) -> None:
 
 @pytest.mark.parametrize(("rows", "cols"), [(0, 80), (24, 65536), (-1, 1)])
 def test_bad_sizes_are_refused(service: TaskService, busybox_rootfs: Path, rows: int,
-                               cols: int) -> None:  # fmt: skip
+                               cols: int) -> None:
     service.create("test", "s", container_spec(busybox_rootfs, ["sh"], terminal=True))
     with pytest.raises(InvalidArgument, match=r"must be 1\.\.65535"):
         service.resize("test", "s", rows, cols)

@@ -136,10 +136,10 @@ async def test_modes_and_the_references_kinds_come_from_one_derivation() -> None
         Dir("fixed", "d", Table("fixed")),
         Dir("made", "d", Table("made", children=collection(
             "x", "made", Table("x"), names=lambda app, s: [], make=lambda app, s, name: None))),
-    ))  # fmt: skip
+    ))
     # the reference's rows: a name in 34 columns, then the kind in 10
     listing = {line[:34].strip(): line[35:45].strip() for line in reference(rows).splitlines()
-               if line[:1].isalpha() and line[34:35] == " "}  # fmt: skip
+               if line[:1].isalpha() and line[34:35] == " "}
     tree = Tree(root=rows)
     for entry in rows.entries:
         name = entry.name + ("/" if isinstance(entry, Dir) else "")
