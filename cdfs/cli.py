@@ -1,4 +1,6 @@
-"""The `cdfs` command: `cdfs serve` runs the daemon, `cdfs docs` prints the reference."""
+"""The `cdfs` command: `cdfs serve` runs the daemon, `cdfs docs` prints the reference,
+and the commands for people (run, ps, logs, exec, attach, stop, rm, pull, images) drive
+a running daemon through nothing but the files of its mount."""
 
 import argparse
 import logging
@@ -25,11 +27,23 @@ Stop with Ctrl-C: the tree is unmounted; containers keep running under their mon
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="cdfs", description=__doc__)
+    parser = argparse.ArgumentParser(prog="cdfs", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"cdfs {__version__}")
-    commands = parser.add_subparsers(dest="command", required=True)
+    parser.add_argument("--mount", help=f"the tree (CDFS_MOUNT, default {DEFAULT_MOUNT})")
+    parser.add_argument("-n", "--namespace", help="the namespace (CDFS_NAMESPACE, default "
+                        "default)")
+    commands = parser.add_subparsers(dest="subcommand", required=True, metavar="COMMAND")
+    _add_serve(commands)
+    commands.add_parser("docs", help="print the filesystem reference (docs/filesystem.md)")
+    _add_people(commands)
+    return parser
+
+
+def _add_serve(commands: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
     serve = commands.add_parser("serve", help="mount the tree and serve it in the foreground")
-    serve.add_argument("--mount", help=f"where to mount (CDFS_MOUNT, default {DEFAULT_MOUNT})")
+    serve.add_argument("--mount", default=argparse.SUPPRESS,
+                       help=f"where to mount (CDFS_MOUNT, default {DEFAULT_MOUNT})")
     serve.add_argument("--root", help=f"persistent data (CDFS_ROOT, default {DEFAULT_ROOT})")
     serve.add_argument("--state", help=f"runtime state (CDFS_STATE, default {DEFAULT_STATE})")
     serve.add_argument("--log-level", default="info",
@@ -41,18 +55,80 @@ def _parser() -> argparse.ArgumentParser:
                        "the output files say how much was dropped (CDFS_LOG_SIZE_MAX,\n"
                        f"default {DEFAULT_LOG_SIZE_MAX})")
     serve.add_argument("--banner", action="store_true", help="print what to try once mounted")
-    commands.add_parser("docs", help="print the filesystem reference (docs/filesystem.md)")
-    return parser
+
+
+def _add_task_flags(command: argparse.ArgumentParser) -> None:
+    command.add_argument("-i", "--interactive", action="store_true",
+                         help="send our stdin to the process")
+    command.add_argument("-t", "--tty", action="store_true",
+                         help="run the process on a terminal (with -i: ours, in raw mode)")
+    command.add_argument("-e", "--env", action="append", metavar="K=V",
+                         help="set a variable (K alone takes ours)")
+    command.add_argument("-w", "--workdir", metavar="DIR", help="the working directory")
+    command.add_argument("-u", "--user", metavar="USER", help="UID[:GID] or a user name")
+
+
+def _add_people(commands: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
+    run = commands.add_parser("run", help="create and start a container, and wait for it "
+                              "unless -d; exits with its status")
+    run.add_argument("-d", "--detach", action="store_true", help="print its id and return")
+    run.add_argument("--rm", action="store_true", help="remove it once it has exited")
+    run.add_argument("--name", help="its id (default: random)")
+    run.add_argument("--memory", metavar="M", help="memory limit (bytes, or 64m, 1g...)")
+    _add_task_flags(run)
+    run.add_argument("image", help="image ref (pulled when missing)")
+    run.add_argument("command", nargs=argparse.REMAINDER, help="command (default: the image's)")
+    commands.add_parser("ps", help="the namespace's containers (containers/list)")
+    logs = commands.add_parser("logs", help="a container's output so far")
+    logs.add_argument("-f", "--follow", action="store_true", help="and what follows, until exit")
+    logs.add_argument("id")
+    execute = commands.add_parser("exec", help="run a command in a running container")
+    _add_task_flags(execute)
+    execute.add_argument("id")
+    execute.add_argument("command", nargs=argparse.REMAINDER)
+    attach = commands.add_parser("attach", help="join a running container's terminal, or "
+                                 "its output from now on")
+    attach.add_argument("--stdin", action="store_true", help="send our stdin even from a tty")
+    attach.add_argument("id")
+    stop = commands.add_parser("stop", help="stop containers (StopSignal, then KILL)")
+    stop.add_argument("-t", "--time", type=int, help="seconds before KILL (default 10)")
+    stop.add_argument("ids", nargs="+", metavar="id")
+    rm = commands.add_parser("rm", help="remove stopped containers")
+    rm.add_argument("-f", "--force", action="store_true", help="kill running ones first")
+    rm.add_argument("ids", nargs="+", metavar="id")
+    pull = commands.add_parser("pull", help="pull an image, with progress bars")
+    pull.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    pull.add_argument("ref")
+    commands.add_parser("images", help="the namespace's images")
+
+
+def _people(args: argparse.Namespace) -> int:
+    """Run one of the commands for people against the mounted tree."""
+    from cdfs.client import commands
+    from cdfs.client.tree import Tree, TreeError
+
+    command = {"run": commands.run, "ps": commands.ps, "logs": commands.logs,
+               "exec": commands.exec_, "attach": commands.attach, "stop": commands.stop,
+               "rm": commands.rm, "pull": commands.pull, "images": commands.images}
+    try:
+        return command[args.subcommand](Tree.at(args.mount, args.namespace), args)
+    except TreeError as exc:
+        print(f"cdfs {args.subcommand}: {exc}", file=sys.stderr)
+        return 125 if args.subcommand in ("run", "exec") else 1
+    except KeyboardInterrupt:
+        return 130
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    if args.command == "docs":
+    if args.subcommand == "docs":
         from mountpoint.readme import reference
         from mountpoint.rootdir import ROOT
 
         sys.stdout.write(reference(ROOT))
         return 0
+    if args.subcommand != "serve":
+        return _people(args)
     from cdfs.daemon import StartupError, serve
 
     logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,

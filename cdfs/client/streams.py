@@ -1,0 +1,115 @@
+"""Moving bytes between the local terminal or pipes and a task's files.
+
+A task's output is followed through its stream files (`follow/stdout`, `tty`), which
+block for more and end when the task exits; input goes to `stdin` or `tty`. Each
+pump is a thread, since all of it is blocking file I/O: the main thread stays free
+to wait for the exit and to take signals.
+"""
+
+import contextlib
+import os
+import select
+import signal
+import sys
+import termios
+import threading
+import tty
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from types import FrameType
+from typing import BinaryIO
+
+from runtime.logs import parse_record
+
+_CHUNK = 1 << 16
+
+
+def copy_out(source: Path, sink: BinaryIO) -> threading.Thread:
+    """Copy the stream file `source` to `sink` until it ends, in a thread."""
+
+    def pump() -> None:
+        with contextlib.suppress(OSError), open(source, "rb", buffering=0) as stream:
+            while chunk := stream.read(_CHUNK):
+                sink.write(chunk)
+                sink.flush()
+
+    return _started(pump)
+
+
+def copy_in(source: BinaryIO, target: Path) -> threading.Thread:
+    """Copy `source` (our stdin) into the task's `stdin` file until end of file; the
+    last close of that file is the task's end of file."""
+
+    def pump() -> None:
+        with contextlib.suppress(OSError), open(target, "wb", buffering=0) as stdin:
+            while chunk := os.read(source.fileno(), _CHUNK):
+                stdin.write(chunk)
+
+    return _started(pump)
+
+
+def demux_log(lines: BinaryIO, stdout: BinaryIO, stderr: BinaryIO) -> None:
+    """Print a task's combined log (`<time> stdout|stderr F|P <text>` lines) as the
+    two streams it was written as, in the order it was written."""
+    for line in lines:
+        record = parse_record(line.rstrip(b"\n"))
+        if record is not None:
+            sink = stdout if record.stream == "stdout" else stderr
+            sink.write(record.data)
+            sink.flush()
+
+
+def _started(work: Callable[[], None]) -> threading.Thread:
+    thread = threading.Thread(target=work, daemon=True)
+    thread.start()
+    return thread
+
+
+# -- the local terminal ------------------------------------------------------------------
+def window_size() -> tuple[int, int]:
+    size = os.get_terminal_size(sys.stdout.fileno())
+    return size.lines, size.columns
+
+
+@contextlib.contextmanager
+def raw_terminal() -> Iterator[None]:
+    """Our terminal in raw mode (keystrokes go through as typed, Ctrl-C included),
+    restored however the block ends."""
+    fd = sys.stdin.fileno()
+    saved = termios.tcgetattr(fd)
+    try:
+        tty.setraw(fd)
+        yield
+    finally:
+        termios.tcsetattr(fd, termios.TCSADRAIN, saved)
+
+
+@contextlib.contextmanager
+def on_window_change(resize: Callable[[int, int], None]) -> Iterator[None]:
+    """Call `resize(rows, cols)` now and on every SIGWINCH while the block runs."""
+
+    def changed(signum: int, frame: FrameType | None) -> None:
+        with contextlib.suppress(OSError, ValueError):
+            resize(*window_size())
+
+    previous = signal.signal(signal.SIGWINCH, changed)
+    try:
+        changed(signal.SIGWINCH, None)
+        yield
+    finally:
+        signal.signal(signal.SIGWINCH, previous)
+
+
+def type_into(target: Path, until: threading.Event) -> None:
+    """Send our keystrokes to the terminal file `target` until `until` is set (the
+    task's output ended) or our input does."""
+    fd = sys.stdin.fileno()
+    with open(target, "wb", buffering=0) as terminal:
+        while not until.is_set():
+            ready, _, _ = select.select([fd], [], [], 0.1)
+            if not ready:
+                continue
+            chunk = os.read(fd, _CHUNK)
+            if not chunk:
+                return
+            terminal.write(chunk)
