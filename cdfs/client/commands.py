@@ -123,11 +123,11 @@ def _run_on_terminal(tree: Tree, task: Path, start: Callable[[], None],
 
     shown = threading.Thread(target=show, daemon=True)
     shown.start()
-    start()
     local_tty = sys.stdin.isatty()
     with contextlib.ExitStack() as stack:
-        if local_tty:
+        if local_tty:  # the first size is set before the program starts
             stack.enter_context(streams.on_window_change(resize))
+        start()
         if interactive and local_tty:
             stack.enter_context(streams.raw_terminal())
         if interactive:
