@@ -67,21 +67,21 @@ def process_of(args: argparse.Namespace) -> dict[str, Any]:
 
 # -- running a task ---------------------------------------------------------------
 def _exit_status(tree: Tree, task: Path) -> int:
-    """Block until the task exits (`wait`), forwarding our signals to it meanwhile."""
+    """Block until the task exits (`wait`), and give its exit status."""
+    text = tree.read(task / "wait").strip()
+    return int(text) if text.lstrip("-").isdigit() else 1
+
+
+@contextlib.contextmanager
+def forwarding_signals(tree: Tree, task: Path) -> Iterator[None]:
+    """While the block runs, the signals we receive go on to the task (docker's
+    sig-proxy): installed before the task starts, so that none is missed."""
 
     def forward(signum: int, frame: FrameType | None) -> None:
         with contextlib.suppress(TreeError):
             tree.write(task / "ctl", f"kill {signum}\n")
 
-    with _handling(_FORWARDED, forward):
-        text = tree.read(task / "wait").strip()
-    return int(text) if text.lstrip("-").isdigit() else 1
-
-
-@contextlib.contextmanager
-def _handling(signums: tuple[int, ...],
-              handler: Callable[[int, FrameType | None], None]) -> Iterator[None]:
-    previous = {signum: signal.signal(signum, handler) for signum in signums}
+    previous = {signum: signal.signal(signum, forward) for signum in _FORWARDED}
     try:
         yield
     finally:
@@ -96,12 +96,13 @@ def run_task(tree: Tree, task: Path, start: Callable[[], None], interactive: boo
         return _run_on_terminal(tree, task, start, interactive)
     outputs = [streams.copy_out(task / "follow" / "stdout", sys.stdout.buffer),
                streams.copy_out(task / "follow" / "stderr", sys.stderr.buffer)]
-    start()
-    if interactive:
-        streams.copy_in(sys.stdin.buffer, task / "stdin")
-    else:
-        tree.write(task / "ctl", "closeio\n")  # as docker run without -i: no input
-    status = _exit_status(tree, task)
+    with forwarding_signals(tree, task):
+        start()
+        if interactive:
+            streams.copy_in(sys.stdin.buffer, task / "stdin")
+        else:
+            tree.write(task / "ctl", "closeio\n")  # as docker run without -i: no input
+        status = _exit_status(tree, task)
     for thread in outputs:
         thread.join(timeout=5)
     return status
@@ -203,7 +204,8 @@ def attach(tree: Tree, args: argparse.Namespace) -> int:
     if not sys.stdin.isatty() or args.stdin:
         streams.copy_in(sys.stdin.buffer, container / "stdin")
     try:
-        return _exit_status(tree, container)
+        with forwarding_signals(tree, container):
+            return _exit_status(tree, container)
     finally:
         exited.set()
         for thread in outputs:

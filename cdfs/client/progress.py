@@ -9,6 +9,7 @@ docker.io/library/busybox:latest), which content.reference computes as the daemo
 import threading
 import time
 
+from rich.console import Console
 from rich.progress import (
     BarColumn,
     DownloadColumn,
@@ -36,14 +37,14 @@ def blob_lines(text: str) -> dict[str, tuple[int, int]]:
 
 
 def follow_pull(tree: Tree, ref: str, worker: threading.Thread, quiet: bool) -> None:
-    """Draw the progress of the pull `worker` runs until it ends."""
+    """Draw the progress of the pull `worker` runs, on stderr, until it ends."""
     if quiet:
         worker.join()
         return
     progress_file = tree.images / str(parse_reference(ref)) / "progress"
     columns = (TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
                TransferSpeedColumn())
-    with Progress(*columns, transient=False) as bars:
+    with Progress(*columns, console=Console(stderr=True)) as bars:  # stdout stays the task's
         tasks: dict[str, TaskID] = {}
         while True:
             running = worker.is_alive()
