@@ -1,0 +1,58 @@
+"""README.md's tour and its `cdfs` command block run as written, on a real daemon.
+
+The blocks are taken from the README itself, so a command shown there that stops
+working fails here. Only the mount path is changed, to this test's."""
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+from support import Daemon
+
+README = Path(__file__).resolve().parents[2] / "README.md"
+
+
+def block(heading: str) -> str:
+    """The first ```sh block of the README section called `heading`."""
+    text = README.read_text()
+    section = text.split(f"## {heading}\n", 1)[1].split("\n## ", 1)[0]
+    found = re.search(r"```sh\n(.*?)```", section, re.S)
+    assert found, f"no sh block under {heading!r}"
+    return found.group(1)
+
+
+def run_as_written(daemon: Daemon, script: str, tmp_path: Path,
+                   stdin: str = "") -> tuple[int, str, str]:
+    """Run `script` with bash in `tmp_path`, `cdfs` on PATH, the mount as /mnt/cdfs."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir(exist_ok=True)
+    wrapper = bin_dir / "cdfs"
+    wrapper.write_text(f"#!/bin/sh\nexec {sys.executable} -m cdfs.cli \"$@\"\n")
+    wrapper.chmod(0o755)
+    out, err = tmp_path / "out", tmp_path / "err"
+    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}",
+           "CDFS_MOUNT": str(daemon.mount), "PAGER": "cat"}
+    with open(out, "w") as stdout, open(err, "w") as stderr:  # files: a background
+        done = subprocess.run(  # reader of the tour must not hold a pipe open
+            ["bash", "-c", script.replace("/mnt/cdfs", str(daemon.mount))], cwd=tmp_path,
+            env=env, input=stdin.encode(), stdout=stdout, stderr=stderr, timeout=120)
+    return done.returncode, out.read_text(), err.read_text()
+
+
+def test_the_tour_runs_as_written(daemon: Daemon, tmp_path: Path) -> None:
+    code, out, err = run_as_written(daemon, "set -e\n" + block("A five-minute tour"), tmp_path)
+    assert code == 0, err
+    assert "got hello" in out
+    assert "Invalid argument" in err  # the tour's refused write, shown on purpose
+
+
+def test_the_cdfs_command_block_runs_as_written(daemon: Daemon, tmp_path: Path) -> None:
+    code, out, err = run_as_written(daemon, block("The `cdfs` command"), tmp_path,
+                                    stdin="echo typed-$((40+2))\nexit\n")
+    assert code == 0, err
+    assert "hi\n5\n" in out
+    assert "\n42\n" in out
+    assert "typed-42" in out
+    assert "cdfs " not in err, err  # no command refused
