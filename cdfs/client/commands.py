@@ -94,8 +94,11 @@ def run_task(tree: Tree, task: Path, start: Callable[[], None], interactive: boo
     """Start the created task `task` and relay its input and output until it exits."""
     if terminal:
         return _run_on_terminal(tree, task, start, interactive)
-    outputs = [streams.copy_out(task / "follow" / "stdout", sys.stdout.buffer),
-               streams.copy_out(task / "follow" / "stderr", sys.stderr.buffer)]
+    try:
+        outputs = [streams.copy_out(task / "follow" / "stdout", sys.stdout.buffer),
+                   streams.copy_out(task / "follow" / "stderr", sys.stderr.buffer)]
+    except OSError as exc:
+        raise TreeError(f"{task.name}: cannot follow its output: {exc.strerror}") from None
     with forwarding_signals(tree, task):
         start()
         if interactive:

@@ -25,10 +25,12 @@ _CHUNK = 1 << 16
 
 
 def copy_out(source: Path, sink: BinaryIO) -> threading.Thread:
-    """Copy the stream file `source` to `sink` until it ends, in a thread."""
+    """Copy the stream file `source` to `sink` until it ends, in a thread. It is
+    opened here, so a task without it fails the caller rather than the thread."""
+    stream = open(source, "rb", buffering=0)  # noqa: SIM115 (closed by the pump)
 
     def pump() -> None:
-        with contextlib.suppress(OSError), open(source, "rb", buffering=0) as stream:
+        with contextlib.suppress(OSError), stream:
             while chunk := stream.read(_CHUNK):
                 sink.write(chunk)
                 sink.flush()
