@@ -14,15 +14,16 @@ from cdfs.config import DEFAULT_LOG_SIZE_MAX, DEFAULT_MOUNT, DEFAULT_ROOT, DEFAU
 BANNER = """\
 cdfs {version} is serving {mount}. In another shell, try:
   cd {mount}; less README                   # every file and verb
-  ls -R images/                             # cdfs.local/busybox:latest, built from the host
+  ls images/cdfs.local/                     # busybox:latest, built from the host
   timeout 30 cat events &                   # events as JSON lines
   mkdir containers/web
   echo cdfs.local/busybox:latest > containers/web/image
   echo '{{"process":{{"args":["sh","-c","echo hi"]}}}}' > containers/web/config.json
   echo start > containers/web/ctl
   cat containers/web/wait containers/web/stdout          # 0, then hi
-  tail -f containers/web/stdout                         # output files are log files
+  tail -n 1 containers/web/stdout                       # output files are log files
   rmdir containers/web
+  cdfs run -it --rm cdfs.local/busybox:latest sh        # the same, for people
 Stop with Ctrl-C: the tree is unmounted; containers keep running under their monitors."""
 
 

@@ -378,6 +378,10 @@ class Filesystem(pyfuse3.Operations):
             fh = self._add_handle(OutputHandle(node, file))
             return pyfuse3.FileInfo(fh=fh, direct_io=True, keep_cache=False)
         if isinstance(entry, Input):
+            if not writing:  # root reading a write-only file: it is empty
+                handle = self.values.empty(node, ctx.pid)
+                return pyfuse3.FileInfo(fh=self._add_handle(handle), direct_io=True,
+                                        keep_cache=False)
             if reading:
                 raise pyfuse3.FUSEError(errno.EACCES)
             sink = await quietly(entry.open(self.services, node.scope))

@@ -39,8 +39,9 @@ with docker's group: allow only a group you would give root.
 Each file below is marked with its kind, and each kind keeps one contract:
 
 - **read-only, read-write, write-only** (values): st_size is the length a read returns
-  now, mtime and ctime are when the object (a container's making, start or exit, an
-  image's pull) or the value last changed; seekable; reads never wait. `tar`, `cp`,
+  now (a write-only file, such as `stdin`, reads empty for root), mtime and ctime are when the
+  object (a container's making, start or exit, an image's pull) or the value last
+  changed; seekable; reads never wait. `tar`, `cp`,
   `rsync`, `jq` and `stat` work on them as on any file.
 - **output** (`stdout`, `stderr`, `log`): a growing log file: everything written so
   far, its real size, seekable, end of file at the current end, never waiting, so
@@ -62,7 +63,7 @@ Each file below is marked with its kind, and each kind keeps one contract:
 - **link**: a symbolic link inside the tree.
 
 Tools that read every file of a tree never end on a stream; leave them out (the
-write-only files, such as `stdin`, refuse to be read, EACCES, as their mode says):
+write-only files, such as `stdin`, read empty for root, so nothing else stops them):
 
 ```
 grep -r --exclude=events --exclude=wait --exclude=tty --exclude=stream \\

@@ -104,7 +104,7 @@ def on_window_change(resize: Callable[[int, int], None]) -> Iterator[None]:
 
 def type_into(target: Path, until: threading.Event) -> None:
     """Send our keystrokes to the terminal file `target` until `until` is set (the
-    task's output ended) or our input does."""
+    task's output ended) or our input ends, which is typed as ^D."""
     fd = sys.stdin.fileno()
     with open(target, "wb", buffering=0) as terminal:
         while not until.is_set():
@@ -112,6 +112,7 @@ def type_into(target: Path, until: threading.Event) -> None:
             if not ready:
                 continue
             chunk = os.read(fd, _CHUNK)
-            if not chunk:
+            if not chunk:  # our input ended: so does the terminal's (^D)
+                terminal.write(b"\x04")
                 return
             terminal.write(chunk)

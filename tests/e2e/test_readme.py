@@ -42,9 +42,12 @@ def run_as_written(daemon: Daemon, script: str, tmp_path: Path,
 
 
 def test_the_tour_runs_as_written(daemon: Daemon, tmp_path: Path) -> None:
-    code, out, err = run_as_written(daemon, "set -e\n" + block("A five-minute tour"), tmp_path)
+    code, out, err = run_as_written(daemon, "set -e\n" + block("A five-minute tour"), tmp_path,
+                                    stdin="echo typed-$((40+2))\nexit\n")
     assert code == 0, err
     assert "got hello" in out
+    assert "got it\n" in out and "exit 3\n" in out  # events interleave: the tour reads them
+    assert "typed-42" in out
     assert "Invalid argument" in err  # the tour's refused write, shown on purpose
 
 

@@ -55,6 +55,7 @@ int main(int argc, char **argv) {
 def test_whole_tree_tools_finish_with_the_exclusions(tree: Tree, tmp_path: Path) -> None:
     found = tree.run("grep", "-r", "-l", *GREP_EXCLUDE, "line 100", tree.mount, timeout=60,
                      check=False)
+    assert "Permission denied" not in found.stderr
     stopped = tree.mount / "namespaces" / "default" / "containers" / "stopped"  # no links
     assert str(stopped / "stdout") in found.stdout.split(), found.stderr
     prune = ["(", *(word for n in STREAMS for word in ("-name", n, "-o")), "-name", "follow",
@@ -65,9 +66,7 @@ def test_whole_tree_tools_finish_with_the_exclusions(tree: Tree, tmp_path: Path)
     tar = tree.run("tar", "-cf", tmp_path / "tree.tar", *(f"--exclude={n}" for n in STREAMS),
                    "--exclude=follow", "-C", tree.mount, "namespaces", timeout=60,
                    check=False)
-    refused = [line for line in tar.stderr.splitlines() if "Permission denied" in line]
-    assert all("/stdin:" in line for line in refused), tar.stderr  # write-only, as documented
-    assert tar.returncode in (0, 1, 2), tar.stderr
+    assert tar.returncode == 0, tar.stderr  # write-only files (stdin) read empty
     listed = tree.run("tar", "-tvf", tmp_path / "tree.tar").stdout
     assert "namespaces/default/containers/stopped/stdout" in listed
 
