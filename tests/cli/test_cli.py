@@ -40,6 +40,11 @@ def test_run_sets_env_workdir_user_and_memory(daemon: Daemon) -> None:
     assert cdfs(daemon, "rm", "flags").returncode == 0
 
 
+def test_run_as_a_user_named_in_the_image(daemon: Daemon) -> None:
+    done = cdfs(daemon, "run", "--rm", "-u", "nobody", IMAGE, "id", "-u")
+    assert (done.returncode, done.stdout) == (0, "65534\n"), done.stderr
+
+
 def test_run_interactive_sends_stdin_then_end_of_file(daemon: Daemon) -> None:
     done = cdfs(daemon, "run", "--rm", "-i", IMAGE, "sh", "-c", "read x; echo got $x; cat",
                 stdin="one\ntwo\n")
