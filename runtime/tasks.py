@@ -474,11 +474,15 @@ class TaskService:
 
     def _release_keeper(self, path: Path) -> None:
         """End the keeper of the process's stdin connection (and reap it if it is
-        this daemon's child). Called with the lock held."""
-        stdin_keeper.release(MonitorFiles(path))
+        this daemon's child). Called with the lock held. Our own child is killed by
+        its Popen: just after the fork its cmdline is still ours, not the keeper's, and
+        stdin_keeper.release (which checks that, for an earlier daemon's keeper) would
+        leave it holding the connection, and the process would never read EOF."""
         keeper = self._keepers.pop(path, None)
         if keeper is not None:
+            keeper.kill()
             keeper.wait()
+        stdin_keeper.release(MonitorFiles(path))
 
     def _drop_stdin(self, path: Path) -> None:
         with self._lock:
