@@ -39,7 +39,6 @@ from base.mount import Mount
 from runtime import conmon, runc, spec, stdin_keeper
 from runtime.conmon import MonitorFiles
 from runtime.inotify import IN_CLOSE_WRITE, IN_CREATE, IN_MOVED_TO, Inotify
-from runtime.logs import LogReader
 from runtime.mounts import is_mounted, mount_all, unmount_all
 from runtime.runc import Runc
 from runtime.state import Status, Verb, check
@@ -95,7 +94,6 @@ class TaskService:
         self._stdin: dict[Path, socket.socket] = {}
         self._keepers: dict[Path, subprocess.Popen[bytes]] = {}  # started by this daemon
         self._lock = threading.Lock()
-        self._readers: dict[Path, LogReader] = {}
         for path in (self.state_dir, self._sockets, self.state_dir / "tasks",
                      self.state_dir / "runc"):
             path.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -133,13 +131,6 @@ class TaskService:
         Only names are computed, nothing is read, so the daemon calls this on its
         loop for a task it knows to exist."""
         return MonitorFiles(self._path(namespace, container_id, exec_id))
-
-    def logs(self, namespace: str, container_id: str, exec_id: str | None = None
-             ) -> LogReader:
-        """The reader of stdout, stderr and the combined log of a container or exec."""
-        path = self.files(namespace, container_id, exec_id).log
-        with self._lock:
-            return self._readers.setdefault(path, LogReader(path))
 
     # --- containers ---------------------------------------------------------------------
 
@@ -489,8 +480,6 @@ class TaskService:
             for key in [key for key in self._stdin if key == path or path in key.parents]:
                 self._release_keeper(key)
                 self._stdin.pop(key).close()
-            for key in [key for key in self._readers if path in key.parents]:
-                del self._readers[key]
 
     # --- execs --------------------------------------------------------------------------
 

@@ -14,7 +14,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from runtime.logs import LogIndex
 from runtime.mounts import unmount_all
+from runtime.tasks import TaskService
 
 REPO = Path(__file__).resolve().parent.parent
 CDFS = [sys.executable, "-m", "cdfs.cli"]
@@ -212,3 +214,13 @@ class Names:
             subprocess.run(["ip", "netns", "delete", name], capture_output=True, timeout=10)
         for ifname in self.host_ifs:
             subprocess.run(["ip", "link", "delete", ifname], capture_output=True, timeout=10)
+
+
+def task_output(service: TaskService, stream: str, namespace: str, container_id: str,
+                exec_id: str | None = None) -> bytes:
+    """Everything a task wrote to `stream` so far, read as the daemon reads it."""
+    index = LogIndex(service.files(namespace, container_id, exec_id).log, cap=1 << 40)
+    try:
+        return index.read(stream, 0, 1 << 24)[1]
+    finally:
+        index.close()

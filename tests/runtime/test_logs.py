@@ -1,13 +1,12 @@
 """Reading k8s-file logs, and following them with inotify."""
 
-import os
 from pathlib import Path
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from runtime.inotify import Inotify
-from runtime.logs import LogIndex, LogReader, dropped_marker, parse_record
+from runtime.logs import LogIndex, dropped_marker, parse_record
 
 TS = "2026-01-01T00:00:00.000000000+00:00"
 
@@ -33,50 +32,30 @@ def test_streams_read_in_any_pieces(tmp_path_factory: object, records: list, pie
     lines = b"".join(f"{TS} {s} {'P' if p else 'F'} ".encode() + text + b"\n"
                      for s, p, text in records)
     path.write_bytes(lines)
-    reader = LogReader(path)
+    index = LogIndex(path, cap=1 << 30)
     for stream in ("stdout", "stderr"):
         expected = b"".join(text + (b"" if p else b"\n") for s, p, text in records if s == stream)
         got = b""
-        while chunk := reader.read_stream(stream, len(got), piece):
+        while chunk := index.read(stream, len(got), piece)[1]:
             got += chunk
         assert got == expected
-        assert reader.read_stream(stream, 1, 5) == expected[1:6], "a read from behind rescans"
+        assert index.size(stream) == len(expected)
+        assert index.read(stream, 1, 5)[1] == expected[1:6], "a read from behind"
+    index.close()
 
 
 def test_half_written_line_waits(tmp_path: Path) -> None:
     path = tmp_path / "log"
-    path.write_bytes(f"{TS} stdout F one\n{TS} stdout F tw".encode())
-    reader = LogReader(path)
-    assert reader.read_stream("stdout", 0, 100) == b"one\n"
+    path.write_bytes(f"{TS} stdout F one\n{TS} stderr F err\n{TS} stdout F tw".encode())
+    index = LogIndex(path, cap=1 << 30)
+    assert (index.size("stdout"), index.size("stderr")) == (4, 4)
+    assert index.read("stdout", 0, 100)[1] == b"one\n"
     with open(path, "ab") as f:
         f.write(b"o\n")
-    assert reader.read_stream("stdout", 4, 100) == b"two\n"
-    assert reader.read_combined(0, 10) == TS[:10].encode()
-
-
-def test_length_counts_one_stream_and_leaves_reads_alone(tmp_path: Path) -> None:
-    path = tmp_path / "log"
-    path.write_bytes(f"{TS} stdout P ab\n{TS} stderr F err\n{TS} stdout F cd\n"
-                     f"{TS} stdout F x".encode())  # the last record is still being written
-    reader = LogReader(path)
-    assert (reader.length("stdout"), reader.length("stderr")) == (5, 4)
-    assert reader.read_stream("stdout", 0, 100) == b"abcd\n"
-    assert reader.read_stream("stdout", 5, 100) == b""
-    assert LogReader(tmp_path / "none").length("stdout") == 0
-
-
-def test_replaced_log_is_read_afresh(tmp_path: Path) -> None:
-    path = tmp_path / "log"
-    path.write_bytes(f"{TS} stdout F old old old\n".encode())
-    reader = LogReader(path)
-    assert reader.read_stream("stdout", 0, 100) == b"old old old\n"
-    path.with_name("new").write_bytes(f"{TS} stdout F new\n".encode())
-    os.replace(path.with_name("new"), path)
-    assert reader.read_stream("stdout", 0, 100) == b"new\n"
-
-
-def test_missing_log_reads_empty(tmp_path: Path) -> None:
-    assert LogReader(tmp_path / "none").read_stream("stdout", 0, 10) == b""
+    assert index.read("stdout", 4, 100)[1] == b"two\n"
+    assert index.read("log", 0, 10)[1] == TS[:10].encode()
+    assert LogIndex(tmp_path / "none", cap=100).size("stdout") == 0
+    index.close()
 
 
 def test_inotify_sees_growth_and_creation(tmp_path: Path) -> None:

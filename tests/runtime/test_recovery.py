@@ -5,6 +5,8 @@ import signal
 import time
 from pathlib import Path
 
+from support import task_output
+
 from base.mount import Mount
 from runtime import conmon
 from runtime.state import Status
@@ -34,13 +36,13 @@ def test_restart_sees_running_and_stopped(tmp_path: Path, service: TaskService,
     assert infos["live"].status == Status.RUNNING and infos["live"].pid == before.pid
     assert (infos["done"].status, infos["done"].exit_status) == (Status.STOPPED, 9)
     deadline = time.monotonic() + 10
-    while again.logs("test", "live").read_stream("stdout", 0, 100) != b"started\n":
+    while task_output(again, "stdout", "test", "live") != b"started\n":
         assert time.monotonic() < deadline
         time.sleep(0.05)
     (flag / "go").touch()
     info = again.wait("test", "live", timeout=10)
     assert (info.status, info.exit_status) == (Status.STOPPED, 4)
-    assert again.logs("test", "live").read_stream("stdout", 0, 100) == b"started\nleaving\n"
+    assert task_output(again, "stdout", "test", "live") == b"started\nleaving\n"
 
 
 def test_dead_monitor_is_reported_stopped(service: TaskService, busybox_rootfs: Path) -> None:
@@ -79,7 +81,7 @@ def test_many_containers_at_once(service: TaskService, busybox_rootfs: Path) -> 
     for i in range(count):
         info = service.wait("many", f"c{i}", timeout=20)
         assert info.exit_status == i % 7
-        assert service.logs("many", f"c{i}").read_stream("stdout", 0, 10) == f"{i}\n".encode()
+        assert task_output(service, "stdout", "many", f"c{i}") == f"{i}\n".encode()
     for i in range(count):
         service.delete("many", f"c{i}")
     assert service.list() == []
@@ -99,7 +101,7 @@ def test_rootfs_from_mounts(tmp_path: Path, service: TaskService, busybox_rootfs
     assert (rootfs / "bin" / "busybox").exists()
     service.start("test", "ov")
     assert service.wait("test", "ov", timeout=10).exit_status == 0
-    assert service.logs("test", "ov").read_stream("stdout", 0, 100) == b"written\n"
+    assert task_output(service, "stdout", "test", "ov") == b"written\n"
     assert (upper / "new").read_text() == "written\n"
     service.delete("test", "ov")
     assert not rootfs.exists()

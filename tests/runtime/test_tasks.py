@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
+from support import task_output
 
 from base.errors import AlreadyExists, Busy, InvalidArgument, NotFound, Unavailable
 from runtime import runc
@@ -26,11 +27,11 @@ def run(service: TaskService, cid: str, rootfs: Path, script: str, stdin: bool =
 
 
 def stdout(service: TaskService, cid: str, exec_id: str | None = None) -> bytes:
-    return service.logs("test", cid, exec_id).read_stream("stdout", 0, 1 << 20)
+    return task_output(service, "stdout", "test", cid, exec_id)
 
 
 def stderr(service: TaskService, cid: str, exec_id: str | None = None) -> bytes:
-    return service.logs("test", cid, exec_id).read_stream("stderr", 0, 1 << 20)
+    return task_output(service, "stderr", "test", cid, exec_id)
 
 
 def wait_for(predicate: object, timeout: float = 10.0) -> None:
@@ -50,7 +51,7 @@ def test_output_and_exit_code(service: TaskService, busybox_rootfs: Path) -> Non
     assert info.exited_at is not None and abs(info.exited_at - time.time()) < 30
     assert stdout(service, "c1") == b"out\n"
     assert stderr(service, "c1") == b"err\n"
-    log = service.logs("test", "c1").read_combined(0, 4096)
+    log = task_output(service, "log", "test", "c1")
     assert b" stdout F out\n" in log and b" stderr F err\n" in log
 
 
@@ -239,7 +240,7 @@ def test_same_id_in_two_namespaces(service: TaskService, busybox_rootfs: Path) -
         run(service, "same", busybox_rootfs, f"echo {namespace}", namespace=namespace)
     for namespace in ("a", "b"):
         assert service.wait(namespace, "same", timeout=10).exit_status == 0
-        assert service.logs(namespace, "same").read_stream("stdout", 0, 100) == \
+        assert task_output(service, "stdout", namespace, "same") == \
             f"{namespace}\n".encode()
     assert service.list() == [("a", "same"), ("b", "same")]
 

@@ -5,6 +5,7 @@ import time
 from pathlib import Path
 
 import pytest
+from support import task_output
 
 from base.errors import InvalidArgument
 from runtime import conmon
@@ -16,7 +17,7 @@ from .conftest import container_spec
 
 def screen(service: TaskService, cid: str, exec_id: str | None = None) -> bytes:
     """Everything the terminal showed so far (the log's stdout)."""
-    return service.logs("test", cid, exec_id).read_stream("stdout", 0, 1 << 20)
+    return task_output(service, "stdout", "test", cid, exec_id)
 
 
 def shows(service: TaskService, cid: str, text: bytes, exec_id: str | None = None,
@@ -43,7 +44,7 @@ def test_shell_on_a_terminal(service: TaskService, busybox_rootfs: Path) -> None
     info = service.wait("test", "t", timeout=10)
     assert (info.status, info.exit_status) == (Status.STOPPED, 3)
     assert b"42\r\n" in screen(service, "t")  # stderr is the terminal too
-    assert service.logs("test", "t").read_stream("stderr", 0, 100) == b""
+    assert task_output(service, "stderr", "test", "t") == b""
     with pytest.raises(InvalidArgument, match="stopped"):
         service.resize("test", "t", 40, 100)
 
