@@ -115,20 +115,9 @@ async def _stdin(app: Services, scope: Scope) -> Sink:
     return _Stdin(app, scope)
 
 
-class _Keystrokes:
+class _Keystrokes(_Stdin):
     """One open of a tty for writing: each write is typed into the terminal; closing
     it ends nothing (a terminal's input stays open: type ^D for end of file)."""
-
-    def __init__(self, app: Services, scope: Scope) -> None:
-        self._app = app
-        self._scope = scope
-
-    async def write(self, offset: int, data: bytes) -> None:
-        scope = self._scope
-        await self._app.containers.write_stdin(scope["ns"], scope["id"], data, _exec_id(scope))
-
-    async def check(self) -> None:
-        pass
 
     async def close(self) -> None:
         pass
