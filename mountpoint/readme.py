@@ -34,6 +34,12 @@ The tree is root's: only root may use it, unless the daemon was started with
 may run containers (and import or export at host paths) is as good as root, as
 with docker's group: allow only a group you would give root.
 
+The `cdfs` command is a client of this tree and of nothing else: `cdfs run`,
+`ps`, `logs`, `exec`, `attach`, `stop`, `rm`, `pull` and `images` are a few
+reads and writes of the files below (`cdfs --help`). `cdfs run -it` runs on
+`tty`, `resize` and `wait`; `cdfs logs -f` reads `follow/log`; `cdfs ps` is
+`cat containers/list`; `cdfs pull` draws the image's `progress` file.
+
 ## Kinds of files
 
 Each file below is marked with its kind, and each kind keeps one contract:
