@@ -25,18 +25,20 @@ def block(heading: str) -> str:
 
 def run_as_written(daemon: Daemon, script: str, tmp_path: Path,
                    stdin: str = "") -> tuple[int, str, str]:
-    """Run `script` with bash in `tmp_path`, `cdfs` on PATH, the mount as /mnt/cdfs."""
+    """Run `script` with bash, `cdfs` on PATH, the mount as /mnt/cdfs."""
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir(exist_ok=True)
     wrapper = bin_dir / "cdfs"
     wrapper.write_text(f"#!/bin/sh\nexec {sys.executable} -m cdfs.cli \"$@\"\n")
     wrapper.chmod(0o755)
     out, err = tmp_path / "out", tmp_path / "err"
+    work = tmp_path / "work"  # not tmp_path, whose cdfs/ (the daemon's) would shadow the package
+    work.mkdir(exist_ok=True)
     env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}",
            "CDFS_MOUNT": str(daemon.mount), "PAGER": "cat"}
     with open(out, "w") as stdout, open(err, "w") as stderr:  # files: a background
         done = subprocess.run(  # reader of the tour must not hold a pipe open
-            ["bash", "-c", script.replace("/mnt/cdfs", str(daemon.mount))], cwd=tmp_path,
+            ["bash", "-c", script.replace("/mnt/cdfs", str(daemon.mount))], cwd=work,
             env=env, input=stdin.encode(), stdout=stdout, stderr=stderr, timeout=120)
     return done.returncode, out.read_text(), err.read_text()
 
