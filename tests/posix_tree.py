@@ -3,12 +3,12 @@ running one that keeps writing, and the built-in busybox image; real programs ar
 against them, each under a timeout (the `tree` fixture in conftest.py)."""
 
 import json
-import os
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
 from support import Daemon
+from support import write as _write
 
 BUSYBOX = "cdfs.local/busybox:latest"
 STOPPED_OUT = "".join(f"line {i}\n" for i in range(1, 101))
@@ -38,13 +38,6 @@ class Tree:
     def sh(self, script: str, timeout: float = 20) -> subprocess.CompletedProcess[str]:
         return self.daemon.sh(script, timeout=timeout)
 
-
-def _write(path: Path, text: str) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_TRUNC)
-    try:
-        os.write(fd, text.encode())
-    finally:
-        os.close(fd)
 
 
 def make_container(daemon: Daemon, name: str, script: str) -> Path:

@@ -38,14 +38,17 @@ def is_mounted(path: Path) -> bool:
 
 
 def is_served(path: Path) -> bool:
-    """Mounted and answered by a live daemon (a dead one's mount says ENOTCONN)."""
-    if not is_mounted(path):
+    """Mounted and answered by a live daemon (a dead one's mount says ENOTCONN). The
+    mount must be the same before and after the statvfs: a new daemon unmounting a
+    stale mount in between would let it answer from the directory underneath."""
+    before = mount_id(path)
+    if before is None:
         return False
     try:
         os.statvfs(path)
     except OSError:
         return False
-    return True
+    return mount_id(path) == before
 
 
 def wait_until(predicate: Callable[[], bool], timeout: float = 20.0,
@@ -214,6 +217,15 @@ class Names:
             subprocess.run(["ip", "netns", "delete", name], capture_output=True, timeout=10)
         for ifname in self.host_ifs:
             subprocess.run(["ip", "link", "delete", ifname], capture_output=True, timeout=10)
+
+
+def write(path: Path, text: str) -> None:
+    """Write `text` in one write(), as `echo text > path` does: errors come from it."""
+    fd = os.open(path, os.O_WRONLY | os.O_TRUNC)
+    try:
+        os.write(fd, text.encode())
+    finally:
+        os.close(fd)
 
 
 def task_output(service: TaskService, stream: str, namespace: str, container_id: str,

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support import REPO, Daemon, wait_until
+from support import REPO, Daemon, wait_until, write
 
 from content.archive import export_archive
 from content.build import BuildConfig, Entry, Layer, build_image
@@ -37,13 +37,6 @@ def first_line(path: Path, timeout: float = 20) -> str:
                             capture_output=True, text=True, timeout=timeout + 10)
     return result.stdout.strip()
 
-
-def write(path: Path, text: str) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_TRUNC)
-    try:
-        os.write(fd, text.encode())
-    finally:
-        os.close(fd)
 
 
 def refused(path: Path, text: str) -> int:

@@ -2,22 +2,14 @@
 
 import errno
 import json
-import os
 import subprocess
 from pathlib import Path
 
 import pytest
 from support import CDFS, Daemon, is_mounted, make_busybox_rootfs
+from support import write as _write
 
 from cdfs.services import container_config as cc
-
-
-def _write(path: Path, text: str) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_TRUNC)
-    try:
-        os.write(fd, text.encode())
-    finally:
-        os.close(fd)
 
 
 def test_a_users_mount_joins_the_defaults_and_replaces_one_at_its_destination() -> None:

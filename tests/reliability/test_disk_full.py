@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from support import Daemon, mount_id
+from support import write as _write
 
 from content import mediatypes as mt
 from content.build import BuildConfig, Entry, Layer, build_image
@@ -74,13 +75,6 @@ def _layout(root: Path) -> dict[str, set[str]]:
     return {part: set(os.listdir(root / part)) if (root / part).exists() else set()
             for part in ("content/blobs/sha256", "content/ingest", "snapshots/snapshots")}
 
-
-def _write(path: Path, text: str) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_TRUNC)
-    try:
-        os.write(fd, text.encode())
-    finally:
-        os.close(fd)
 
 
 def test_a_pull_that_fills_the_disk_says_so_and_leaves_the_root_as_it_was(

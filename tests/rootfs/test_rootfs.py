@@ -10,7 +10,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from support import Daemon, wait_until
+from support import Daemon, wait_until, write
 
 from content.archive import export_archive
 from content.build import BuildConfig, Entry, Layer, build_image
@@ -18,13 +18,6 @@ from content.store import ContentStore
 
 MTIME = 1_600_000_000
 
-
-def write(path: Path, text: str) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_TRUNC)
-    try:
-        os.write(fd, text.encode())
-    finally:
-        os.close(fd)
 
 
 def import_image(daemon: Daemon, tmp_path: Path, ref: str, layers: list[Layer]) -> Path:
