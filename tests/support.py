@@ -228,6 +228,15 @@ def write(path: Path, text: str) -> None:
         os.close(fd)
 
 
+def write_errno(path: Path, line: str) -> int:
+    """Write one line in one write(): the errno it was refused with, or 0."""
+    try:
+        write(path, line + "\n")
+    except OSError as exc:
+        return exc.errno or -1
+    return 0
+
+
 def task_output(service: TaskService, stream: str, namespace: str, container_id: str,
                 exec_id: str | None = None) -> bytes:
     """Everything a task wrote to `stream` so far, read as the daemon reads it."""

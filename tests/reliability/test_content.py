@@ -7,7 +7,7 @@ import os
 from dataclasses import replace
 from pathlib import Path
 
-from support import Daemon
+from support import Daemon, write_errno
 
 from content import mediatypes as mt
 from content.build import BuildConfig, Entry, Layer, build_image, build_index
@@ -19,14 +19,7 @@ from content.store import ContentStore
 
 def _pull(daemon: Daemon, line: str) -> int:
     """Write a pull or import line to images/ctl; the errno it failed with, or 0."""
-    fd = os.open(daemon.path("namespaces", "default", "images", "ctl"), os.O_WRONLY)
-    try:
-        os.write(fd, line.encode() + b"\n")
-    except OSError as exc:
-        return exc.errno or -1
-    finally:
-        os.close(fd)
-    return 0
+    return write_errno(daemon.path("namespaces", "default", "images", "ctl"), line)
 
 
 def _images(daemon: Daemon) -> list[str]:

@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from support import Daemon, mount_id
+from support import Daemon, mount_id, write_errno
 from support import write as _write
 
 from content import mediatypes as mt
@@ -55,14 +55,7 @@ def _publish(tmp_path: Path, registry: str, name: str, layers: int, size: int) -
 
 def _ctl(daemon: Daemon, path: str, line: str) -> int:
     """Write a line to a ctl file: the errno it failed with, or 0."""
-    fd = os.open(daemon.path(*path.split("/")), os.O_WRONLY)
-    try:
-        os.write(fd, line.encode() + b"\n")
-    except OSError as exc:
-        return exc.errno or -1
-    finally:
-        os.close(fd)
-    return 0
+    return write_errno(daemon.path(*path.split("/")), line)
 
 
 def _free(path: Path) -> int:
