@@ -1,0 +1,95 @@
+"""The sandbox record's labels: what is written is what is read back, and labels
+edited by hand leave the record readable."""
+
+import errno
+from dataclasses import replace
+
+import pytest
+
+from cdfs.client.tree import TreeError
+from cdfs.cri import labels
+from cdfs.cri.sandbox_record import (
+    Metadata,
+    NamespaceMode,
+    NamespaceOptions,
+    PortMapping,
+    SandboxFiles,
+    SandboxRecord,
+)
+
+SANDBOX_ID = "ab" * 32
+
+
+def full_record() -> SandboxRecord:
+    return SandboxRecord(
+        id=SANDBOX_ID,
+        metadata=Metadata("web", "uid-1", "default", attempt=2),
+        created_at=1_700_000_000_123_456_789,
+        labels={"app": "web", "multi": "a=b"},
+        annotations={"note": "line one\nline two"},
+        runtime_handler="runc",
+        namespace_options=NamespaceOptions(NamespaceMode.POD, NamespaceMode.CONTAINER,
+                                           NamespaceMode.NODE),
+        netns_name="cri-abab",
+        netns_path="/run/netns/cri-abab",
+        hostname="web-0",
+        files=SandboxFiles("/r/sandboxes/x/hostname", "/r/sandboxes/x/hosts",
+                           "/r/sandboxes/x/resolv.conf"),
+        cgroup_parent="/kubepods/pod-1",
+        log_directory="/var/log/pods/default_web_uid-1",
+        privileged=True,
+        port_mappings=(PortMapping(80, 8080, "TCP", "127.0.0.1"), PortMapping(53, 5353, "UDP")),
+        ip="10.223.0.5",
+        additional_ips=("fd00::5",),
+    )
+
+
+def test_labels_round_trip_every_field() -> None:
+    record = full_record()
+    stored = record.to_labels()
+    assert stored[labels.KIND] == labels.SANDBOX_KIND
+    assert all(key.startswith(labels.PREFIX) for key in stored)
+    assert all("\n" not in value for value in stored.values())
+    back = SandboxRecord.from_labels(SANDBOX_ID, stored, status="running", pause_pid=42)
+    assert back == replace(record, status="running", pause_pid=42)
+    assert back.ready
+    assert back.namespace_path("ipc") == "/proc/42/ns/ipc"
+
+
+def test_through_the_labels_file_text() -> None:
+    """The text written to the tree's labels file parses back to the same labels."""
+    stored = full_record().to_labels()
+    lines = labels.format_lines(stored).splitlines()
+    parsed = dict(line.partition("=")[::2] for line in lines)
+    assert parsed == stored
+
+
+def test_a_stopped_sandbox_is_not_ready() -> None:
+    record = SandboxRecord.from_labels(SANDBOX_ID, full_record().to_labels(), "stopped")
+    assert not record.ready
+    assert record.namespace_path("net") == ""
+
+
+def test_not_a_sandbox_is_not_found() -> None:
+    with pytest.raises(TreeError) as caught:
+        SandboxRecord.from_labels(SANDBOX_ID, {labels.KIND: labels.CONTAINER_KIND})
+    assert caught.value.errno == errno.ENOENT
+
+
+def test_damaged_labels_give_defaults() -> None:
+    stored = {**full_record().to_labels(),
+              labels.PREFIX + "metadata": "{not json",
+              labels.PREFIX + "port-mappings": '"a string"',
+              labels.PREFIX + "created-at": "soon"}
+    record = SandboxRecord.from_labels(SANDBOX_ID, stored)
+    assert record.metadata == Metadata("", "", "")
+    assert record.port_mappings == ()
+    assert record.created_at == 0
+    assert record.ip == "10.223.0.5"
+
+
+def test_a_line_break_in_a_string_field_is_refused() -> None:
+    record = SandboxRecord(SANDBOX_ID, Metadata("a", "b", "c"), 1, hostname="a\nb")
+    with pytest.raises(TreeError) as caught:
+        record.to_labels()
+    assert caught.value.errno == errno.EINVAL
