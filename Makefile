@@ -10,11 +10,16 @@ STATE ?= /run/cdfs
 PYTEST_ARGS ?=
 APT_PACKAGES := fuse3 libfuse3-dev pkg-config gcc python3-venv runc conmon docker-registry \
 	busybox-static skopeo umoci containerd iproute2 zstd util-linux procps \
-	rsync jq less
+	rsync jq less libc6-dev containernetworking-plugins iptables
+PAUSE := cdfs/cri/pause/pause
 
 .PHONY: run test deps apt lint typecheck wheel-check docs bench clean
 
-deps: apt $(VENV)/.installed
+deps: apt $(VENV)/.installed $(PAUSE)
+
+# The pod sandbox's pause program, static so it runs in an image holding nothing else.
+$(PAUSE): cdfs/cri/pause/pause.c
+	python3 -m cdfs.cri.pause $@
 
 apt:
 	@missing=$$(for p in $(APT_PACKAGES); do \
