@@ -1,7 +1,8 @@
 """The pause program (pause.c beside this file): what a pod sandbox runs.
 
 Its binary is built static from pause.c by `make` and lives beside the source as
-package data, so `cdfs cri` has one to import as an image.
+package data; a checkout where `make` has not run yet gets one built into the CRI
+server's own directory at start (`find_or_build`), so `cdfs cri` always has one.
 """
 
 import shutil
@@ -21,3 +22,17 @@ def compile_pause(output: Path, source: Path = SOURCE) -> None:
         raise RuntimeError("no C compiler (cc) to build the pause program with")
     output.parent.mkdir(parents=True, exist_ok=True)
     subprocess.run([cc, *CC_FLAGS, "-o", str(output), str(source)], check=True, timeout=120)
+
+
+def find_or_build(workdir: Path) -> Path:
+    """The packaged binary, else one compiled once into `workdir` (kept for the next
+    start; rebuilt when pause.c is newer)."""
+    if BINARY.is_file():
+        return BINARY
+    workdir.mkdir(parents=True, exist_ok=True)
+    built = workdir / "pause"
+    if not built.is_file() or built.stat().st_mtime < SOURCE.stat().st_mtime:
+        temp = workdir / "pause.tmp"
+        compile_pause(temp)
+        temp.replace(built)
+    return built

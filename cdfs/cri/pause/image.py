@@ -12,7 +12,7 @@ import tempfile
 from pathlib import Path
 
 from cdfs.client.tree import Tree
-from cdfs.cri.pause import BINARY
+from cdfs.cri.pause import find_or_build
 from content.build import BuildConfig, Entry, Layer, build_image
 from content.descriptor import Descriptor
 from content.oci_layout import export_layout
@@ -28,20 +28,18 @@ def pause_layer(binary: Path) -> Layer:
     return Layer([Entry.file("pause", mode=0o755, source=binary)])
 
 
-def build_pause_image(store: ContentStore, binary: Path = BINARY) -> Descriptor:
+def build_pause_image(store: ContentStore, binary: Path) -> Descriptor:
     """The pause image's manifest, written into `store`."""
-    if not binary.is_file():
-        raise FileNotFoundError(f"no pause binary at {binary} (run `make` to build it)")
     config = BuildConfig(entrypoint=["/pause"], user=PAUSE_USER)
     return build_image(store, [pause_layer(binary)], config)
 
 
-def ensure_pause_image(tree: Tree, scratch: Path, binary: Path = BINARY,
-                       name: str = PAUSE_IMAGE) -> str:
+def ensure_pause_image(tree: Tree, scratch: Path, name: str = PAUSE_IMAGE) -> str:
     """Import the pause image as `name` into the tree's namespace unless it holds that
     very image already; returns the image's digest. `scratch` is a directory of the
-    caller's where the build happens (removed afterwards)."""
+    caller's where the build happens (the image's files are removed afterwards)."""
     scratch.mkdir(parents=True, exist_ok=True)
+    binary = find_or_build(scratch)
     with tempfile.TemporaryDirectory(dir=scratch, prefix="pause-") as work:
         store = ContentStore(Path(work) / "store")
         manifest = build_pause_image(store, binary)
