@@ -13,9 +13,13 @@ APT_PACKAGES := fuse3 libfuse3-dev pkg-config gcc python3-venv runc conmon docke
 	rsync jq less libc6-dev containernetworking-plugins iptables
 PAUSE := cdfs/cri/pause/pause
 
-.PHONY: run test deps apt lint typecheck wheel-check docs bench clean
+# The CRI gRPC stubs, generated from their .proto by setup.py (never committed).
+PROTOS := $(wildcard cdfs/cri/api/*.proto)
+STUBS := $(PROTOS:.proto=_pb2.py)
 
-deps: apt $(VENV)/.installed $(PAUSE)
+.PHONY: run test deps apt lint typecheck wheel-check docs bench clean stubs
+
+deps: apt $(VENV)/.installed stubs $(PAUSE)
 
 # The pod sandbox's pause program, static so it runs in an image holding nothing else.
 $(PAUSE): cdfs/cri/pause/pause.c
@@ -35,16 +39,21 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q -e '.[dev]'
 	@touch $@
 
+stubs: $(STUBS)
+
+$(STUBS): %_pb2.py: %.proto $(VENV)/.installed setup.py
+	$(PY) setup.py -q build_stubs
+
 run: deps
 	@$(VENV)/bin/cdfs serve --mount $(MOUNT) --root $(ROOT) --state $(STATE) --banner
 
 test: deps lint typecheck wheel-check
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
-lint: $(VENV)/.installed
+lint: $(VENV)/.installed stubs
 	$(VENV)/bin/ruff check .
 
-typecheck: $(VENV)/.installed
+typecheck: $(VENV)/.installed stubs
 	$(VENV)/bin/mypy -p base -p content -p runtime -p mountpoint -p cdfs
 
 # A regular install must carry every module: a wheel installed into a fresh venv (which

@@ -1,0 +1,48 @@
+"""The build hook: the CRI stubs are generated from cdfs/cri/api/*.proto, never committed.
+
+Everything else about the package is in pyproject.toml. A wheel (and so `pip install .`)
+gets the stubs through `build_py`; an editable install and `make` get them in the source
+tree (`python setup.py build_stubs`, which the Makefile runs whenever a .proto changes).
+The recipe itself is cdfs/cri/api/protoc.py, loaded by path: the package's dependencies
+are not there at build time.
+"""
+
+import importlib.util
+from pathlib import Path
+
+from setuptools import Command, setup
+from setuptools.command.build_py import build_py
+
+HERE = Path(__file__).resolve().parent
+_spec = importlib.util.spec_from_file_location("cri_protoc", HERE / "cdfs/cri/api/protoc.py")
+assert _spec is not None and _spec.loader is not None
+protoc = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(protoc)
+
+
+class BuildStubs(Command):
+    """`python setup.py build_stubs`: the stubs into the source tree."""
+
+    description = "generate the CRI gRPC stubs beside their .proto"
+    user_options: list[tuple[str, str | None, str]] = []
+
+    def initialize_options(self) -> None:
+        pass
+
+    def finalize_options(self) -> None:
+        pass
+
+    def run(self) -> None:
+        protoc.generate(HERE, HERE)
+
+
+class BuildPyWithStubs(build_py):
+    """build_py that also writes the stubs: into the build dir for a wheel, into the
+    source tree for an editable install (which imports from there)."""
+
+    def run(self) -> None:
+        protoc.generate(HERE, HERE if self.editable_mode else Path(self.build_lib))
+        super().run()
+
+
+setup(cmdclass={"build_py": BuildPyWithStubs, "build_stubs": BuildStubs})
