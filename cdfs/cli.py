@@ -1,9 +1,11 @@
-"""The `cdfs` command: `cdfs serve` runs the daemon, `cdfs docs` prints the reference,
-and the commands for people (run, ps, logs, exec, attach, stop, rm, pull, images) drive
-a running daemon through nothing but the files of its mount."""
+"""The `cdfs` command: `cdfs serve` runs the daemon, `cdfs cri` serves kubelet's CRI
+over a running daemon's mount, `cdfs docs` prints the reference, and the commands
+for people (run, ps, logs, exec, attach, stop, rm, pull, images) drive a running daemon
+through nothing but the files of its mount."""
 
 import argparse
 import logging
+import os
 import sys
 
 import trio
@@ -36,6 +38,7 @@ def _parser() -> argparse.ArgumentParser:
                         "default)")
     commands = parser.add_subparsers(dest="subcommand", required=True, metavar="COMMAND")
     _add_serve(commands)
+    _add_cri(commands)
     commands.add_parser("docs", help="print the filesystem reference (docs/filesystem.md)")
     _add_people(commands)
     return parser
@@ -56,6 +59,45 @@ def _add_serve(commands: "argparse._SubParsersAction[argparse.ArgumentParser]") 
                        "the output files say how much was dropped (CDFS_LOG_SIZE_MAX,\n"
                        f"default {DEFAULT_LOG_SIZE_MAX})")
     serve.add_argument("--banner", action="store_true", help="print what to try once mounted")
+
+
+def _add_cri(commands: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
+    from cdfs.cri.config import DEFAULT_LISTEN, DEFAULT_NAMESPACE, DEFAULT_ROOT
+
+    cri = commands.add_parser("cri", help="serve CRI v1 (kubelet, crictl) over the mount, in "
+                              "the foreground")
+    cri.add_argument("--mount", default=argparse.SUPPRESS,
+                     help=f"the tree (CDFS_MOUNT, default {DEFAULT_MOUNT})")
+    cri.add_argument("--listen", default=DEFAULT_LISTEN,
+                     help=f"unix:///PATH or HOST:PORT (default {DEFAULT_LISTEN})")
+    cri.add_argument("-n", "--namespace", default=argparse.SUPPRESS,
+                     help=f"the tree namespace of CRI's pods and images (default "
+                     f"{DEFAULT_NAMESPACE}), made when missing")
+    cri.add_argument("--root", default=DEFAULT_ROOT,
+                     help=f"the server's own files on the host (default {DEFAULT_ROOT})")
+    cri.add_argument("--log-level", default="info",
+                     choices=["debug", "info", "warning", "error"])
+
+
+def _cri(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from cdfs.client.tree import DEFAULT_MOUNT as CLIENT_MOUNT
+    from cdfs.cri.config import DEFAULT_NAMESPACE, CriConfig
+    from cdfs.cri.server import StartupError, serve
+
+    logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    mount = args.mount or os.environ.get("CDFS_MOUNT", CLIENT_MOUNT)
+    config = CriConfig(mount=Path(mount).absolute(), listen=args.listen,
+                       namespace=args.namespace or DEFAULT_NAMESPACE,
+                       root=Path(args.root).absolute())
+    try:
+        serve(config)
+    except StartupError as exc:
+        print(f"cdfs cri: {exc}", file=sys.stderr)
+        return 1
+    return 0
 
 
 def _add_task_flags(command: argparse.ArgumentParser) -> None:
@@ -128,6 +170,8 @@ def main(argv: list[str] | None = None) -> int:
 
         sys.stdout.write(reference(ROOT))
         return 0
+    if args.subcommand == "cri":
+        return _cri(args)
     if args.subcommand != "serve":
         return _people(args)
     from cdfs.daemon import StartupError, serve

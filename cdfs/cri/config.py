@@ -1,0 +1,20 @@
+"""What `cdfs cri` is told on its command line (kept free of grpc, so that building
+the `cdfs` command's parser does not import it)."""
+
+from dataclasses import dataclass
+from pathlib import Path
+
+DEFAULT_LISTEN = "unix:///run/cdfs/cri.sock"
+DEFAULT_NAMESPACE = "k8s.io"  # as containerd's CRI plugin
+DEFAULT_ROOT = "/var/lib/cdfs-cri"
+
+
+@dataclass(frozen=True)
+class CriConfig:
+    """The tree to drive (`mount`, `namespace`), where to listen, and the server's
+    own state directory on the host (`root`)."""
+
+    mount: Path
+    listen: str = DEFAULT_LISTEN
+    namespace: str = DEFAULT_NAMESPACE
+    root: Path = Path(DEFAULT_ROOT)

@@ -1,0 +1,85 @@
+"""The one place where a refusal becomes a gRPC status.
+
+RPC code raises: a TreeError (the daemon refused a file operation; its errno says
+which kind of refusal and its message is the directory's `err` line), or a CriError
+for what the CRI server itself rejects before touching the tree. The interceptor
+turns both into a status for every RPC of every service, so no call maps errors
+itself and none can forget to.
+"""
+
+import errno
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import grpc
+
+from cdfs.client.tree import TreeError
+
+log = logging.getLogger(__name__)
+
+CODES: dict[int, grpc.StatusCode] = {
+    errno.ENOENT: grpc.StatusCode.NOT_FOUND,
+    errno.EEXIST: grpc.StatusCode.ALREADY_EXISTS,
+    errno.EINVAL: grpc.StatusCode.INVALID_ARGUMENT,
+    errno.EFBIG: grpc.StatusCode.INVALID_ARGUMENT,
+    errno.EBUSY: grpc.StatusCode.FAILED_PRECONDITION,
+    errno.EACCES: grpc.StatusCode.PERMISSION_DENIED,
+    errno.EPERM: grpc.StatusCode.PERMISSION_DENIED,
+    errno.ENOSPC: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    errno.ENOTCONN: grpc.StatusCode.UNAVAILABLE,  # the daemon behind the mount is gone
+}
+
+
+class CriError(Exception):
+    """A request the CRI server refuses itself, with the status it answers."""
+
+    def __init__(self, code: grpc.StatusCode, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def invalid(message: str) -> CriError:
+    return CriError(grpc.StatusCode.INVALID_ARGUMENT, message)
+
+
+def not_found(message: str) -> CriError:
+    return CriError(grpc.StatusCode.NOT_FOUND, message)
+
+
+def status_of(exc: TreeError | CriError) -> grpc.StatusCode:
+    """NOT_FOUND, INVALID_ARGUMENT... by the errno of the refusal; a registry or
+    runtime failure (EIO) and anything unnamed are UNKNOWN, with the err line."""
+    if isinstance(exc, CriError):
+        return exc.code
+    if exc.errno is None:  # no tree at the mount at all
+        return grpc.StatusCode.UNAVAILABLE
+    return CODES.get(exc.errno, grpc.StatusCode.UNKNOWN)
+
+
+Behaviour = Callable[[Any, grpc.ServicerContext], Any]
+
+
+def _mapped(behaviour: Behaviour, method: str) -> Behaviour:
+    def call(request: Any, context: grpc.ServicerContext) -> Any:
+        try:
+            return behaviour(request, context)
+        except (TreeError, CriError) as exc:
+            code = status_of(exc)
+            log.info("%s: %s %s", method, code.name, exc)
+            context.abort(code, str(exc))
+    return call
+
+
+class ErrorMapping(grpc.ServerInterceptor):
+    """Wraps every unary RPC (CRI has no other kind that cdfs serves) in the mapping."""
+
+    def intercept_service(self, continuation: Callable[[Any], Any],
+                          details: grpc.HandlerCallDetails) -> Any:
+        handler = continuation(details)
+        if handler is None or handler.unary_unary is None:
+            return handler
+        return grpc.unary_unary_rpc_method_handler(
+            _mapped(handler.unary_unary, details.method),
+            request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer)
