@@ -67,7 +67,7 @@ wheel-check: $(VENV)/.installed
 	@$(PY) -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])' \
 		> "$$($(WHEEL_DIR)/venv/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/deps.pth"
 	@$(WHEEL_DIR)/venv/bin/pip install -q --no-deps $(WHEEL_DIR)/cdfs-*.whl
-	@cd $(WHEEL_DIR) && venv/bin/python ../../.ci/import_all.py && venv/bin/cdfs serve --help >/dev/null
+	@cd $(WHEEL_DIR) && venv/bin/python ../../.ci/import_all.py && venv/bin/cdfs serve --help >/dev/null && venv/bin/cdfs cri --help >/dev/null
 
 docs: $(VENV)/.installed
 	$(VENV)/bin/cdfs docs > docs/filesystem.md
