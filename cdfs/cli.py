@@ -62,7 +62,12 @@ def _add_serve(commands: "argparse._SubParsersAction[argparse.ArgumentParser]") 
 
 
 def _add_cri(commands: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
-    from cdfs.cri.config import DEFAULT_LISTEN, DEFAULT_NAMESPACE, DEFAULT_ROOT
+    from cdfs.cri.config import (
+        DEFAULT_CNI_CONF_DIR,
+        DEFAULT_LISTEN,
+        DEFAULT_NAMESPACE,
+        DEFAULT_ROOT,
+    )
 
     cri = commands.add_parser("cri", help="serve CRI v1 (kubelet, crictl) over the mount, in "
                               "the foreground")
@@ -75,6 +80,10 @@ def _add_cri(commands: "argparse._SubParsersAction[argparse.ArgumentParser]") ->
                      f"{DEFAULT_NAMESPACE}), made when missing")
     cri.add_argument("--root", default=DEFAULT_ROOT,
                      help=f"the server's own files on the host (default {DEFAULT_ROOT})")
+    cri.add_argument("--cni-conf-dir", default=DEFAULT_CNI_CONF_DIR,
+                     help="the pod network's CNI config: the first *.conf, *.conflist or "
+                     f"*.json there (default {DEFAULT_CNI_CONF_DIR}); cdfs's own bridge "
+                     "network when it has none (docs/kubernetes.md)")
     cri.add_argument("--log-level", default="info",
                      choices=["debug", "info", "warning", "error"])
 
@@ -91,7 +100,8 @@ def _cri(args: argparse.Namespace) -> int:
     mount = args.mount or os.environ.get("CDFS_MOUNT", CLIENT_MOUNT)
     config = CriConfig(mount=Path(mount).absolute(), listen=args.listen,
                        namespace=args.namespace or DEFAULT_NAMESPACE,
-                       root=Path(args.root).absolute())
+                       root=Path(args.root).absolute(),
+                       cni_conf_dir=Path(args.cni_conf_dir).absolute())
     try:
         serve(config)
     except StartupError as exc:

@@ -25,6 +25,9 @@ class CriServer:
     root: Path
     log: Path
     extra_args: list[str] = field(default_factory=list)
+    host_netns: str | None = None
+    """a network namespace (/run/netns/<name>) the server runs in, as the host of the
+    pods: CNI's bridge, veths and iptables rules are made there, not on the machine"""
     proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -32,9 +35,10 @@ class CriServer:
         return f"unix://{self.socket}"
 
     def start(self) -> "CriServer":
+        enter = ["nsenter", f"--net=/run/netns/{self.host_netns}"] if self.host_netns else []
         with open(self.log, "ab") as log:
             self.proc = subprocess.Popen(
-                [*CDFS, "cri", "--mount", str(self.daemon.mount), "--listen", self.address,
+                [*enter, *CDFS, "cri", "--mount", str(self.daemon.mount), "--listen", self.address,
                  "--root", str(self.root), "--log-level", "debug", *self.extra_args],
                 stdout=log, stderr=log, stdin=subprocess.DEVNULL)
         proc = self.proc
@@ -43,6 +47,13 @@ class CriServer:
         if proc.poll() is not None:
             raise RuntimeError(f"cdfs cri exited {proc.returncode}:\n{self.log.read_text()}")
         return self
+
+    def on_host(self, *args: str, timeout: float = 30, check: bool = True
+                ) -> subprocess.CompletedProcess[str]:
+        """Run a command where the server runs: in its host network namespace."""
+        enter = ["nsenter", f"--net=/run/netns/{self.host_netns}"] if self.host_netns else []
+        return subprocess.run([*enter, *args], capture_output=True, text=True,
+                              timeout=timeout, check=check)
 
     def answers(self) -> bool:
         """Something accepts connections on the socket (a stale file does not)."""

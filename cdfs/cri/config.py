@@ -7,14 +7,17 @@ from pathlib import Path
 DEFAULT_LISTEN = "unix:///run/cdfs/cri.sock"
 DEFAULT_NAMESPACE = "k8s.io"  # as containerd's CRI plugin
 DEFAULT_ROOT = "/var/lib/cdfs-cri"
+DEFAULT_CNI_CONF_DIR = "/etc/cni/net.d"
 
 
 @dataclass(frozen=True)
 class CriConfig:
     """The tree to drive (`mount`, `namespace`), where to listen, and the server's
-    own state directory on the host (`root`)."""
+    own state directory on the host (`root`), and where the pod network's CNI config
+    is (`cni_conf_dir`; cdfs's own network when it holds none)."""
 
     mount: Path
     listen: str = DEFAULT_LISTEN
     namespace: str = DEFAULT_NAMESPACE
     root: Path = Path(DEFAULT_ROOT)
+    cni_conf_dir: Path = Path(DEFAULT_CNI_CONF_DIR)

@@ -12,6 +12,7 @@ import logging
 import os
 import signal
 import socket
+import subprocess
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -24,6 +25,7 @@ from cdfs.cri.config import CriConfig
 from cdfs.cri.containers import ContainerCalls
 from cdfs.cri.errors import ErrorMapping
 from cdfs.cri.images import ImageCalls
+from cdfs.cri.pause.image import ensure_pause_image
 from cdfs.cri.runtime import RuntimeCalls
 from cdfs.cri.sandboxes import SandboxCalls
 from cdfs.cri.streaming import StreamingCalls
@@ -90,10 +92,14 @@ def build(config: CriConfig) -> grpc.Server:
     """A server with both services bound to the listen address, not yet started."""
     tree = _open_tree(config)
     config.root.mkdir(parents=True, exist_ok=True)
+    try:
+        ensure_pause_image(tree, config.root / "pause")
+    except (TreeError, OSError, subprocess.SubprocessError) as exc:
+        raise StartupError(f"cannot import the pause image: {exc}") from None
     server = grpc.server(ThreadPoolExecutor(max_workers=WORKERS, thread_name_prefix="cri"),
                          interceptors=[ErrorMapping()])
-    pb_grpc.add_RuntimeServiceServicer_to_server(RuntimeService(tree, config.root), server)
-    pb_grpc.add_ImageServiceServicer_to_server(ImageService(tree, config.root), server)
+    pb_grpc.add_RuntimeServiceServicer_to_server(RuntimeService(tree, config), server)
+    pb_grpc.add_ImageServiceServicer_to_server(ImageService(tree, config), server)
     path = unix_path(config.listen)
     if path is not None:
         _clear_stale_socket(path)

@@ -2,14 +2,16 @@
 temp socket in front of it, and a real gRPC channel with both CRI stubs."""
 
 import shutil
+import subprocess
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import grpc
 import pytest
+from cri_pods import Pods
 from cri_support import CriServer, Deadline
-from support import Daemon
+from support import Daemon, Names
 
 from cdfs.cri.api import runtime_v1_pb2_grpc as pb_grpc
 
@@ -26,14 +28,25 @@ def short_dir() -> Iterator[Path]:
 
 
 @pytest.fixture
-def make_cri(tmp_path: Path, short_dir: Path) -> Iterator[Callable[..., CriServer]]:
-    """A factory of `cdfs cri` servers in front of a daemon, all stopped at teardown."""
+def make_cri(tmp_path: Path, short_dir: Path, names: Names
+             ) -> Iterator[Callable[..., CriServer]]:
+    """A factory of `cdfs cri` servers in front of a daemon, all stopped at teardown.
+    Each runs in a network namespace of its own standing in for the host (removed
+    with everything CNI made in it), with an empty CNI config dir: pods get cdfs's
+    own bridge network there and never touch the machine's."""
     made: list[CriServer] = []
 
     def make(daemon: Daemon, name: str = "cri", extra_args: list[str] | None = None
              ) -> CriServer:
+        host = names.namespace()
+        subprocess.run(["ip", "netns", "add", host], check=True, timeout=10)
+        subprocess.run(["ip", "-n", host, "link", "set", "lo", "up"], check=True, timeout=10)
+        conf_dir = tmp_path / f"{name}-cni"
+        conf_dir.mkdir(exist_ok=True)
         server = CriServer(daemon, short_dir / f"{name}.sock", tmp_path / f"{name}-root",
-                           tmp_path / f"{name}.log", extra_args or [])
+                           tmp_path / f"{name}.log",
+                           ["--cni-conf-dir", str(conf_dir), *(extra_args or [])],
+                           host_netns=host)
         made.append(server)
         return server.start()
 
@@ -62,3 +75,13 @@ def runtime(channel: grpc.Channel) -> pb_grpc.RuntimeServiceStub:
 @pytest.fixture
 def images(channel: grpc.Channel) -> pb_grpc.ImageServiceStub:
     return pb_grpc.ImageServiceStub(channel)
+
+
+@pytest.fixture
+def pods(runtime: pb_grpc.RuntimeServiceStub) -> Iterator[Pods]:
+    """Runs pods; every pod made is removed at teardown, even when the test failed."""
+    made = Pods(runtime)
+    try:
+        yield made
+    finally:
+        made.remove_all()
