@@ -66,6 +66,9 @@ MIGRATIONS: tuple[str, ...] = (
         labels TEXT NOT NULL DEFAULT '{}'
     );
     """,
+    """
+    ALTER TABLE containers ADD COLUMN log_path TEXT NOT NULL DEFAULT '';
+    """,
 )
 
 

@@ -168,6 +168,10 @@ CONTAINER_VERBS = VerbTable(
     Verb("resume", "", "thaw a paused container",
          lambda app, s, args: app.containers.resume(s["ns"], s["id"])),
     _CLOSEIO, _RESIZE,
+    Verb("reopen-log", "", "conmon starts the log afresh at its path (logpath, or the\n"
+         "task's own): after kubelet renamed the log away, its rotation (CRI's\n"
+         "ReopenContainerLog); stdout, stderr and log then go on in the new one",
+         lambda app, s, args: app.containers.reopen_log(s["ns"], s["id"])),
     Verb("update", "JSON", 'new cgroup limits, as linux.resources: {"memory": {"limit": N}, '
          '"cpu": {...}, "pids": {"limit": N}}',
          lambda app, s, args: app.containers.update(s["ns"], s["id"], args[0]), rest=True),
@@ -267,6 +271,15 @@ CONTAINER = Table(
               "namespace of its own with only loopback, up",
               read=show(lambda app, s: _settings(app, s).netns),
               write=take(lambda app, s, text: app.containers.set_netns(s["ns"], s["id"], text))),
+        Value("logpath", "an absolute host path where conmon writes the output log,\n"
+              "instead of inside the daemon's state: the path kubelet gives (CRI\n"
+              "log_directory/log_path), whose format, `<RFC3339Nano> stdout|stderr\n"
+              "F|P <text>`, is the CRI's and that of `log`; written before\n"
+              "config.json, its directory made if missing. stdout, stderr, log and\n"
+              "follow/ read it; the file is left when the container is deleted",
+              read=show(lambda app, s: _settings(app, s).log_path),
+              write=take(lambda app, s, text: app.containers.set_log_path(s["ns"], s["id"],
+                                                                          text))),
         Value("config.json", "writing it creates the container. Either a full OCI runtime\n"
               "spec (it has `ociVersion`; used as written) or a partial one, merged\n"
               "over the default spec and the image's config (Entrypoint+Cmd as args,\n"
@@ -305,8 +318,9 @@ CONTAINER = Table(
                  "so cp in and out of it is docker cp. Every path resolves inside it", _rootfs),
         Dir("stats", "resource usage of the container's cgroup", STATS),
         Value("info", "the container at a glance, one JSON object: id, status, pid, image,\n"
-              "created, started, exited, exit, labels, runtime, netns (null where a\n"
-              "fact is absent), for jq",
+              "created, started, exited, exit, labels, runtime, netns, logpath, and\n"
+              "oom_killed (whether the kernel killed in it for memory, kept across\n"
+              "restarts) (null where a fact is absent), for jq",
               read=show(lambda app, s: app.containers.info(s["ns"], s["id"]),
                         lambda info: json.dumps(info) + "\n")),
         Value("labels", "key=value lines; writing replaces them all with every line\n"
@@ -356,7 +370,7 @@ CONTAINERS = Table(
     ),
     children=collection(
         "id", "a container. mkdir ID makes an empty slot; write image, netns,\n"
-        "runtime and labels as needed, then config.json to create it, then\n"
+        "runtime, logpath and labels as needed, then config.json to create it, then\n"
         "`start` in ctl. rmdir deletes the container, its snapshot and its state\n"
         "(EBUSY while it runs or is paused: stop it first)",
         CONTAINER,

@@ -54,8 +54,9 @@ Each file below is marked with its kind, and each kind keeps one contract:
   `tail -f` (GNU tail polls on FUSE), `tail -n`, `head`, `less -F`, `grep` and `tar`
   behave as on a log file. A task's log is kept up to a cap (`cdfs serve
   --log-size-max BYTES` or CDFS_LOG_SIZE_MAX, default 64 MiB); at the cap conmon
-  starts it afresh, and from then on each output file begins with one line
-  `[cdfs: N earlier bytes of stdout were dropped here: the log reached its cap ...]`
+  starts it afresh (as it does at `reopen-log`, after kubelet renamed a CRI log
+  away), and from then on each output file begins with one line
+  `[cdfs: N earlier bytes of stdout were dropped here: the log was started afresh ...]`
   (its size shrinks, as a log file's does when it is cut); when output comes faster
   than cdfs reads it, the line also counts the whole logs cut before it read them.
   Only cuts made while the daemon ran are counted.

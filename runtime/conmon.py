@@ -8,7 +8,12 @@ killed). Everything it creates lives in the directory it is given:
     <dir>/pid         the process's pid          <dir>/log     k8s-file log of stdout+stderr
     <dir>/conmon.pid  conmon's own pid           <dir>/exit    exit status, when it exited
     <dir>/attach      seqpacket socket: bytes sent to it go to the process's stdin (-i)
-    <dir>/ctl         fifo of control messages: `1 ROWS COLS\n` resizes the terminal
+    <dir>/ctl         fifo of control messages: `1 ROWS COLS\n` resizes the terminal,
+                      `2 0 0\n` reopens the log
+
+A container's init may log elsewhere (`Launch.log_path`, the path a CRI client such as
+kubelet gives): conmon writes the same k8s-file format there, which is the CRI's log
+format, and `<dir>/log` is then a symlink to it.
 
 With `terminal`, conmon (-t) has runc make a pty for the process and receives its
 master on a console socket, as podman does: the process's output (stdout and stderr
@@ -89,6 +94,11 @@ class Launch:
     log_size_max: int
     exec_spec: Path | None = None
     terminal: bool = False
+    log_path: Path | None = None  # where to log instead of files.log
+
+    @property
+    def log(self) -> Path:
+        return self.log_path if self.log_path is not None else self.files.log
 
 
 def command(launch: Launch) -> list[str]:
@@ -102,7 +112,7 @@ def command(launch: Launch) -> list[str]:
         "-p", str(files.pid), "-P", str(files.conmon_pid),
         "--exit-dir", str(files.dir), "--persist-dir", str(files.dir),
         "--socket-dir-path", str(launch.socket_dir),
-        "-l", f"k8s-file:{files.log}", "--log-size-max", str(launch.log_size_max),
+        "-l", f"k8s-file:{launch.log}", "--log-size-max", str(launch.log_size_max),
     ]
     if launch.stdin:
         argv.append("-i")
@@ -214,19 +224,33 @@ def connect_attach(files: MonitorFiles) -> socket.socket:
 
 # conmon's control message types (src/ctr_ctl.c), written as `TYPE ROWS COLS\n`.
 _WINDOW_RESIZE = 1
+_REOPEN_LOGS = 2
 
 
 def resize(files: MonitorFiles, rows: int, cols: int) -> None:
     """Set the terminal's window size through conmon's ctl fifo; conmon applies it
     to the pty (TIOCSWINSZ), so the program gets SIGWINCH. Unavailable when no
     conmon reads the fifo any more."""
+    _control(files, "resize", f"{_WINDOW_RESIZE} {rows} {cols}\n")
+
+
+def reopen_log(files: MonitorFiles) -> None:
+    """Have conmon start its log afresh at its path: it creates `<log>.tmp` and
+    renames it over the log. After a client renamed the log away (kubelet rotating
+    it) the old file keeps what was written and the new one begins empty, as CRI's
+    ReopenContainerLog means; unrenamed, what was there is replaced."""
+    _control(files, "reopen-log", f"{_REOPEN_LOGS} 0 0\n")
+
+
+def _control(files: MonitorFiles, what: str, message: str) -> None:
+    """One message on conmon's ctl fifo; Unavailable when no conmon reads it."""
     try:
         fd = os.open(files.ctl, os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError as e:  # ENXIO: nobody has it open for reading
-        raise Unavailable(f"resize {files.ctl}: {e.strerror}") from None
+        raise Unavailable(f"{what} {files.ctl}: {e.strerror}") from None
     try:
-        os.write(fd, f"{_WINDOW_RESIZE} {rows} {cols}\n".encode())
+        os.write(fd, message.encode())
     except OSError as e:
-        raise Unavailable(f"resize {files.ctl}: {e.strerror}") from None
+        raise Unavailable(f"{what} {files.ctl}: {e.strerror}") from None
     finally:
         os.close(fd)

@@ -78,7 +78,8 @@ def dropped_marker(output: str, dropped: int, cap: int, unread: int = 0) -> byte
         return b""
     more = f", and {unread} whole logs of up to {cap} bytes each," if unread else ""
     return (f"[cdfs: {dropped} earlier bytes of {output}{more} were dropped here: the log "
-            f"reached its cap of {cap} bytes (cdfs serve --log-size-max)]\n").encode()
+            f"was started afresh, at its cap of {cap} bytes (cdfs serve --log-size-max) "
+            "or by reopen-log]\n").encode()
 
 
 class LogIndex:

@@ -33,6 +33,7 @@ class Verb(enum.StrEnum):
     CLOSE_STDIN = "closeio"
     WRITE_STDIN = "stdin"
     RESIZE = "resize"
+    REOPEN_LOG = "reopen-log"
     DELETE = "delete"
 
 
@@ -48,6 +49,7 @@ ALLOWED: dict[Verb, frozenset[Status]] = {
     Verb.CLOSE_STDIN: frozenset(Status),
     Verb.WRITE_STDIN: frozenset({Status.CREATED, Status.RUNNING, Status.PAUSED}),
     Verb.RESIZE: frozenset({Status.CREATED, Status.RUNNING, Status.PAUSED}),
+    Verb.REOPEN_LOG: frozenset({Status.CREATED, Status.RUNNING, Status.PAUSED}),
     Verb.DELETE: frozenset({Status.CREATED, Status.STOPPED}),
 }
 

@@ -136,12 +136,15 @@ class TaskService:
 
     def create(self, namespace: str, container_id: str, oci_spec: dict[str, Any],
                rootfs: Sequence[Mount] = (), stdin: bool = False,
-               runtime: str | None = None) -> TaskInfo:
+               runtime: str | None = None, log_path: Path | None = None) -> TaskInfo:
         """Create the container (its init exists, stopped before the user's program) under
         conmon. `rootfs` is mounted at `<bundle>/rootfs` unless root.path is absolute
         (bring-your-own rootfs). `runtime` is the OCI runtime binary for this container
-        (default: the service's). InvalidArgument for a bad spec or id, AlreadyExists,
-        Unavailable when mounting or the runtime fails; a failure leaves nothing behind."""
+        (default: the service's). `log_path` (absolute) is where conmon logs the init's
+        output instead of `<bundle>/log`, which becomes a symlink to it; its directory
+        is made if missing, and the log is the caller's: deleting the task leaves it.
+        InvalidArgument for a bad spec or id, AlreadyExists, Unavailable when mounting
+        or the runtime fails; a failure leaves nothing behind."""
         identifiers.validate(namespace, "namespace")
         identifiers.validate(container_id, "container id")
         spec.validate(oci_spec)
@@ -166,14 +169,19 @@ class TaskService:
                 mount_all(rootfs, bundle / "rootfs")
                 mounted = True
             _write_json(bundle / "config.json", oci_spec)
+            if log_path is not None:
+                log_path.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
+                (bundle / "log").symlink_to(log_path)
             monitor_id = uuid.uuid4().hex
             record = {"namespace": namespace, "id": container_id, "runtime": runtime,
                       "stdin": stdin, "terminal": terminal, "monitor_id": monitor_id,
-                      "rootfs_mounted": mounted, "created_at": time.time()}
+                      "rootfs_mounted": mounted, "created_at": time.time(),
+                      "log_path": str(log_path) if log_path is not None else None}
             _write_json(bundle / "task.json", record)
             (self.state_dir / "runc" / namespace).mkdir(mode=0o700, exist_ok=True)
             conmon.spawn(self._launch(namespace, container_id, monitor_id, runtime,
-                                      MonitorFiles(bundle), stdin, terminal))
+                                      MonitorFiles(bundle), stdin, terminal,
+                                      log_path=log_path))
         except BaseException:
             self._runc(namespace, runtime).delete(container_id, force=True)
             if mounted:
@@ -184,12 +192,13 @@ class TaskService:
 
     def _launch(self, namespace: str, container_id: str, monitor_id: str, runtime: str,
                 files: MonitorFiles, stdin: bool, terminal: bool,
-                exec_spec: Path | None = None) -> conmon.Launch:
+                exec_spec: Path | None = None, log_path: Path | None = None
+                ) -> conmon.Launch:
         return conmon.Launch(
             container_id=container_id, monitor_id=monitor_id, files=files,
             runtime_path=runc.executable(runtime), runtime_root=self.state_dir / "runc" / namespace,
             socket_dir=self._sockets, stdin=stdin, log_size_max=self.log_size_max,
-            exec_spec=exec_spec, terminal=terminal,
+            exec_spec=exec_spec, terminal=terminal, log_path=log_path,
         )
 
     def list(self, namespace: str | None = None) -> list[tuple[str, str]]:
@@ -352,6 +361,13 @@ class TaskService:
                 self.kill(namespace, container_id, signal.SIGKILL, exec_id)
             info = self.wait(namespace, container_id, exec_id, timeout=_EXIT_WAIT_AFTER_KILL)
         return info
+
+    def reopen_log(self, namespace: str, container_id: str) -> None:
+        """conmon starts the init's log afresh at its path (see conmon.reopen_log), as
+        CRI's ReopenContainerLog after kubelet renamed the log away. InvalidArgument
+        once stopped: no conmon is left to write a log."""
+        self._checked(Verb.REOPEN_LOG, namespace, container_id, None)
+        conmon.reopen_log(MonitorFiles(self.bundle(namespace, container_id)))
 
     def pause(self, namespace: str, container_id: str) -> None:
         """Freeze every process of the container (cgroup freezer)."""

@@ -8,6 +8,10 @@ and one trio task turns its events into per-directory change counters. A reader 
 the counter, reads, and if there was nothing new sleeps until the counter moves: no
 wakeup can be lost between its read and its sleep.
 
+A container that logs outside its directory (a CRI log path) has its `log` there as a
+symlink; the watcher then also watches the log's own directory and counts changes to
+that file as changes to `log` in the task's directory (`follow_link`).
+
 Readers are cancel-safe (the filesystem cancels a waiting read every 0.2 s to look
 for signals): their position moves only when bytes are returned.
 """
@@ -42,6 +46,8 @@ class DirWatcher:
         self._version: dict[Path, int] = {}
         self._changed: dict[Path, trio.Event] = {}
         self._moved_in: dict[tuple[Path, str], int] = {}
+        # Per directory watched for links: file name -> (task directory, its name there).
+        self._links: dict[Path, dict[str, tuple[Path, str]]] = {}
 
     def watch(self, path: Path) -> None:
         """Start counting changes in `path` (idempotent)."""
@@ -62,6 +68,22 @@ class DirWatcher:
         for key in [key for key in self._moved_in if key[0] == path]:
             del self._moved_in[key]
         self._wake(path)
+
+    def follow_link(self, target: Path, path: Path, name: str) -> None:
+        """Count changes to the file `target` (in another directory) as changes to
+        `name` in `path`: the directory of `target` is watched too, once for all
+        the links into it."""
+        links = self._links.setdefault(target.parent, {})
+        if target.parent not in self._wd:
+            self.watch(target.parent)
+        links[target.name] = (path, name)
+
+    def unfollow_link(self, target: Path) -> None:
+        links = self._links.get(target.parent, {})
+        links.pop(target.name, None)
+        if not links:
+            self._links.pop(target.parent, None)
+            self.unwatch(target.parent)
 
     def watching(self, path: Path) -> bool:
         return path in self._wd
@@ -101,9 +123,14 @@ class DirWatcher:
                 if event.mask & IN_IGNORED:  # the directory is gone
                     self._by_wd.pop(event.wd, None)
                     self._wd.pop(path, None)
-                names.setdefault(path, set()).add(event.name)
+                link = self._links.get(path, {}).get(event.name)
+                if link is not None:
+                    path, name = link
+                else:
+                    name = event.name
+                names.setdefault(path, set()).add(name)
                 if event.mask & IN_MOVED_TO:  # never coalesced: each rename has its cookie
-                    key = (path, event.name)
+                    key = (path, name)
                     self._moved_in[key] = self._moved_in.get(key, 0) + 1
             for path, changed in names.items():
                 self._version[path] = self._version.get(path, 0) + 1

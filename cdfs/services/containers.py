@@ -1,7 +1,7 @@
 """Containers: the records in the database, their tasks in runc, their events.
 
 A container is made in steps, as the tree is written: `mkdir` makes an empty slot (a
-row, so the namespace counts as in use), `image`, `netns`, `runtime` and `labels` fill
+row, so the namespace counts as in use), `image`, `netns`, `runtime`, `logpath` and `labels` fill
 it in, and config.json creates it: the spec is built and validated, the image's
 snapshot prepared, and the task created under conmon, stopped before the user's
 program (runc's "created"). The spec as created is kept in the row; the task's state
@@ -91,6 +91,7 @@ class Container:
     image: str = ""
     runtime: str = DEFAULT_RUNTIME
     netns: str = ""
+    log_path: str = ""  # where conmon logs the init's output ("": the task's directory)
     spec: dict[str, Any] | None = None
     snapshot: str = ""
     labels: dict[str, str] = field(default_factory=dict)
@@ -175,7 +176,7 @@ class Containers:
         for row in rows:
             container = Container(
                 row["namespace"], row["id"], row["created_at"], image=row["image"],
-                runtime=row["runtime"], netns=row["netns"],
+                runtime=row["runtime"], netns=row["netns"], log_path=row["log_path"],
                 spec=container_config.spec_or_none(row["spec"]), snapshot=row["snapshot"],
                 labels=dict(container_config.json_object(row["labels"])))
             self._containers[(container.namespace, container.id)] = container
@@ -215,6 +216,9 @@ class Containers:
         task = _Task(namespace, container_id, exec_id, ready, exit_published)
         self._watched[path] = task
         self._watcher.watch(path)
+        log_path = self.get(namespace, container_id).log_path if exec_id is None else ""
+        if log_path:
+            self._watcher.follow_link(Path(log_path), path, "log")
         # From the start, so a log cut at its cap is counted even if nobody reads it.
         files = self.tasks.files(namespace, container_id, exec_id)
         self._indexes.setdefault(path, LogIndex(files.log, self.tasks.log_size_max))
@@ -223,6 +227,9 @@ class Containers:
     def _unwatch(self, namespace: str, container_id: str, exec_id: str | None) -> None:
         bundle = self.tasks.bundle(namespace, container_id)
         path = bundle if exec_id is None else bundle / "execs" / exec_id
+        log_path = self.get(namespace, container_id).log_path if exec_id is None else ""
+        if log_path:
+            self._watcher.unfollow_link(Path(log_path))
         for watched in [p for p in self._watched if p == path or path in p.parents]:
             del self._watched[watched]
             self._watcher.unwatch(watched)
@@ -396,6 +403,20 @@ class Containers:
             await self._update_row(container, "netns", value)
             container.netns = value
 
+    async def set_log_path(self, namespace: str, container_id: str, value: str) -> None:
+        """Where conmon logs the init's output (a CRI log path): an absolute host path
+        outside cdfs's own mount, its directory made at config.json if missing."""
+        container = self.get(namespace, container_id)
+        async with container.lock:
+            container.require_empty("logpath")
+            if value:
+                if not os.path.isabs(value) or value.endswith("/"):
+                    raise InvalidArgument(f'logpath: "{value}" is not an absolute file path')
+                if self.own_mount is not None:
+                    await self._thread(_refuse_inside, [("logpath", value)], self.own_mount)
+            await self._update_row(container, "log_path", value)
+            container.log_path = value
+
     async def set_runtime(self, namespace: str, container_id: str, runtime: str) -> None:
         container = self.get(namespace, container_id)
         async with container.lock:
@@ -454,7 +475,7 @@ class Containers:
                     image_config=_image_config(image), passwd=passwd, group=group,
                     netns_path=netns_path)
                 info = await self._thread(self._create_task, namespace, container_id, final,
-                                          mounts, container.runtime)
+                                          mounts, container.runtime, container.log_path)
                 created = await self._thread(self.tasks.config, namespace, container_id)
                 try:
                     await self._db.execute(
@@ -478,9 +499,9 @@ class Containers:
                               bundle=str(self.tasks.bundle(namespace, container_id)))
 
     def _create_task(self, namespace: str, container_id: str, oci_spec: dict[str, Any],
-                     mounts: list[Mount], runtime: str) -> TaskInfo:
+                     mounts: list[Mount], runtime: str, log_path: str) -> TaskInfo:
         return self.tasks.create(namespace, container_id, oci_spec, rootfs=mounts, stdin=True,
-                                 runtime=runtime)
+                                 runtime=runtime, log_path=Path(log_path) if log_path else None)
 
     async def _read_users(self, namespace: str, snapshot: str, user: dict[str, Any]
                           ) -> tuple[str | None, str | None]:
@@ -542,8 +563,19 @@ class Containers:
             "exited": times.exited or None,
             "exit": info.exit_status if info is not None else None,
             "labels": dict(container.labels), "runtime": container.runtime,
-            "netns": container.netns or None,
+            "netns": container.netns or None, "logpath": container.log_path or None,
+            "oom_killed": await self._oom_killed(container, info),
         }
+
+    async def _oom_killed(self, container: Container, info: TaskInfo | None) -> bool | None:
+        """Whether the kernel OOM-killed in the container (conmon's record, which
+        outlives the daemon); None before config.json or once its files are lost."""
+        if info is None:
+            return None
+        try:
+            return await self._thread(self.tasks.oom_killed, container.namespace, container.id)
+        except NotFound:
+            return None
 
     async def rootfs(self, namespace: str, container_id: str) -> RootView:
         """The container's live root, writable, while it is there: its mounted snapshot
@@ -617,6 +649,10 @@ class Containers:
             if container.image else None
         stop_signal = record.config.stop_signal if record is not None else ""
         return parse_signal(stop_signal) if stop_signal else signal.SIGTERM
+
+    async def reopen_log(self, namespace: str, container_id: str) -> None:
+        self._task(namespace, container_id, None)
+        await self._thread(self.tasks.reopen_log, namespace, container_id)
 
     async def pause(self, namespace: str, container_id: str) -> None:
         self._task(namespace, container_id, None)

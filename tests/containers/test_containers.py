@@ -609,8 +609,9 @@ def test_info_and_list_survive_a_restart(make_daemon: Callable[..., Daemon]) -> 
     assert run_info["labels"] == {"app": "web"} and run_info["image"] == BUSYBOX
     assert run_info["exit"] is None and run_info["exited"] is None
     assert run_info["runtime"] == "runc" and run_info["netns"] is None
+    assert run_info["logpath"] is None and run_info["oom_killed"] is False
     assert set(run_info) == {"id", "status", "pid", "image", "created", "started", "exited",
-                             "exit", "labels", "runtime", "netns"}
+                             "exit", "labels", "runtime", "netns", "logpath", "oom_killed"}
     assert infos["stopped"]["exit"] == 3 and infos["stopped"]["pid"] is None
     assert STAMP.match(infos["stopped"]["exited"])
     assert infos["created"]["status"] == "created" and infos["created"]["started"] is None
