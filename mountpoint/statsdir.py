@@ -19,8 +19,10 @@ def _group(group: str) -> Value:
 DOCS = {
     "cpu": "`key value` lines, microseconds and counts: usage_usec user_usec system_usec\n"
            "throttled_usec nr_periods nr_throttled",
-    "memory": "`key value` lines, bytes: usage limit max_usage cache rss shmem swap, and\n"
-              "oom_kills. A limit that is not set reads 18446744073709551615 (2^64-1)",
+    "memory": "`key value` lines, bytes: usage limit max_usage cache rss shmem swap\n"
+              "inactive_file (usage less it is the working set kubelet evicts by), and\n"
+              "counts: pgfault pgmajfault oom_kills. A limit that is not set reads\n"
+              "18446744073709551615 (2^64-1)",
     "pids": "`key value` lines: current limit (2^64-1 when not set)",
     "io": "`key value` lines summed over devices: read_bytes write_bytes read_ops write_ops",
 }

@@ -9,7 +9,8 @@ Both versions answer with the same keys in the same units, so callers and users 
 need to know which one the host runs:
 
     cpu     usage_usec user_usec system_usec throttled_usec nr_periods nr_throttled
-    memory  usage limit max_usage cache rss shmem swap oom_kills      (bytes, a count)
+    memory  usage limit max_usage cache rss shmem swap inactive_file  (bytes)
+            pgfault pgmajfault oom_kills                              (counts)
     pids    current limit
     io      read_bytes write_bytes read_ops write_ops
 
@@ -164,7 +165,8 @@ class Cgroup(ABC):
 
     @abstractmethod
     def memory(self) -> Stats:
-        """usage limit max_usage cache rss shmem swap (bytes) and oom_kills."""
+        """usage limit max_usage cache rss shmem swap inactive_file (bytes), pgfault
+        pgmajfault and oom_kills (counts)."""
 
     @abstractmethod
     def oom_kills(self) -> int:
@@ -227,6 +229,9 @@ class CgroupV1(Cgroup):
             "rss": stat.get("total_rss", 0),
             "shmem": stat.get("total_shmem", 0),
             "swap": stat.get("total_swap", 0),
+            "inactive_file": stat.get("total_inactive_file", 0),
+            "pgfault": stat.get("total_pgfault", 0),
+            "pgmajfault": stat.get("total_pgmajfault", 0),
             "oom_kills": self.oom_kills(),
         }
 
@@ -292,6 +297,9 @@ class CgroupV2(Cgroup):
             "rss": stat.get("anon", 0),
             "shmem": stat.get("shmem", 0),
             "swap": self._int("memory.swap.current"),
+            "inactive_file": stat.get("inactive_file", 0),
+            "pgfault": stat.get("pgfault", 0),
+            "pgmajfault": stat.get("pgmajfault", 0),
             "oom_kills": self.oom_kills(),
         }
 

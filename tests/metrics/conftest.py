@@ -122,7 +122,8 @@ V2_FILES = {
     "memory.current": "4096000\n",
     "memory.max": "max\n",
     "memory.peak": "5000000\n",
-    "memory.stat": "anon 1000000\nfile 2000000\nkernel 300\nshmem 4096\nfile_mapped 100\n",
+    "memory.stat": "anon 1000000\nfile 2000000\nkernel 300\nshmem 4096\nfile_mapped 100\n"
+                   "inactive_file 500000\npgfault 70\npgmajfault 2\n",
     "memory.events": "low 0\nhigh 0\nmax 2\noom 1\noom_kill 1\noom_group_kill 0\n",
     "memory.swap.current": "8192\n",
     "pids.current": "3\n",
