@@ -207,6 +207,17 @@ class Cni:
     def cache_path(self, container_id: str) -> Path:
         return self.state_dir / "results" / f"{container_id}.json"
 
+    def problem(self) -> str | None:
+        """Why pods cannot get a network now (a broken config, a missing plugin), or
+        None: what CRI's NetworkReady condition reports."""
+        try:
+            conflist = self.conflist()
+            for plugin in [*LOOPBACK["plugins"], *conflist["plugins"]]:
+                self._plugin(plugin.get("type"))
+        except CniError as exc:
+            return str(exc)
+        return None
+
     def attached(self, container_id: str) -> bool:
         """ADD ran for it (or began to) and no DEL has finished since."""
         return self.cache_path(container_id).exists()

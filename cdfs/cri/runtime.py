@@ -7,6 +7,7 @@ from cdfs import __version__
 from cdfs.client.tree import TreeError
 from cdfs.cri.api import runtime_v1_pb2 as pb
 from cdfs.cri.calls import Calls
+from cdfs.cri.pause.image import PAUSE_IMAGE
 
 KUBELET_API_VERSION = "0.1.0"  # the value every CRI runtime answers in `version`
 
@@ -23,7 +24,8 @@ class RuntimeCalls(Calls):
         conditions are true."""
         conditions = [self._runtime_ready(), self._network_ready()]
         info = {"mount": str(self.tree.mount), "namespace": self.tree.namespace,
-                "root": str(self.root)} if request.verbose else {}
+                "root": str(self.root), "sandboxImage": PAUSE_IMAGE,
+                "cniConfDir": str(self.config.cni_conf_dir)} if request.verbose else {}
         return pb.StatusResponse(status=pb.RuntimeStatus(conditions=conditions), info=info,
                                  runtime_handlers=[pb.RuntimeHandler(name="")])
 
@@ -49,6 +51,11 @@ class RuntimeCalls(Calls):
         return pb.RuntimeCondition(type="RuntimeReady", status=True)
 
     def _network_ready(self) -> pb.RuntimeCondition:
-        """Each pod's network is set up when the pod is (sandboxes.py): there is no
-        node-wide network plugin to wait for."""
+        """Each pod's network is set up when the pod is (sandboxes.py), by the CNI
+        plugins of the config dir's network: ready while that config reads and its
+        plugins are there."""
+        problem = self.cni.problem()
+        if problem is not None:
+            return pb.RuntimeCondition(type="NetworkReady", status=False,
+                                       reason="NetworkPluginNotReady", message=problem)
         return pb.RuntimeCondition(type="NetworkReady", status=True)

@@ -11,6 +11,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import grpc
+import pytest
 from cri_pods import Pods, pod_config
 from cri_support import CriServer, Deadline
 from support import Daemon
@@ -167,3 +168,24 @@ def _pods_of(cri: CriServer) -> Iterator[Pods]:
         finally:
             made.remove_all()
 
+
+
+def test_a_missing_plugin_is_network_not_ready(daemon: Daemon, tmp_path: Path,
+                                               make_cri: Callable[..., CriServer]) -> None:
+    conf_dir = tmp_path / "broken-cni"
+    conf_dir.mkdir()
+    (conf_dir / "10-broken.conflist").write_text(json.dumps(
+        {"cniVersion": "1.0.0", "name": "broken", "plugins": [{"type": "nosuchplugin"}]}))
+    cri = make_cri(daemon, "broken")
+    with _pods_of(cri) as pods:
+        status = pods.runtime.Status(pb.StatusRequest(verbose=True))
+        network = next(c for c in status.status.conditions if c.type == "NetworkReady")
+        assert not network.status
+        assert network.reason == "NetworkPluginNotReady"
+        assert 'no CNI plugin "nosuchplugin"' in network.message
+        assert status.info["sandboxImage"] == "cdfs.local/pause:3.9"
+        with pytest.raises(grpc.RpcError) as caught:
+            pods.run()
+        assert 'no CNI plugin "nosuchplugin"' in caught.value.details()  # type: ignore[attr-defined]
+        listed = pods.runtime.ListPodSandbox(pb.ListPodSandboxRequest())
+        assert list(listed.items) == []

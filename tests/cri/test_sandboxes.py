@@ -178,3 +178,19 @@ def test_refused_pods_leave_nothing(cri: CriServer, pods: Pods,
                  if p.name[0].isdigit()]
     assert allocated == [pods.status(listed_ids(runtime)[0]).network.ip]
     assert sorted(p.name for p in (cri.root / "sandboxes").iterdir()) == listed_ids(runtime)
+
+
+def test_a_restarted_server_knows_its_pods(cri: CriServer, pods: Pods) -> None:
+    """The server keeps no state of its own: after a restart the pod is there, ready,
+    with its address, and stopping it undoes the network ADD made before."""
+    mapping = pb.PortMapping(protocol=pb.TCP, container_port=80, host_port=18080)
+    sandbox_id = pods.run(pod_config("survivor", port_mappings=[mapping]))
+    before = pods.status(sandbox_id)
+    cri.stop()
+    cri.start()
+    after = pods.status(sandbox_id)
+    assert after.state == pb.SANDBOX_READY
+    assert (after.network.ip, after.created_at, after.metadata.name) == (
+        before.network.ip, before.created_at, "survivor")
+    pods.stop(sandbox_id)
+    assert sandbox_id not in cri.on_host("iptables-save", "-t", "nat").stdout
