@@ -43,6 +43,8 @@ from cdfs.cri.sandbox_spec import pause_config
 
 log = logging.getLogger(__name__)
 
+RUNTIME_HANDLERS = ("", "runc")
+"""The runtime handlers (RuntimeClass handlers) pods may name: runc is the only one."""
 PAUSE_STOP_SECONDS = 2
 """The pause process ends at TERM at once; KILL after this, should it not."""
 LIVE = ("created", "running", "paused")
@@ -80,6 +82,9 @@ class SandboxCalls(Calls):
         config = request.config
         if not config.HasField("metadata") or not config.metadata.name:
             raise invalid("RunPodSandbox: the config has no metadata name")
+        if request.runtime_handler not in RUNTIME_HANDLERS:
+            raise invalid(f'RunPodSandbox: no runtime handler "{request.runtime_handler}" '
+                          "(there is runc only)")
         meta = Metadata(config.metadata.name, config.metadata.uid,
                         config.metadata.namespace, config.metadata.attempt)
         self._refuse_taken_name(meta)

@@ -1,6 +1,7 @@
 """Pod sandboxes through a real gRPC client: run, status, list, stop, remove, the pod's
 files and namespaces, and what a refused pod leaves (nothing)."""
 
+import json
 import os
 import time
 from pathlib import Path
@@ -166,6 +167,9 @@ def test_refused_pods_leave_nothing(cri: CriServer, pods: Pods,
     # was wired, and all of it is undone.
     host_wide = pb.LinuxPodSandboxConfig(sysctls={"vm.swappiness": "10"})
     assert run(pod_config(linux=host_wide)) == grpc.StatusCode.UNKNOWN
+    unknown_handler = pb.RunPodSandboxRequest(config=pod_config(), runtime_handler="kata")
+    assert code_of(lambda: runtime.RunPodSandbox(unknown_handler)) == \
+        grpc.StatusCode.INVALID_ARGUMENT
     taken = pod_config("taken")
     pods.run(taken)
     assert run(taken) == grpc.StatusCode.ALREADY_EXISTS
@@ -194,3 +198,27 @@ def test_a_restarted_server_knows_its_pods(cri: CriServer, pods: Pods) -> None:
         before.network.ip, before.created_at, "survivor")
     pods.stop(sandbox_id)
     assert sandbox_id not in cri.on_host("iptables-save", "-t", "nat").stdout
+
+
+def proc_status(pid: int, field: str) -> list[str]:
+    line = next(line for line in Path(f"/proc/{pid}/status").read_text().splitlines()
+                if line.startswith(field + ":"))
+    return line.split()[1:]
+
+
+def test_the_pods_security_context_runs_the_pause_process(cri: CriServer, pods: Pods) -> None:
+    """The pause process runs as the pod's user, on a read-only root; without one, as
+    registry.k8s.io/pause's 65535."""
+    context = pb.LinuxSandboxSecurityContext(run_as_user=pb.Int64Value(value=1234),
+                                             run_as_group=pb.Int64Value(value=2345),
+                                             supplemental_groups=[3456])
+    sandbox_id = pods.run(pod_config(linux=pb.LinuxPodSandboxConfig(security_context=context)))
+    pid = pause_pid(cri, sandbox_id)
+    assert proc_status(pid, "Uid")[0] == "1234"
+    assert proc_status(pid, "Gid")[0] == "2345"
+    assert "3456" in proc_status(pid, "Groups")
+    config = json.loads((tree_container(cri, sandbox_id) / "config.json").read_text())
+    assert config["root"]["readonly"] is True
+
+    default = pause_pid(cri, pods.run())
+    assert proc_status(default, "Uid")[0] == "65535"
