@@ -2,14 +2,22 @@
 alike. kubelet and crictl also name objects by a unique prefix of their id."""
 
 import errno
+import re
 import secrets
 from collections.abc import Iterable
 
 from cdfs.client.tree import TreeError
 
+_ID = re.compile(r"[0-9a-f]{64}")
+
 
 def new_id() -> str:
     return secrets.token_hex(32)
+
+
+def is_id(text: str) -> bool:
+    """A whole id (not a prefix)."""
+    return _ID.fullmatch(text) is not None
 
 
 def matching(prefix: str, ids: Iterable[str]) -> list[str]:

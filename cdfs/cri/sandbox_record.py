@@ -19,6 +19,8 @@ from dataclasses import dataclass, field, replace
 from enum import IntEnum
 from typing import Any
 
+from base import identifiers
+from base.errors import InvalidArgument
 from cdfs.client.tree import Tree, TreeError
 from cdfs.cri import labels as keys
 from cdfs.cri.labels import compact, parsed, text
@@ -254,7 +256,12 @@ class SandboxRecord:
 
 def read_sandbox(tree: Tree, sandbox_id: str) -> SandboxRecord:
     """The sandbox `sandbox_id` of the tree's (CRI) namespace, read live; TreeError
-    ENOENT for an unknown id or a tree container that is not a sandbox."""
+    ENOENT for an unknown id or a tree container that is not a sandbox. An id that is
+    no tree name (`..`, a slash) names nothing: it never becomes a path."""
+    try:
+        identifiers.validate(sandbox_id)
+    except InvalidArgument:
+        raise TreeError(f'no pod sandbox "{sandbox_id[:80]}"', errno.ENOENT) from None
     try:
         info = keys.read_info(tree, sandbox_id)
     except TreeError as exc:

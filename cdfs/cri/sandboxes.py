@@ -12,7 +12,6 @@ and every step skips what is already gone, so a stop or remove that failed half 
 is finished by the next one.
 """
 
-import contextlib
 import errno
 import json
 import logging
@@ -113,8 +112,11 @@ class SandboxCalls(Calls):
         config = request.config
         security = config.linux.security_context
         ns = security.namespace_options
-        options = NamespaceOptions(NamespaceMode(ns.network), NamespaceMode(ns.pid),
-                                   NamespaceMode(ns.ipc), ns.target_id)
+        try:
+            options = NamespaceOptions(NamespaceMode(ns.network), NamespaceMode(ns.pid),
+                                       NamespaceMode(ns.ipc), ns.target_id)
+        except ValueError as exc:
+            raise invalid(f"RunPodSandbox: namespace_options: {exc}") from None
         sandbox_id = ids.new_id()
         host_network = options.host_network
         ports = tuple(PortMapping(p.container_port, p.host_port, pb.Protocol.Name(p.protocol),
@@ -205,12 +207,11 @@ class SandboxCalls(Calls):
                 raise
 
     def _remove_netns(self, name: str) -> None:
-        with contextlib.suppress(FileNotFoundError):
-            try:
-                self.tree.rmdir(self.tree.mount / "netns" / name)
-            except TreeError as exc:
-                if exc.errno != errno.ENOENT:
-                    raise
+        try:
+            self.tree.rmdir(self.tree.mount / "netns" / name)
+        except TreeError as exc:
+            if exc.errno != errno.ENOENT:
+                raise
 
     # -- RemovePodSandbox --------------------------------------------------------------
     def RemovePodSandbox(self, request: pb.RemovePodSandboxRequest, context: Any
@@ -276,7 +277,7 @@ class SandboxCalls(Calls):
         """The sandbox an id (or unique prefix) names; NotFound otherwise."""
         if not prefix:
             raise invalid("no pod sandbox id given")
-        if len(prefix) == 64:
+        if ids.is_id(prefix):
             return read_sandbox(self.tree, prefix)
         found = ids.resolve(prefix, (r.id for r in read_sandboxes(self.tree)), "pod sandbox")
         return read_sandbox(self.tree, found)

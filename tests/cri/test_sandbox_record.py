@@ -2,11 +2,13 @@
 edited by hand leave the record readable."""
 
 import errno
+import json
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 
-from cdfs.client.tree import TreeError
+from cdfs.client.tree import Tree, TreeError
 from cdfs.cri import labels
 from cdfs.cri.sandbox_record import (
     Metadata,
@@ -15,6 +17,7 @@ from cdfs.cri.sandbox_record import (
     PortMapping,
     SandboxFiles,
     SandboxRecord,
+    read_sandbox,
 )
 
 SANDBOX_ID = "ab" * 32
@@ -93,3 +96,14 @@ def test_a_line_break_in_a_string_field_is_refused() -> None:
     with pytest.raises(TreeError) as caught:
         record.to_labels()
     assert caught.value.errno == errno.EINVAL
+
+
+def test_a_name_that_is_a_path_names_no_sandbox(tmp_path: Path) -> None:
+    """read_sandbox never turns an id into a path out of the containers directory."""
+    tree = Tree(tmp_path, "k8s.io")
+    (tmp_path / "info").write_text(json.dumps(
+        {"id": "x", "labels": full_record().to_labels()}))
+    for name in ("../../../..", "../..", "a/b", ".", ""):
+        with pytest.raises(TreeError) as caught:
+            read_sandbox(tree, name)
+        assert caught.value.errno == errno.ENOENT

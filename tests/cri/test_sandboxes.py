@@ -90,6 +90,12 @@ def test_unknown_ids(pods: Pods) -> None:
     pods.stop(unknown)
     pods.remove(unknown)
     assert code_of(lambda: pods.status(unknown)) == grpc.StatusCode.NOT_FOUND
+    uuid = "50d7aa31-bda9-4619-8afa-c94e51880081"  # critest's unknown ids
+    pods.stop(uuid)
+    pods.remove(uuid)
+    assert code_of(lambda: pods.status(uuid)) == grpc.StatusCode.NOT_FOUND
+    for escape in ("../../..", "../containers", "."):
+        assert code_of(lambda: pods.status(escape)) == grpc.StatusCode.NOT_FOUND  # noqa: B023
     assert code_of(lambda: pods.status("")) == grpc.StatusCode.INVALID_ARGUMENT
 
 
@@ -158,8 +164,6 @@ def test_refused_pods_leave_nothing(cri: CriServer, pods: Pods,
     def run(config: pb.PodSandboxConfig) -> grpc.StatusCode:
         return code_of(lambda: pods.run(config))
 
-    netns_before = set(listed())
-
     assert run(pb.PodSandboxConfig()) == grpc.StatusCode.INVALID_ARGUMENT
     bad_dns = pb.DNSConfig(servers=["10.0.0.1\nnameserver 6.6.6.6"])
     assert run(pod_config(dns_config=bad_dns)) == grpc.StatusCode.INVALID_ARGUMENT
@@ -177,7 +181,8 @@ def test_refused_pods_leave_nothing(cri: CriServer, pods: Pods,
     assert len(listed_ids(runtime)) == 1
     containers = cri.daemon.path("namespaces", NAMESPACE, "containers")
     assert sorted(p.name for p in containers.iterdir() if p.is_dir()) == listed_ids(runtime)
-    assert set(listed()) - netns_before == {netns_name(listed_ids(runtime)[0])}
+    made = sorted(p.name for p in (cri.daemon.state / "netns").iterdir())  # the daemon's own
+    assert made == [netns_name(listed_ids(runtime)[0])]
     allocated = [p.name for p in (cri.root / "cni" / "networks" / "cdfs").iterdir()
                  if p.name[0].isdigit()]
     assert allocated == [pods.status(listed_ids(runtime)[0]).network.ip]
