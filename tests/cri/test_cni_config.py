@@ -89,3 +89,11 @@ def test_pod_ips_are_the_pod_interfaces_ipv4_first() -> None:
     assert pod_ips(result) == ("10.223.0.5", "fd00::5")
     assert pod_ips({"ips": [{"address": "10.0.0.9/8"}]}) == ("10.0.0.9",)
     assert pod_ips({}) == ()
+
+
+def test_the_documented_default_is_the_default() -> None:
+    """docs/kubernetes.md shows the conflist to copy: it must be the one in use."""
+    docs = (Path(__file__).parents[2] / "docs" / "kubernetes.md").read_text()
+    section = docs[docs.index("### CNI set-up"):]
+    block = section[section.index("```json") + len("```json"):]
+    assert json.loads(block[:block.index("```")]) == DEFAULT_CONFLIST
