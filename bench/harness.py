@@ -16,6 +16,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -232,6 +233,63 @@ def open_registry(stack: Stack, home: Path) -> str:
 
     wait_until(listening, 15, "docker-registry listening")
     return f"127.0.0.1:{port}"
+
+
+class Throttle:
+    """A loopback TCP relay in front of a registry that passes its replies on at no
+    more than `rate` bytes a second, all connections together: a pull through it lasts
+    as long as the bench needs it to (requests go through unslowed)."""
+
+    def __init__(self, upstream: str, rate: float) -> None:
+        host, port = upstream.rsplit(":", 1)
+        self.upstream = (host, int(port))
+        self.rate = rate
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.address = f"127.0.0.1:{self.listener.getsockname()[1]}"
+        self._free_at = time.monotonic()  # when the shared line is next free
+        self._lock = threading.Lock()
+        self._sockets: list[socket.socket] = [self.listener]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        with contextlib.suppress(OSError):
+            while True:
+                client, _ = self.listener.accept()
+                server = socket.create_connection(self.upstream)
+                self._sockets += [client, server]
+                threading.Thread(target=self._pump, args=(client, server, False),
+                                 daemon=True).start()
+                threading.Thread(target=self._pump, args=(server, client, True),
+                                 daemon=True).start()
+
+    def _pump(self, source: socket.socket, sink: socket.socket, slowed: bool) -> None:
+        with contextlib.suppress(OSError):
+            while data := source.recv(16384):
+                if slowed:
+                    self._wait_for_line(len(data))
+                sink.sendall(data)
+        with contextlib.suppress(OSError):
+            sink.shutdown(socket.SHUT_WR)
+
+    def _wait_for_line(self, size: int) -> None:
+        with self._lock:
+            sent_by = max(time.monotonic(), self._free_at) + size / self.rate
+            self._free_at = sent_by
+        time.sleep(max(0.0, sent_by - time.monotonic()))
+
+    def close(self) -> None:
+        for sock in self._sockets:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+            sock.close()
+
+
+def open_throttle(stack: Stack, upstream: str, rate: float) -> str:
+    """A `Throttle` in front of `upstream` (host:port), closed at teardown; its
+    host:port."""
+    throttle = Throttle(upstream, rate)
+    stack.callback(throttle.close)
+    return throttle.address
 
 
 # -- cdfs ----------------------------------------------------------------------------------

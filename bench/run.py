@@ -45,7 +45,7 @@ def benchmarks(quick: bool) -> dict[str, Callable[[], list[Row]]]:
     if quick:
         return {
             "pull": lambda: bench_pull(1, SMALL),
-            "tenants": lambda: bench_tenants(SMALL, SMALL),
+            "tenants": lambda: bench_tenants(SMALL, SMALL, pull_seconds=3),
             "run": lambda: bench_run_exit(2),
             "scale": lambda: bench_scale(3, 1),
             "fleet": lambda: fleet_benchmarks(2, 1, 0.5),

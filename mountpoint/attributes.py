@@ -13,7 +13,7 @@ import pyfuse3
 
 from base.clock import now_ns, parse_rfc3339
 from mountpoint.nodes import Node
-from mountpoint.table import HostFile, Link, Services, access
+from mountpoint.table import Ctl, HostFile, Link, Services, access
 
 FIXED_TIMEOUT = 5.0  # seconds the kernel may cache names and attributes of fixed paths
 _WRITTEN = -1  # the digest of a value just written: whatever it renders next is new
@@ -43,7 +43,9 @@ class Attributes:
         attrs.st_ino = node.ino
         attrs.generation = 0
         timeout = 0.0 if node.volatile else FIXED_TIMEOUT
-        attrs.entry_timeout = 0.0 if node.dynamic else FIXED_TIMEOUT
+        # A ctl file's name is looked up at each walk: a busy one gets a fresh inode.
+        uncached = node.dynamic or isinstance(node.entry, Ctl)
+        attrs.entry_timeout = 0.0 if uncached else FIXED_TIMEOUT
         # A file whose bytes change (values, err, output) is asked afresh at each stat.
         changing = node.table is None and not isinstance(node.entry, HostFile | Link)
         attrs.attr_timeout = 0.0 if changing else timeout

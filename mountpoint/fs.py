@@ -389,6 +389,8 @@ class Filesystem(pyfuse3.Operations):
             return pyfuse3.FileInfo(fh=fh, direct_io=True, keep_cache=False, nonseekable=True)
         if isinstance(entry, Value | Ctl | Err):
             handle = await self.values.open(node, ctx.pid, reading, writing)
+            if handle.writer:
+                node.writers += 1  # the next opener gets an inode of its own (nodes.py)
             return pyfuse3.FileInfo(fh=self._add_handle(handle), direct_io=True, keep_cache=False)
         raise pyfuse3.FUSEError(errno.EACCES)
 
@@ -459,6 +461,8 @@ class Filesystem(pyfuse3.Operations):
         """After the last copy is closed: a sink's one final act. Its refusal has
         nobody to fail, so it is the directory's err line (and the log's)."""
         handle = self._handles.pop(fh, None)
+        if isinstance(handle, ValueHandle) and handle.writer:
+            handle.node.writers -= 1
         if isinstance(handle, StreamHandle):
             handle.stream.close()
         elif isinstance(handle, HostHandle):

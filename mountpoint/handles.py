@@ -14,10 +14,12 @@ from mountpoint.writes import Lines, Whole
 @dataclass
 class ValueHandle:
     """One open of a value, ctl or err file: what it read, and what it was written.
-    A value refused once stays refused for this open file (`refused`, an errno)."""
+    A value refused once stays refused for this open file (`refused`, an errno).
+    `writer`: an open of a ctl file for writing, which keeps its inode to itself."""
 
     node: Node
     pid: int
+    writer: bool = False
     content: bytes = b""
     lines: Lines = field(default_factory=Lines)
     value: Whole | None = None

@@ -9,6 +9,14 @@ of anything below one, so what mkdir, rmdir and the daemon itself change shows a
 once. A fixed row's name exists exactly while its directory does, so that name may be
 cached even below a dynamic directory: a walk to containers/X/status asks about X,
 not again about status.
+
+A ctl file is the exception to one inode per path. The kernel runs the writes to one
+inode one at a time (it holds the inode's lock through a direct-I/O write, and an
+O_TRUNC open takes it too), and a verb runs inside its write(): a second `echo tag …
+> images/ctl` would wait for a running pull. So a ctl file's name is never cached
+(each walk asks), and while an open of it for writing is out, the next lookup gets a
+fresh inode of its own: each writer holds a different inode, and the old one is freed
+when the kernel forgets it.
 """
 
 from dataclasses import dataclass
@@ -35,6 +43,7 @@ class Node:
     volatile: bool = False
     dynamic: bool = False  # a child made by mkdir or the daemon, not a fixed row
     lookups: int = 0
+    writers: int = 0  # opens for writing of a ctl file: while any, lookups get a new inode
     sub: tuple[str, ...] = ()  # below a HostTree row: the path inside its tree
     kind: int = 0  # below a HostTree row: the file type the kernel was told
     host_target: str = ""  # the host file a HostFile last opened, whose pages may be cached
@@ -106,11 +115,12 @@ class NodeTable:
         return node
 
     def add(self, parent: Node, found: Resolved) -> Node:
-        """The node for a resolved name, reusing the inode its path already has.
-        The caller counts the kernel's lookup (`remember`)."""
+        """The node for a resolved name, reusing the inode its path already has
+        unless a writer holds that one (a busy ctl file). The caller counts the
+        kernel's lookup (`remember`)."""
         path = (*parent.path, found.name)
         node = self._by_path.get(path)
-        if node is None:
+        if node is None or node.writers:
             node = Node(next(self._next), path, found.scope, parent)
             self._by_path[path] = node
             self._by_ino[node.ino] = node

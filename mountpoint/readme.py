@@ -96,6 +96,11 @@ string one line per write(), and ignores errors at close) and for programs alike
   errno of the first line refused in it (the lines before it were done). An
   unfinished last line runs at close. A line is at most {CTL_LINE_LIMIT // KiB} KiB: the write
   that crosses that fails with EFBIG at once, and so does the rest of that line.
+  A verb runs inside its write(): `echo pull REF > images/ctl` returns when the
+  image is ready, or fails with the errno that says why. Each open of a ctl file
+  for writing runs its verbs apart from every other open: a `tag`, a small pull or
+  an `ls` beside a long pull in the same namespace do not wait for it (each writer
+  gets an inode of its own, so stat may show a ctl file's inode number change).
 - **value files** (image, labels, runtime, ...) hold everything written through
   the open file so far, stored whole at each line end (at close if the last line
   has no newline): `printf 'a=1\\nb=2\\n' > labels` keeps both lines. A refused

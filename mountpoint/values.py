@@ -30,7 +30,7 @@ class ValueFiles:
     async def open(self, node: Node, pid: int, reading: bool, writing: bool) -> ValueHandle:
         entry = node.entry
         assert isinstance(entry, Value | Ctl | Err)
-        handle = ValueHandle(node, pid)
+        handle = ValueHandle(node, pid, writer=writing and isinstance(entry, Ctl))
         if writing and isinstance(entry, Value):
             buffer = JsonObject if entry.json else Whole
             handle.value = buffer(node.name, entry.limit)

@@ -2,11 +2,15 @@
 
 import errno
 import hashlib
+import http.client
 import json
 import os
 import subprocess
+import threading
 from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import pytest
 from support import Daemon
@@ -45,6 +49,57 @@ def publish(tmp_path: Path, registry: str, name: str, layers: list[Layer],
         root = build_image(store, layers, BuildConfig(cmd=("sh",)))
     push(store, root, parse_reference(f"{registry}/{name}"))
     return root.digest
+
+
+class HeldRegistry:
+    """A loopback proxy in front of a docker-registry that holds back the blobs of one
+    repository until `release()`: a pull of it is provably in flight meanwhile
+    (`reached` is set once it waits)."""
+
+    def __init__(self, upstream: str, repository: str) -> None:
+        self.reached, self.released = threading.Event(), threading.Event()
+        held = f"/v2/{repository}/blobs/"
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+            def do_GET(self) -> None:
+                if self.command == "GET" and self.path.startswith(held):
+                    proxy.reached.set()
+                    proxy.released.wait(60)
+                conn = http.client.HTTPConnection(upstream, timeout=30)
+                try:
+                    conn.request(self.command, self.path, headers=dict(self.headers.items()))
+                    reply = conn.getresponse()
+                    body = reply.read()
+                finally:
+                    conn.close()
+                self.send_response(reply.status)
+                for key, value in reply.getheaders():
+                    if key.lower() not in ("connection", "transfer-encoding", "date", "server"):
+                        self.send_header(key, value)
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(body)
+
+            do_HEAD = do_GET
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.address = f"127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def release(self) -> None:
+        self.released.set()
+
+    def close(self) -> None:
+        self.release()
+        self.server.shutdown()
+        self.server.server_close()
 
 
 def test_busybox_image_is_there_from_the_start(daemon: Daemon) -> None:
@@ -182,3 +237,31 @@ def test_images_survive_a_daemon_kill(make_daemon: Callable[..., Daemon]) -> Non
     second = first.start()
     assert (image_dir(second, "example.com/kept:1") / "digest").read_text() == digest
     assert len(os.listdir(second.path("namespaces", "default", "snapshots"))) == 1
+
+
+def test_verbs_do_not_wait_for_a_pull_in_flight(daemon: Daemon, registry: str,
+                                                tmp_path: Path) -> None:
+    """A pull blocks its writer until done, but not the next writers of images/ctl:
+    each open for writing holds an inode of its own (the kernel would run writes to
+    one inode one at a time)."""
+    publish(tmp_path, registry, "big:1", [Layer([Entry.file("big", os.urandom(100_000))])])
+    publish(tmp_path, registry, "small:1", [Layer([Entry.file("small", b"small\n")])])
+    held = HeldRegistry(registry, "big")
+    big = subprocess.Popen(
+        ["bash", "-c", f'echo "pull {held.address}/big:1" > "$M/namespaces/default/images/ctl"'],
+        env={**os.environ, "M": str(daemon.mount)}, stderr=subprocess.PIPE, text=True)
+    try:
+        assert held.reached.wait(30), "the big pull never asked for its layer"
+        assert ctl(daemon, f"pull {registry}/small:1").returncode == 0
+        assert ctl(daemon, f"tag {BUSYBOX} example.com/during:1").returncode == 0
+        assert registry in os.listdir(daemon.path("namespaces", "default", "images"))
+        assert big.poll() is None, "the big pull should still be waiting on its layer"
+        held.release()
+        assert big.wait(timeout=60) == 0, big.stderr.read() if big.stderr else ""
+    finally:
+        held.close()
+        if big.poll() is None:
+            big.kill()
+        big.communicate(timeout=30)
+    for ref in (f"{held.address}/big:1", f"{registry}/small:1", "example.com/during:1"):
+        assert (image_dir(daemon, ref) / "digest").is_file()
