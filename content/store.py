@@ -54,6 +54,7 @@ class ContentStore:
         self.blobs.mkdir(parents=True, exist_ok=True)
         self.ingest_dir.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
+        self._released = threading.Condition(self._lock)  # an ingest's writer closed
         self._active: dict[str, Writer] = {}
 
     # -- blobs ---------------------------------------------------------------
@@ -127,6 +128,12 @@ class ContentStore:
             self._active[ref] = writer
             return writer
 
+    def wait_released(self, ref: str, timeout: float) -> None:
+        """Wait (at most `timeout` seconds) until no writer holds the ingest `ref`: a
+        pull waits so for another fetching the same blob, then finds it stored."""
+        with self._released:
+            self._released.wait_for(lambda: ref not in self._active, timeout)
+
     def ingests(self) -> builtins.list[IngestStatus]:
         """Ingests in progress (open writers and interrupted ones left on disk)."""
         found: list[IngestStatus] = []
@@ -167,8 +174,9 @@ class ContentStore:
         return removed
 
     def _release(self, ref: str) -> None:
-        with self._lock:
+        with self._released:
             self._active.pop(ref, None)
+            self._released.notify_all()
 
 
 class Writer:

@@ -18,7 +18,7 @@ from urllib.parse import urlencode, urljoin, urlsplit
 import requests
 import urllib3
 
-from base.errors import InvalidArgument, NotFound, PermissionDenied, Unavailable
+from base.errors import Busy, InvalidArgument, NotFound, PermissionDenied, Unavailable
 from content import mediatypes as mt
 from content.descriptor import Descriptor, digest_hex
 from content.manifest import MAX_MANIFEST_SIZE, parse_manifest
@@ -35,6 +35,7 @@ CONNECT_TIMEOUT = 10.0
 READ_TIMEOUT = 60.0
 ATTEMPTS = 4
 BACKOFF = 0.2
+_BUSY_RECHECK = 1.0  # seconds between looks at a blob another pull is fetching
 READ_CHUNK = 64 << 10
 MONOLITHIC_MAX = 8 << 20
 UPLOAD_CHUNK = 8 << 20
@@ -242,13 +243,19 @@ class RegistryClient:
                    progress: Progress | None = None) -> None:
         """Download a blob into `store`, resuming an interrupted ingest with Range and
         restarting when the server ignores it. Only bytes matching the descriptor's
-        digest and size are committed; anything else is discarded and refused."""
-        if store.has(desc.digest):
-            if progress:
-                progress(desc.digest, desc.size, desc.size)
-            return
+        digest and size are committed; anything else is discarded and refused. A blob
+        another pull is fetching is waited for (taken over if that one fails)."""
         ref = f"fetch-{digest_hex(desc.digest)}"
-        writer = store.writer(ref, expected=desc.digest, total=desc.size, resume=True)
+        while True:
+            if store.has(desc.digest):
+                if progress:
+                    progress(desc.digest, desc.size, desc.size)
+                return
+            try:
+                writer = store.writer(ref, expected=desc.digest, total=desc.size, resume=True)
+                break
+            except Busy:  # another pull is fetching this blob: it is stored once it ends
+                store.wait_released(ref, _BUSY_RECHECK)
         refused: InvalidArgument | None = None
         try:
             for attempt in range(ATTEMPTS):

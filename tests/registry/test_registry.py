@@ -3,6 +3,7 @@
 import json
 import os
 import subprocess
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -171,3 +172,38 @@ def test_bearer_auth(registry: str, store: ContentStore, tmp_path: Path, image: 
         pull(ref, ContentStore(tmp_path / "anon"))
     registries.close()
     bad.close()
+
+
+def test_a_blob_another_pull_is_fetching_is_waited_for(registry: str, store: ContentStore,
+                                                       tmp_path: Path, image: Image) -> None:
+    """Two pulls sharing a layer: the second waits for the first's ingest of it and
+    finds it stored, rather than failing as busy."""
+    root = image(store, [{"shared": os.urandom(50_000)}])
+    push(store, root, parse_reference(f"{registry}/test/shared:1"))
+    layer = pull(parse_reference(f"{registry}/test/shared:1"),
+                 ContentStore(tmp_path / "probe")).layers[0]
+    fresh = ContentStore(tmp_path / "fresh")
+    first = fresh.writer(f"fetch-{layer.digest.split(':')[1]}", expected=layer.digest,
+                         total=layer.size)  # the first pull, half way through this blob
+    client = Registries().client(registry)
+    failures: list[BaseException] = []
+
+    def second() -> None:
+        try:
+            client.fetch_blob("test/shared", layer, fresh)
+        except BaseException as exc:
+            failures.append(exc)
+
+    waiter = threading.Thread(target=second)
+    waiter.start()
+    try:
+        waiter.join(0.5)
+        assert waiter.is_alive() and not failures, failures
+        first.write(store.read(layer.digest))
+        first.commit()
+    finally:
+        first.close()
+        waiter.join(30)
+        client.close()
+    assert not waiter.is_alive() and not failures, failures
+    assert fresh.has(layer.digest) and fresh.ingests() == []
