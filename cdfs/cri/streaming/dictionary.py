@@ -1,0 +1,35 @@
+"""The zlib dictionary of SPDY/3 header blocks (draft-mbelshe-httpbis-spdy-00, 2.6.10.1).
+
+Both ends prime their header compressors with it, so a peer that used another would
+fail every header block. The spec gives it as the common header names, each with a
+4-byte big-endian length before it, followed by common values run together; it is
+written here the same way rather than as 1423 opaque bytes.
+"""
+
+import struct
+
+_NAMES = (
+    "options", "head", "post", "put", "delete", "trace", "accept", "accept-charset",
+    "accept-encoding", "accept-language", "accept-ranges", "age", "allow", "authorization",
+    "cache-control", "connection", "content-base", "content-encoding", "content-language",
+    "content-length", "content-location", "content-md5", "content-range", "content-type",
+    "date", "etag", "expect", "expires", "from", "host", "if-match", "if-modified-since",
+    "if-none-match", "if-range", "if-unmodified-since", "last-modified", "location",
+    "max-forwards", "pragma", "proxy-authenticate", "proxy-authorization", "range",
+    "referer", "retry-after", "server", "te", "trailer", "transfer-encoding", "upgrade",
+    "user-agent", "vary", "via", "warning", "www-authenticate", "method", "get", "status",
+    "200 OK", "version", "HTTP/1.1", "url", "public", "set-cookie", "keep-alive", "origin",
+)
+
+_TAIL = (
+    "100101201202205206300302303304305306307402405406407408409410411412413414415416417502"
+    "504505203 Non-Authoritative Information204 No Content301 Moved Permanently"
+    "400 Bad Request401 Unauthorized403 Forbidden404 Not Found500 Internal Server Error"
+    "501 Not Implemented503 Service UnavailableJan Feb Mar Apr May Jun Jul Aug Sept Oct "
+    "Nov Dec 00:00:00 Mon, Tue, Wed, Thu, Fri, Sat, Sun, GMTchunked,text/html,image/png,"
+    "image/jpg,image/gif,application/xml,application/xhtml+xml,text/plain,text/javascript,"
+    "publicprivatemax-age=gzip,deflate,sdchcharset=utf-8charset=iso-8859-1,utf-,*,enq=0."
+)
+
+HEADER_DICTIONARY = b"".join(
+    struct.pack(">I", len(name)) + name.encode() for name in _NAMES) + _TAIL.encode()
