@@ -341,7 +341,12 @@ class TaskService:
         container's processes receive it when resumed. InvalidArgument once stopped."""
         info = self._checked(Verb.KILL, namespace, container_id, exec_id)
         if exec_id is None:
-            self._runtime(namespace, container_id).kill(container_id, signum)
+            try:
+                self._runtime(namespace, container_id).kill(container_id, signum)
+            except Unavailable:
+                # It exited between the check and the kill: refused as for a stopped one.
+                self._checked(Verb.KILL, namespace, container_id, exec_id)
+                raise
         elif info.pid is not None:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(info.pid, signum)

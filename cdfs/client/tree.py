@@ -66,9 +66,12 @@ class Tree:
         try:
             os.write(fd, data)
         except OSError as exc:
-            raise self._refused(path, exc) from None
-        finally:
             os.close(fd)
+            raise self._refused(path, exc) from None
+        try:
+            os.close(fd)
+        except OSError as exc:  # a value file without a newline is taken at close
+            raise self._refused(path, exc) from None
 
     def read(self, path: Path) -> str:
         try:
