@@ -1,0 +1,112 @@
+"""What spec.py needs to know of the host and of one request's host paths: the only
+part of building a container's spec that reads (or makes) anything on the host.
+
+These are the CRI server's own reads of host paths kubelet names (bind sources,
+devices, seccomp profile files), as containerd's CRI plugin makes them; the image's
+files are read through the tree.
+"""
+
+import json
+import os
+import socket
+import stat
+from pathlib import Path
+
+from cdfs.cri.api import runtime_v1_pb2 as pb
+from cdfs.cri.errors import invalid
+from cdfs.cri.spec import CAPABILITIES, DeviceNode, Host
+
+
+def host() -> Host:
+    """The host as it is now (read once at server start)."""
+    try:
+        last_cap = int(Path("/proc/sys/kernel/cap_last_cap").read_text())
+    except (OSError, ValueError):
+        last_cap = len(CAPABILITIES) - 1
+    return Host(
+        hostname=socket.gethostname(),
+        machine=os.uname().machine,
+        oom_score_adj=int(Path("/proc/self/oom_score_adj").read_text()),
+        swap_accounting=_swap_accounting(),
+        cgroup_v2=Path("/sys/fs/cgroup/cgroup.controllers").exists(),
+        capabilities=CAPABILITIES[:last_cap + 1],
+    )
+
+
+def _swap_accounting() -> bool:
+    if Path("/sys/fs/cgroup/memory/memory.memsw.limit_in_bytes").exists():
+        return True  # cgroup v1 with swap accounting
+    own = Path("/proc/self/cgroup").read_text().splitlines()
+    unified = next((line.split(":", 2)[2] for line in own if line.startswith("0::")), None)
+    return unified is not None and (Path("/sys/fs/cgroup") / unified.lstrip("/")
+                                    / "memory.swap.max").exists()
+
+
+def bind_sources(mounts: list[pb.Mount]) -> dict[str, str]:
+    """Each mount's host path, made as a directory when missing and with its
+    symlinks resolved, as containerd's WithMounts does before it binds them."""
+    sources = {}
+    for mount in mounts:
+        path = mount.host_path
+        if not os.path.isabs(path):
+            raise invalid(f'mount {mount.container_path}: host_path "{path}" is not absolute')
+        if not os.path.lexists(path):
+            os.makedirs(path, mode=0o755, exist_ok=True)
+        sources[path] = os.path.realpath(path)
+    return sources
+
+
+def device_nodes(devices: list[pb.Device]) -> dict[str, tuple[DeviceNode, ...]]:
+    """The nodes each CRI device names: the device itself, or every device under a
+    host directory (mapped under the container path), as containerd's WithDevices."""
+    found: dict[str, tuple[DeviceNode, ...]] = {}
+    for device in devices:
+        host_path = os.path.realpath(device.host_path)
+        target = device.container_path or device.host_path
+        try:
+            info = os.stat(host_path)
+        except OSError as exc:
+            raise invalid(f'device "{device.host_path}": {exc.strerror}') from None
+        if stat.S_ISDIR(info.st_mode):
+            nodes = []
+            for root, _, names in os.walk(host_path):
+                for name in sorted(names):
+                    path = os.path.join(root, name)
+                    node = _node(os.path.join(target, os.path.relpath(path, host_path)),
+                                 os.stat(path))
+                    if node is not None:
+                        nodes.append(node)
+            found[device.host_path] = tuple(nodes)
+        else:
+            node = _node(target, info)
+            if node is None:
+                raise invalid(f'device "{device.host_path}" is not a device node')
+            found[device.host_path] = (node,)
+    return found
+
+
+def _node(path: str, info: os.stat_result) -> DeviceNode | None:
+    if stat.S_ISCHR(info.st_mode):
+        kind = "c"
+    elif stat.S_ISBLK(info.st_mode):
+        kind = "b"
+    else:
+        return None
+    return DeviceNode(path, kind, os.major(info.st_rdev), os.minor(info.st_rdev),
+                      stat.S_IMODE(info.st_mode), info.st_uid, info.st_gid)
+
+
+def seccomp_file(ref: str) -> dict[str, object] | None:
+    """The Localhost profile at `ref` (an absolute path), None when unset; a missing
+    or unreadable file is refused."""
+    if not ref:
+        return None
+    if not os.path.isabs(ref):
+        raise invalid(f'seccomp: localhost profile "{ref}" is not an absolute path')
+    try:
+        profile = json.loads(Path(ref).read_text())
+    except (OSError, ValueError) as exc:
+        raise invalid(f'seccomp: cannot load profile "{ref}": {exc}') from None
+    if not isinstance(profile, dict):
+        raise invalid(f'seccomp: profile "{ref}" is not a JSON object')
+    return profile
