@@ -1,0 +1,225 @@
+"""CRI containers through a real gRPC client, with real runc containers of the busybox
+image in real pods: lifecycle, lists, a pod's shared network, security contexts,
+logs at the kubelet path, ExecSync, OOM kills, resources and stats."""
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import grpc
+import pytest
+from cri_containers import Containers, container_config, import_busybox, security
+from cri_pods import Pods, pod_config
+from cri_support import NAMESPACE, CriServer
+from support import wait_until
+
+from cdfs.cri.api import runtime_v1_pb2 as pb
+from cdfs.cri.api import runtime_v1_pb2_grpc as pb_grpc
+
+FOREVER = ["sh", "-c", "trap 'exit 0' TERM; while :; do sleep 0.1; done"]
+
+
+@pytest.fixture
+def ctrs(cri: CriServer, tmp_path: Path, runtime: pb_grpc.RuntimeServiceStub,
+         pods: Pods) -> Iterator[Containers]:
+    """Containers of this test (removed at teardown, before its pods)."""
+    import_busybox(cri.daemon, tmp_path)
+    made = Containers(runtime)
+    try:
+        yield made
+    finally:
+        made.remove_all()
+
+
+def code_of(call: object) -> grpc.StatusCode:
+    with pytest.raises(grpc.RpcError) as caught:
+        call()  # type: ignore[operator]
+    return caught.value.code()  # type: ignore[attr-defined]
+
+
+def wait_exited(ctrs: Containers, container_id: str) -> pb.ContainerStatus:
+    assert wait_until(lambda: ctrs.status(container_id).state == pb.CONTAINER_EXITED, 30)
+    return ctrs.status(container_id)
+
+
+def listed(runtime: pb_grpc.RuntimeServiceStub, **filters: object) -> list[str]:
+    request = pb.ListContainersRequest(filter=pb.ContainerFilter(**filters))  # type: ignore[arg-type]
+    return sorted(c.id for c in runtime.ListContainers(request).containers)
+
+
+def test_lifecycle_status_and_lists(cri: CriServer, pods: Pods, ctrs: Containers,
+                                    runtime: pb_grpc.RuntimeServiceStub) -> None:
+    pod = pods.run()
+    before = time.time_ns()
+    config = container_config(FOREVER, "web", labels={"app": "web"},
+                              annotations={"note": "a"})
+    web = ctrs.create(pod, config)
+    status = ctrs.status(web)
+    assert status.state == pb.CONTAINER_CREATED and status.metadata.name == "web"
+    assert before <= status.created_at <= time.time_ns() and status.started_at == 0
+    assert status.image.image == "cdfs.local/busybox:latest"
+    assert status.image_ref.startswith("sha256:")
+    assert dict(status.labels) == {"app": "web"} and dict(status.annotations) == {"note": "a"}
+    assert code_of(lambda: ctrs.create(pod, config)) == grpc.StatusCode.ALREADY_EXISTS
+
+    runtime.StartContainer(pb.StartContainerRequest(container_id=web))
+    assert ctrs.status(web).state == pb.CONTAINER_RUNNING
+    assert ctrs.status(web).started_at >= status.created_at
+    done = ctrs.run(pod, container_config(["sh", "-c", "exit 3"], "done"))
+    assert wait_exited(ctrs, done).exit_code == 3
+    assert ctrs.status(done).reason == "Error"
+
+    assert listed(runtime) == sorted([web, done])
+    assert listed(runtime, id=web[:10]) == [web]
+    assert listed(runtime, pod_sandbox_id=pod) == sorted([web, done])
+    assert listed(runtime, state=pb.ContainerStateValue(state=pb.CONTAINER_RUNNING)) == [web]
+    assert listed(runtime, label_selector={"app": "web"}) == [web]
+    assert listed(runtime, label_selector={"app": "db"}) == []
+    assert ctrs.status(web[:12]).id == web  # crictl's id prefix
+
+    runtime.StopContainer(pb.StopContainerRequest(container_id=web, timeout=10))
+    stopped = ctrs.status(web)
+    assert stopped.state == pb.CONTAINER_EXITED and stopped.exit_code == 0
+    assert stopped.reason == "Completed" and stopped.finished_at >= stopped.started_at
+    runtime.StopContainer(pb.StopContainerRequest(container_id=web, timeout=10))  # again
+    runtime.RemoveContainer(pb.RemoveContainerRequest(container_id=web))
+    assert code_of(lambda: ctrs.status(web)) == grpc.StatusCode.NOT_FOUND
+    runtime.RemoveContainer(pb.RemoveContainerRequest(container_id=web))  # unknown: fine
+    runtime.StopContainer(pb.StopContainerRequest(container_id="f" * 64))
+    assert not cri.daemon.path("namespaces", NAMESPACE, "containers", web).exists()
+
+
+def test_remove_of_a_running_container_stops_it_first(pods: Pods, ctrs: Containers,
+                                                      runtime: pb_grpc.RuntimeServiceStub
+                                                      ) -> None:
+    running = ctrs.run(pods.run(), container_config(["sleep", "1000"]))
+    runtime.RemoveContainer(pb.RemoveContainerRequest(container_id=running))
+    assert code_of(lambda: ctrs.status(running)) == grpc.StatusCode.NOT_FOUND
+
+
+def test_refused_creations_leave_nothing(cri: CriServer, pods: Pods, ctrs: Containers,
+                                         runtime: pb_grpc.RuntimeServiceStub) -> None:
+    pod = pods.run()
+    containers = cri.daemon.path("namespaces", NAMESPACE, "containers")
+    before = sorted(p.name for p in containers.iterdir())
+    assert code_of(lambda: ctrs.create(pod, container_config(
+        ["true"], linux=security(run_as_username="ghost")))) == grpc.StatusCode.INVALID_ARGUMENT
+    assert code_of(lambda: ctrs.create(pod, pb.ContainerConfig(
+        metadata=pb.ContainerMetadata(name="x"), image=pb.ImageSpec(image="nope:1")))
+    ) == grpc.StatusCode.NOT_FOUND
+    assert code_of(lambda: ctrs.create("0" * 64, container_config(["true"]))
+                   ) == grpc.StatusCode.NOT_FOUND
+    assert sorted(p.name for p in containers.iterdir()) == before
+
+
+def test_two_containers_of_a_pod_share_its_network(pods: Pods, ctrs: Containers) -> None:
+    pod = pods.run()
+    server = ctrs.run(pod, container_config(
+        ["sh", "-c", "while :; do echo hello | nc -l -p 8080; done"], "server"))
+    client = ctrs.run(pod, container_config(["sleep", "1000"], "client"))
+
+    def answered() -> bool:
+        return ctrs.exec(client, "nc", "127.0.0.1", "8080", timeout=5).stdout == b"hello\n"
+
+    assert wait_until(answered, 20)
+    hostnames = {ctrs.exec(c, "hostname").stdout for c in (server, client)}
+    assert len(hostnames) == 1  # one UTS namespace, the pod's
+
+
+def test_security_contexts(pods: Pods, ctrs: Containers) -> None:
+    pod = pods.run()
+
+    def run(*cmd: str, **context: object) -> pb.ExecSyncResponse:
+        container = ctrs.run(pod, container_config(["sleep", "1000"],
+                                                   linux=security(**context)))
+        return ctrs.exec(container, *cmd)
+
+    dropped = run("grep", "CapEff", "/proc/self/status",
+                  capabilities=pb.Capability(drop_capabilities=["ALL"]))
+    assert dropped.stdout.split() == [b"CapEff:", b"0000000000000000"]
+    chown = run("grep", "CapBnd", "/proc/self/status",
+                capabilities=pb.Capability(drop_capabilities=["CHOWN"]))
+    assert int(chown.stdout.split()[1], 16) & 1 == 0  # CAP_CHOWN is bit 0
+    readonly = run("touch", "/written", readonly_rootfs=True)
+    assert readonly.exit_code != 0 and b"Read-only file system" in readonly.stderr
+    user = run("id", run_as_user=pb.Int64Value(value=1234),
+               run_as_group=pb.Int64Value(value=5678), supplemental_groups=[42])
+    assert user.stdout.split()[:2] == [b"uid=1234", b"gid=5678"] and b"42" in user.stdout
+    name = run("id", "-u", run_as_username="nobody")
+    assert name.stdout.strip() == b"65534"
+
+    default = pb.SecurityProfile(profile_type=pb.SecurityProfile.RuntimeDefault)
+    unconfined = pb.SecurityProfile(profile_type=pb.SecurityProfile.Unconfined)
+    assert run("unshare", "-U", "true", seccomp=unconfined).exit_code == 0
+    blocked = run("unshare", "-U", "true", seccomp=default)
+    assert blocked.exit_code != 0 and b"Operation not permitted" in blocked.stderr
+    assert b"Seccomp:\t2" in run("cat", "/proc/self/status", seccomp=default).stdout
+
+
+def test_logs_at_the_kubelet_path_in_cri_format_and_reopened_after_a_rename(
+        pods: Pods, ctrs: Containers, runtime: pb_grpc.RuntimeServiceStub,
+        tmp_path: Path) -> None:
+    pod = pods.run(pod_config(log_directory=str(tmp_path / "pods" / "uid")))
+    config = container_config(["sh", "-c", "echo one; echo two >&2; "
+                                           "while [ ! -e /tmp/go ]; do sleep 0.05; done; "
+                                           "echo three; sleep 1000"], log_path="app/0.log")
+    app = ctrs.run(pod, config)
+    log = tmp_path / "pods" / "uid" / "app" / "0.log"
+    assert ctrs.status(app).log_path == str(log)
+    assert wait_until(lambda: len(log.read_text().splitlines()) == 2)
+    records = sorted(line.split(" ", 1)[1] for line in log.read_text().splitlines())
+    assert records == ["stderr F two", "stdout F one"]
+    log.rename(log.with_name("0.log.20261201"))  # kubelet rotates: rename, then reopen
+    runtime.ReopenContainerLog(pb.ReopenContainerLogRequest(container_id=app))
+    ctrs.exec(app, "touch", "/tmp/go")
+    assert wait_until(lambda: log.exists() and "three" in log.read_text())
+    assert [line.split(" ", 1)[1] for line in log.read_text().splitlines()] == [
+        "stdout F three"]
+    runtime.StopContainer(pb.StopContainerRequest(container_id=app, timeout=0))
+    assert code_of(lambda: runtime.ReopenContainerLog(pb.ReopenContainerLogRequest(
+        container_id=app))) == grpc.StatusCode.FAILED_PRECONDITION
+
+
+def test_exec_sync_exit_codes_output_and_timeout(pods: Pods, ctrs: Containers) -> None:
+    app = ctrs.run(pods.run(), container_config(["sleep", "1000"]))
+    done = ctrs.exec(app, "sh", "-c", "echo out; echo err >&2; exit 7")
+    assert (done.stdout, done.stderr, done.exit_code) == (b"out\n", b"err\n", 7)
+    assert ctrs.exec(app, "true").exit_code == 0
+    started = time.monotonic()
+    assert code_of(lambda: ctrs.exec(app, "sleep", "600", timeout=1)
+                   ) == grpc.StatusCode.DEADLINE_EXCEEDED
+    assert time.monotonic() - started < 15
+    left = ctrs.exec(app, "sh", "-c", "ps -o args | grep -c '^sleep 600'")
+    assert left.stdout.strip() == b"0"  # the timed-out command was killed
+    assert code_of(lambda: ctrs.exec(app, "/no/such")) == grpc.StatusCode.UNKNOWN
+
+
+def test_oom_killed_reason_with_a_small_memory_limit(pods: Pods, ctrs: Containers) -> None:
+    resources = pb.LinuxContainerResources(memory_limit_in_bytes=16 << 20, oom_score_adj=-500)
+    hog = ctrs.run(pods.run(), container_config(
+        ["dd", "if=/dev/zero", "of=/dev/null", "bs=64M", "count=1"],
+        linux=pb.LinuxContainerConfig(resources=resources)))
+    status = wait_exited(ctrs, hog)
+    assert status.exit_code == 137 and status.reason == "OOMKilled"
+
+
+def test_update_resources_and_stats(cri: CriServer, pods: Pods, ctrs: Containers,
+                                    runtime: pb_grpc.RuntimeServiceStub) -> None:
+    pod = pods.run()
+    app = ctrs.run(pod, container_config(["sh", "-c", "x=$(seq 100000); sleep 1000"],
+                                         labels={"app": "stats"}))
+    runtime.UpdateContainerResources(pb.UpdateContainerResourcesRequest(
+        container_id=app, linux=pb.LinuxContainerResources(memory_limit_in_bytes=64 << 20)))
+    spec = (cri.daemon.path("namespaces", NAMESPACE, "containers", app, "config.json")
+            ).read_text()
+    assert f'"limit": {64 << 20}' in spec
+    stats = runtime.ContainerStats(pb.ContainerStatsRequest(container_id=app)).stats
+    assert stats.attributes.id == app and stats.attributes.labels["app"] == "stats"
+    assert stats.cpu.timestamp > 0 and stats.cpu.usage_core_nano_seconds.value > 0
+    assert 0 < stats.memory.working_set_bytes.value <= stats.memory.usage_bytes.value
+    assert stats.memory.available_bytes.value > 0
+    every = runtime.ListContainerStats(pb.ListContainerStatsRequest()).stats
+    assert app in {s.attributes.id for s in every}
+    chosen = runtime.ListContainerStats(pb.ListContainerStatsRequest(
+        filter=pb.ContainerStatsFilter(label_selector={"app": "other"}))).stats
+    assert list(chosen) == []
