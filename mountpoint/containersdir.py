@@ -169,8 +169,9 @@ CONTAINER_VERBS = VerbTable(
          lambda app, s, args: app.containers.resume(s["ns"], s["id"])),
     _CLOSEIO, _RESIZE,
     Verb("reopen-log", "", "conmon starts the log afresh at its path (logpath, or the\n"
-         "task's own): after kubelet renamed the log away, its rotation (CRI's\n"
-         "ReopenContainerLog); stdout, stderr and log then go on in the new one",
+         "task's own) and the write returns once the new file is there: after\n"
+         "kubelet renamed the log away, its rotation (CRI's ReopenContainerLog);\n"
+         "stdout, stderr and log then go on in the new one",
          lambda app, s, args: app.containers.reopen_log(s["ns"], s["id"])),
     Verb("update", "JSON", 'new cgroup limits, as linux.resources: {"memory": {"limit": N}, '
          '"cpu": {...}, "pids": {"limit": N}}',

@@ -47,6 +47,7 @@ DEFAULT_LOG_SIZE_MAX = 64 << 20  # the daemon passes cdfs.config's (cdfs serve -
 # The exit status of a process whose monitor died before recording it.
 EXIT_UNKNOWN = 255
 _EXIT_WAIT_AFTER_KILL = 10.0
+_REOPEN_WAIT = 5.0  # seconds for conmon to start a new log at reopen-log
 _WINDOW_MAX = 65535  # a terminal's rows and columns are unsigned shorts (struct winsize)
 
 _EXIT_ANNOUNCED = ".exit-announced"  # the daemon published /tasks/exit
@@ -65,6 +66,14 @@ class TaskInfo:
     exited_at: float | None  # seconds since the epoch, as the other two
     created_at: float | None = None
     started_at: float | None = None
+
+
+def _inode(path: Path) -> int | None:
+    """The inode of the file `path` leads to (through a symlink); None while absent."""
+    try:
+        return path.stat().st_ino
+    except FileNotFoundError:
+        return None
 
 
 def _write_json(path: Path, value: object) -> None:
@@ -369,10 +378,20 @@ class TaskService:
 
     def reopen_log(self, namespace: str, container_id: str) -> None:
         """conmon starts the init's log afresh at its path (see conmon.reopen_log), as
-        CRI's ReopenContainerLog after kubelet renamed the log away. InvalidArgument
-        once stopped: no conmon is left to write a log."""
+        CRI's ReopenContainerLog after kubelet renamed the log away; returns once the
+        new file is there (conmon does it when it next reads its ctl fifo), so the
+        caller may look for it at once. InvalidArgument once stopped: no conmon is
+        left to write a log; Unavailable if conmon does not answer in time."""
         self._checked(Verb.REOPEN_LOG, namespace, container_id, None)
-        conmon.reopen_log(MonitorFiles(self.bundle(namespace, container_id)))
+        files = MonitorFiles(self.bundle(namespace, container_id))
+        before = _inode(files.log)
+        conmon.reopen_log(files)
+        deadline = time.monotonic() + _REOPEN_WAIT
+        while _inode(files.log) in (None, before):
+            if time.monotonic() > deadline:
+                raise Unavailable(f'reopen-log: conmon of "{container_id}" started no new log '
+                                  f"within {_REOPEN_WAIT:g} s")
+            time.sleep(0.005)
 
     def pause(self, namespace: str, container_id: str) -> None:
         """Freeze every process of the container (cgroup freezer)."""

@@ -171,6 +171,7 @@ def test_logs_at_the_kubelet_path_in_cri_format_and_reopened_after_a_rename(
     assert records == ["stderr F two", "stdout F one"]
     log.rename(log.with_name("0.log.20261201"))  # kubelet rotates: rename, then reopen
     runtime.ReopenContainerLog(pb.ReopenContainerLogRequest(container_id=app))
+    assert log.exists()  # at once, as critest looks for it
     ctrs.exec(app, "touch", "/tmp/go")
     assert wait_until(lambda: log.exists() and "three" in log.read_text())
     assert [line.split(" ", 1)[1] for line in log.read_text().splitlines()] == [
