@@ -76,6 +76,24 @@ def _follow(output: str) -> Callable[[Services, Scope], Awaitable[StreamReader]]
     return opens(lambda app, s: app.containers.follow(s["ns"], s["id"], _exec_id(s), output))
 
 
+def _from_now(output: str) -> Callable[[Services, Scope], Awaitable[StreamReader]]:
+    return opens(lambda app, s: app.containers.follow_from_now(s["ns"], s["id"], _exec_id(s),
+                                                               output))
+
+
+FROM_NOW = Table(
+    "stdout, stderr and log from the moment of opening, as `docker attach` shows them",
+    entries=(
+        Stream("stdout", "stdout from the moment of opening (what was written before is\n"
+               "skipped); a read waits for more while the process runs, and the stream\n"
+               "ends when it has exited: `cat follow/now/stdout` is attaching to its output",
+               _from_now("stdout")),
+        Stream("stderr", "the same for stderr", _from_now("stderr")),
+        Stream("log", "the same for the combined log", _from_now("log")),
+    ),
+)
+
+
 FOLLOW = Table(
     "stdout, stderr and log as streams, as `docker logs -f`",
     entries=(
@@ -84,6 +102,7 @@ FOLLOW = Table(
                "prints the whole output and returns at exit", _follow("stdout")),
         Stream("stderr", "the same for stderr", _follow("stderr")),
         Stream("log", "the same for the combined log", _follow("log")),
+        Dir("now", "the same from the moment of opening (what attaching shows)", FROM_NOW),
     ),
 )
 

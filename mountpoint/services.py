@@ -263,6 +263,9 @@ class ContainerService(Protocol):
     def follow(self, namespace: str, container_id: str, exec_id: str | None,
                output: str) -> StreamReader: ...
 
+    async def follow_from_now(self, namespace: str, container_id: str, exec_id: str | None,
+                              output: str) -> StreamReader: ...
+
     def wait(self, namespace: str, container_id: str, exec_id: str | None) -> StreamReader: ...
 
 

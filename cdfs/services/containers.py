@@ -788,6 +788,15 @@ class Containers:
         return FollowReader(self._watcher, files, index, output,
                             on_exit=self._exit_seen(namespace, container_id, exec_id))
 
+    async def follow_from_now(self, namespace: str, container_id: str, exec_id: str | None,
+                              output: str) -> FollowReader:
+        """A follower of stdout, stderr or log from where it has got to now (attach)."""
+        index = self._index(namespace, container_id, exec_id)
+        files = self.tasks.files(namespace, container_id, exec_id)
+        start = await self._thread(index.size, output)
+        return FollowReader(self._watcher, files, index, output, start=start,
+                            on_exit=self._exit_seen(namespace, container_id, exec_id))
+
     def wait(self, namespace: str, container_id: str, exec_id: str | None) -> ExitReader:
         """Nothing until the process exited, then its exit status."""
         self._task(namespace, container_id, exec_id)

@@ -218,6 +218,22 @@ def test_stdout_follows_a_running_container(daemon: Daemon) -> None:
     assert time.monotonic() - started > 0.5
 
 
+def test_live_output_starts_at_the_moment_of_opening(daemon: Daemon) -> None:
+    c = run(daemon, "talker", ["sh", "-c", "echo before; echo early >&2; read go; "
+                                           "echo after; echo late >&2"])
+    assert first_line(c / "follow" / "stdout") == "before"
+    assert wait_until(lambda: (c / "stderr").read_text() == "early\n", 10)
+    out, err = (subprocess.Popen(["timeout", "20", "cat", str(c / "follow" / "now" / name)],
+                                 stdout=subprocess.PIPE, text=True)
+                for name in ("stdout", "stderr"))
+    time.sleep(0.5)  # both opened before the container goes on
+    write(c / "stdin", "go\n")
+    assert c.wait() == 0
+    assert out.communicate(timeout=25)[0] == "after\n" and out.returncode == 0
+    assert err.communicate(timeout=25)[0] == "late\n" and err.returncode == 0
+    assert read_with_timeout(c / "follow" / "now" / "stdout") == ""  # opened after the exit
+
+
 def test_exec_has_its_own_output_exit_and_events(daemon: Daemon) -> None:
     events = Events(daemon)
     try:
