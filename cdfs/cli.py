@@ -67,6 +67,7 @@ def _add_cri(commands: "argparse._SubParsersAction[argparse.ArgumentParser]") ->
         DEFAULT_LISTEN,
         DEFAULT_NAMESPACE,
         DEFAULT_ROOT,
+        DEFAULT_STREAM_ADDRESS,
     )
 
     cri = commands.add_parser("cri", help="serve CRI v1 (kubelet, crictl) over the mount, in "
@@ -84,6 +85,10 @@ def _add_cri(commands: "argparse._SubParsersAction[argparse.ArgumentParser]") ->
                      help="the pod network's CNI config: the first *.conf, *.conflist or "
                      f"*.json there (default {DEFAULT_CNI_CONF_DIR}); cdfs's own bridge "
                      "network when it has none (docs/kubernetes.md)")
+    cri.add_argument("--stream-address", default=DEFAULT_STREAM_ADDRESS,
+                     help="HOST:PORT of the streaming server whose URLs Exec, Attach and "
+                     f"PortForward return (default {DEFAULT_STREAM_ADDRESS}: loopback, a free "
+                     "port)")
     cri.add_argument("--log-level", default="info",
                      choices=["debug", "info", "warning", "error"])
 
@@ -101,7 +106,8 @@ def _cri(args: argparse.Namespace) -> int:
     config = CriConfig(mount=Path(mount).absolute(), listen=args.listen,
                        namespace=args.namespace or DEFAULT_NAMESPACE,
                        root=Path(args.root).absolute(),
-                       cni_conf_dir=Path(args.cni_conf_dir).absolute())
+                       cni_conf_dir=Path(args.cni_conf_dir).absolute(),
+                       stream_address=args.stream_address)
     try:
         serve(config)
     except StartupError as exc:

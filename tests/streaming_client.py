@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
+from cdfs.cri.streaming import netdial
 from cdfs.cri.streaming.session import Session, Stream
 
 TIMEOUT = 30.0
@@ -42,11 +43,19 @@ class Connection:
         self.sock.close()
 
 
-def request(url: str, protocols: tuple[str, ...], upgrade: bool = True) -> tuple[
-        socket.socket, int, dict[str, str], bytes]:
-    """Send the upgrade request; (socket, status, headers, bytes after the headers)."""
+def request(url: str, protocols: tuple[str, ...], upgrade: bool = True,
+            netns: str | None = None) -> tuple[socket.socket, int, dict[str, str], bytes]:
+    """Send the upgrade request (from inside the network namespace `netns`, where a
+    test's CRI server runs, when given); (socket, status, headers, bytes after the
+    headers)."""
     parts = urlsplit(url)
-    sock = socket.create_connection((parts.hostname, parts.port), TIMEOUT)
+    assert parts.port is not None
+    if netns is not None:
+        assert parts.hostname == "127.0.0.1", url
+        sock = netdial.connect(netns, parts.port, TIMEOUT)
+        sock.settimeout(TIMEOUT)
+    else:
+        sock = socket.create_connection((parts.hostname, parts.port), TIMEOUT)
     lines = [f"POST {parts.path} HTTP/1.1", f"Host: {parts.netloc}", "Content-Length: 0"]
     if upgrade:
         lines += ["Connection: Upgrade", "Upgrade: SPDY/3.1"]
@@ -67,8 +76,9 @@ def request(url: str, protocols: tuple[str, ...], upgrade: bool = True) -> tuple
     return sock, int(status_line.split()[1]), headers, rest
 
 
-def upgrade(url: str, protocols: tuple[str, ...] = EXEC_PROTOCOLS) -> Connection:
-    sock, status, headers, rest = request(url, protocols)
+def upgrade(url: str, protocols: tuple[str, ...] = EXEC_PROTOCOLS,
+            netns: str | None = None) -> Connection:
+    sock, status, headers, rest = request(url, protocols, netns=netns)
     if status != 101:
         body = rest + _read_rest(sock, int(headers.get("content-length", "0")) - len(rest))
         sock.close()
@@ -116,8 +126,8 @@ def open_channels(conn: Connection, stdin: bool = False, stdout: bool = True,
 
 @contextmanager
 def remote_command(url: str, stdin: bool = False, stdout: bool = True, stderr: bool = True,
-                   tty: bool = False) -> Iterator[Channels]:
-    conn = upgrade(url)
+                   tty: bool = False, netns: str | None = None) -> Iterator[Channels]:
+    conn = upgrade(url, netns=netns)
     try:
         yield open_channels(conn, stdin, stdout, stderr, tty)
     finally:

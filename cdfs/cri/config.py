@@ -8,6 +8,7 @@ DEFAULT_LISTEN = "unix:///run/cdfs/cri.sock"
 DEFAULT_NAMESPACE = "k8s.io"  # as containerd's CRI plugin
 DEFAULT_ROOT = "/var/lib/cdfs-cri"
 DEFAULT_CNI_CONF_DIR = "/etc/cni/net.d"
+DEFAULT_STREAM_ADDRESS = "127.0.0.1:0"  # loopback, any free port: as containerd's default
 
 
 @dataclass(frozen=True)
@@ -21,3 +22,5 @@ class CriConfig:
     namespace: str = DEFAULT_NAMESPACE
     root: Path = Path(DEFAULT_ROOT)
     cni_conf_dir: Path = Path(DEFAULT_CNI_CONF_DIR)
+    stream_address: str = DEFAULT_STREAM_ADDRESS
+    """where the streaming server of Exec, Attach and PortForward listens (HOST:PORT)"""

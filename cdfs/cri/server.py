@@ -28,7 +28,8 @@ from cdfs.cri.images import ImageCalls
 from cdfs.cri.pause.image import ensure_pause_image
 from cdfs.cri.runtime import RuntimeCalls
 from cdfs.cri.sandboxes import SandboxCalls
-from cdfs.cri.streaming import StreamingCalls
+from cdfs.cri.streaming.calls import StreamingCalls
+from cdfs.cri.streaming.server import StreamingServer
 
 log = logging.getLogger(__name__)
 
@@ -88,8 +89,9 @@ def _open_tree(config: CriConfig) -> Tree:
     return tree
 
 
-def build(config: CriConfig) -> grpc.Server:
-    """A server with both services bound to the listen address, not yet started."""
+def build(config: CriConfig) -> tuple[grpc.Server, StreamingServer]:
+    """A server with both services bound to the listen address, and the streaming
+    server bound to its own, neither started yet."""
     tree = _open_tree(config)
     config.root.mkdir(parents=True, exist_ok=True)
     try:
@@ -98,7 +100,11 @@ def build(config: CriConfig) -> grpc.Server:
         raise StartupError(f"cannot import the pause image: {exc}") from None
     server = grpc.server(ThreadPoolExecutor(max_workers=WORKERS, thread_name_prefix="cri"),
                          interceptors=[ErrorMapping()])
-    pb_grpc.add_RuntimeServiceServicer_to_server(RuntimeService(tree, config), server)
+    try:
+        runtime = RuntimeService(tree, config)  # binds the streaming server's port
+    except (ValueError, OSError) as exc:
+        raise StartupError(f"cannot serve streams on {config.stream_address}: {exc}") from None
+    pb_grpc.add_RuntimeServiceServicer_to_server(runtime, server)
     pb_grpc.add_ImageServiceServicer_to_server(ImageService(tree, config), server)
     path = unix_path(config.listen)
     if path is not None:
@@ -107,24 +113,26 @@ def build(config: CriConfig) -> grpc.Server:
         server.add_insecure_port(config.listen if path is None else f"unix://{path}")
     except RuntimeError as exc:
         raise StartupError(f"cannot listen on {config.listen}: {exc}") from None
-    return server
+    return server, runtime.streaming
 
 
 def serve(config: CriConfig) -> None:
     """Serve until SIGTERM or SIGINT, then stop gracefully and remove the socket."""
-    server = build(config)
+    server, streaming = build(config)
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
     path = unix_path(config.listen)
+    streaming.start()
     server.start()
     if path is not None:
         os.chmod(path, 0o660)  # root and its group, as containerd's socket
-    log.info("serving CRI on %s for namespace %s of %s", config.listen, config.namespace,
-             config.mount)
+    log.info("serving CRI on %s for namespace %s of %s; streams on %s", config.listen,
+             config.namespace, config.mount, streaming.base_url)
     stop.wait()
     log.info("stopping: %.0f s for running calls", GRACE_SECONDS)
     server.stop(GRACE_SECONDS).wait()
+    streaming.stop()  # ends the exec, attach and port-forward sessions still open
     if path is not None:
         with contextlib.suppress(FileNotFoundError):
             path.unlink()
