@@ -354,3 +354,24 @@ def test_attach_is_a_session_like_exec(server: StreamingServer) -> None:
         assert read_until(channels.stdout, b"ping\n") == b"ping\n"
         channels.stdin.close()
         assert channels.status()["status"] == "Success"
+
+
+def test_a_port_forward_client_that_vanishes_leaves_nothing(server: StreamingServer) -> None:
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(20)
+    before = our_threads()
+    conn = upgrade(server.url_for(PortForwardRequest("pod")), ("portforward.k8s.io",))
+    _, data = forward(conn, listener.getsockname()[1], 0)
+    pod_side, _ = listener.accept()  # a pod server that would hold on for ever
+    data.write(b"hello")
+    assert pod_side.recv(5) == b"hello"
+    conn.sock.shutdown(socket.SHUT_RDWR)  # gone without a word
+    conn.sock.close()
+    pod_side.settimeout(20)
+    assert pod_side.recv(1) == b""  # the server let go of the pod's connection
+    pod_side.close()
+    listener.close()
+    deadline = time.monotonic() + 10
+    while {t for t in our_threads() - before if t.is_alive()} and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not {t for t in our_threads() - before if t.is_alive()}
