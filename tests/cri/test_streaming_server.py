@@ -375,3 +375,40 @@ def test_a_port_forward_client_that_vanishes_leaves_nothing(server: StreamingSer
     while {t for t in our_threads() - before if t.is_alive()} and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not {t for t in our_threads() - before if t.is_alive()}
+
+
+def test_a_client_that_vanishes_while_its_input_is_held_back_is_noticed(
+        server: StreamingServer, backend: HostBackend) -> None:
+    """The program reads no input: the server stops reading the connection once a
+    stream's buffer is full (1 MiB), and must still see the client hang up: its FIN
+    waits in the socket's buffer behind the rest of the input. (Input that does not
+    fit there keeps the FIN in the client's kernel, where nothing can see it.)"""
+    before = our_threads()
+    from streaming_client import open_channels
+    conn = upgrade(exec_url(server, "sh", "-c", "echo started; exec sleep 300", stdin=True))
+    channels = open_channels(conn, stdin=True)
+    assert channels.stdin is not None and channels.stdout is not None
+    read_until(channels.stdout, b"started")
+    stdin = channels.stdin
+    flood = threading.Thread(target=_write_quietly, args=(stdin, os.urandom(1200 << 10)))
+    flood.start()
+    time.sleep(2)  # the server's buffers are full and it has stopped reading
+    conn.sock.shutdown(socket.SHUT_RDWR)
+    conn.sock.close()
+    flood.join(20)
+    program = backend.programs[-1]
+    assert program.proc is not None and program.proc.wait(15) == -9
+    deadline = time.monotonic() + 15
+    while {t for t in our_threads() - before if t.is_alive()} and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not {t for t in our_threads() - before if t.is_alive()}
+
+
+def _write_quietly(stream: object, data: bytes) -> bool:
+    from cdfs.cri.streaming.session import Stream, StreamClosed
+    assert isinstance(stream, Stream)
+    try:
+        stream.write(data)
+    except StreamClosed:
+        return False
+    return True

@@ -29,6 +29,7 @@ V4, V3, V2, V1 = "v4.channel.k8s.io", "v3.channel.k8s.io", "v2.channel.k8s.io", 
 PROTOCOLS = (V4, V3, V2, V1)
 STREAM_CREATION_TIMEOUT = 30.0  # kubelet's default
 FIRST_SIZE_WAIT = 0.2
+INPUT_JOIN_TIMEOUT = 10.0
 
 
 @dataclass(frozen=True)
@@ -194,7 +195,10 @@ def serve(session: Session, channels: Channels, protocol: str,
         program.abandon()
         session.close()
         for thread in workers:
-            thread.join()
+            thread.join(INPUT_JOIN_TIMEOUT)
+            if thread.is_alive():  # a write to a program that reads no input
+                log.warning("remotecommand: input still blocked; it ends when the "
+                            "program reads or exits")
         watcher.join()
         program.release()
 

@@ -9,13 +9,18 @@ header compressor's state runs through every frame of the connection in order.
 A stream's unread data is held up to `_HIGH_WATER` bytes; past that the reader thread
 stops reading the socket until the stream's consumer catches up, so a fast client
 meets TCP's back-pressure instead of our memory (spdystream does the same with its
-unbuffered channels). When the connection ends, however it ends, every stream is
+unbuffered channels). While held back it still looks at the socket every second, so a
+peer that hung up is noticed even then (as long as its FIN got here: behind more
+unsent input than the socket buffers hold, it waits in the peer's kernel, and only
+the program reading on, or its end, frees the session). When the connection ends,
+however it ends, every stream is
 finished: reads return b"" and writes raise StreamClosed, which is how the threads
 using it learn that the peer went away.
 """
 
 import contextlib
 import logging
+import select
 import socket
 import threading
 from collections.abc import Callable, Mapping
@@ -26,6 +31,7 @@ log = logging.getLogger(__name__)
 
 _HIGH_WATER = 1 << 20
 _READ_SIZE = 1 << 16
+_PEER_CHECK = 1.0  # seconds between looks at the socket while a stream holds us back
 MAX_DATA = 1 << 16  # the largest DATA frame we send
 
 
@@ -113,8 +119,11 @@ class Stream:
             if fin:
                 self._remote_done = True
             self._cond.notify_all()
-            self._cond.wait_for(lambda: len(self._unread) < _HIGH_WATER or self._remote_done
-                                or self._session.closing)
+            while not self._cond.wait_for(
+                    lambda: len(self._unread) < _HIGH_WATER or self._remote_done
+                    or self._session.closing, _PEER_CHECK):
+                if self._session.peer_hung_up():
+                    self._session._shutdown()
         if fin:
             self._forget_if_done()
 
@@ -160,6 +169,13 @@ class Session:
     @property
     def ended(self) -> bool:
         return self._ended.is_set()
+
+    def peer_hung_up(self) -> bool:
+        """Whether the peer closed or reset the connection (without reading it)."""
+        poller = select.poll()
+        poller.register(self._sock, select.POLLRDHUP)
+        return any(events & (select.POLLRDHUP | select.POLLHUP | select.POLLERR)
+                   for _, events in poller.poll(0))
 
     @property
     def closing(self) -> bool:
