@@ -324,3 +324,15 @@ def wait_for(condition: Callable[[], bool], timeout: float = 20) -> bool:
             pass
         time.sleep(0.2)
     return False
+
+
+def test_a_command_that_cannot_run_is_reported_and_leaves_no_exec(
+        runtime: pb_grpc.RuntimeServiceStub, containers: Containers, netns: str) -> None:
+    web = containers.run("web", ["sleep", "600"])
+    started = time.monotonic()
+    with remote_command(exec_url(runtime, web, "/no/such/program"), netns=netns) as channels:
+        status = channels.status()
+    assert status["status"] == "Failure" and status["reason"] == "InternalError", status
+    assert "/no/such/program" in status["message"], status
+    assert wait_for(lambda: containers.execs(web) == [])
+    assert time.monotonic() - started < 15

@@ -173,24 +173,29 @@ class TreeExec(_Task):
     def __init__(self, tree: Tree, container_id: str, cmd: tuple[str, ...],
                  options: Options) -> None:
         container = tree.container(container_id)
-        super().__init__(tree, container / "exec" / f"cri-{secrets.token_hex(6)}", options)
-        self._exited = False
         process: dict[str, object] = {"args": list(cmd), "terminal": options.tty}
         if options.tty:
             process["env"] = _with_term(tree, container)
-        tree.mkdir(self.dir)
+        super().__init__(tree, container / "exec" / f"cri-{secrets.token_hex(6)}", options)
+        self._started = self._exited = False
         try:
-            tree.write(self.dir / "process.json", json.dumps(process))
-            self._open_streams("follow")
+            tree.mkdir(self.dir)
+            try:
+                tree.write(self.dir / "process.json", json.dumps(process))
+                self._open_streams("follow")
+            except BaseException:
+                with contextlib.suppress(TreeError):
+                    tree.rmdir(self.dir)
+                raise
         except BaseException:
-            with contextlib.suppress(TreeError):
-                tree.rmdir(self.dir)
+            self._io.close()
             raise
 
     def start(self, rows_cols: tuple[int, int] | None) -> None:
         if rows_cols is not None:
             self.resize(*rows_cols)
         self.ctl("start")
+        self._started = True
         if not self._options.stdin and not self._options.tty:
             self.ctl("closeio")  # no input: the program reads end of file, not forever
 
@@ -208,7 +213,7 @@ class TreeExec(_Task):
     def release(self) -> None:
         self._close_files()
         self._io.close()
-        if not self._exited:  # killed by abandon: gone in a moment
+        if self._started and not self._exited:  # killed by abandon: gone in a moment
             waiter = _Releasable()
             try:
                 self.exit_status(waiter, _EXIT_WAIT)
@@ -233,7 +238,11 @@ class TreeAttach(_Task):
 
     def __init__(self, tree: Tree, container_id: str, options: Options) -> None:
         super().__init__(tree, tree.container(container_id), options)
-        self._open_streams("follow/now")
+        try:
+            self._open_streams("follow/now")
+        except BaseException:
+            self._io.close()
+            raise
 
     def start(self, rows_cols: tuple[int, int] | None) -> None:
         if rows_cols is not None:
