@@ -74,6 +74,11 @@ class Reference:
         return text
 
 
+def is_repository_path(text: str) -> bool:
+    """Whether `text` is a valid repository path (lowercase components joined by /)."""
+    return bool(_PATH_RE.fullmatch(text))
+
+
 def _split_domain(name: str) -> tuple[str, str]:
     """Docker's splitDockerDomain: the first component is a domain only if it looks like
     one (has '.' or ':', or is `localhost`) and is not lower-case-only by accident."""

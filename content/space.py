@@ -10,6 +10,8 @@ otherwise; the reserve is what the daemon's databases, and the clean-up, write i
 import errno
 import os
 import sqlite3
+from dataclasses import dataclass
+from pathlib import Path
 
 from base.errors import NoSpace
 
@@ -59,3 +61,25 @@ def is_out_of_space(exc: BaseException) -> bool:
             pending.extend(current.exceptions)
         pending.extend((current.__cause__, current.__context__))
     return False
+
+
+@dataclass(frozen=True)
+class Space:
+    """How full the filesystem holding `path` is, as statvfs says (what kubelet's image
+    garbage collection weighs against its thresholds)."""
+
+    path: Path
+    bytes_used: int
+    bytes_free: int
+    inodes_used: int
+    inodes_free: int
+
+    def render(self) -> str:
+        return (f"path {self.path}\nbytes-used {self.bytes_used}\nbytes-free {self.bytes_free}\n"
+                f"inodes-used {self.inodes_used}\ninodes-free {self.inodes_free}\n")
+
+
+def space_of(path: Path) -> Space:
+    st = os.statvfs(path)
+    return Space(path, (st.f_blocks - st.f_bfree) * st.f_frsize, st.f_bavail * st.f_frsize,
+                 st.f_files - st.f_ffree, st.f_favail)

@@ -6,7 +6,7 @@ directories listing the next path component of the images below them.
 """
 
 from base.errors import NotFound
-from cdfs.services.images import ImageRecord, parse_platform_argument
+from cdfs.services.images import ImageRecord, parse_pull_options
 from content.descriptor import digest_hex
 from mountpoint.ctl import Verb, VerbTable
 from mountpoint.table import (
@@ -35,8 +35,9 @@ def _record(app: Services, scope: Scope) -> ImageRecord:
 
 # -- ctl ---------------------------------------------------------------------------
 async def _pull(app: Services, scope: Scope, args: list[str]) -> None:
-    platform = parse_platform_argument(args[1]) if len(args) > 1 else None
-    await app.images.pull(scope["ns"], args[0], platform)
+    options = parse_pull_options(args[1:])
+    await app.images.pull(scope["ns"], args[0], options.get("platform"),
+                          options.get("credentials"))
 
 
 async def _import(app: Services, scope: Scope, args: list[str]) -> None:
@@ -44,9 +45,11 @@ async def _import(app: Services, scope: Scope, args: list[str]) -> None:
 
 
 IMAGE_VERBS = VerbTable(
-    Verb("pull", "REF [platform=OS/ARCH[/VARIANT]]",
+    Verb("pull", "REF [platform=OS/ARCH[/VARIANT]] [credentials=FILE]",
          "fetch REF into the content store and unpack it; returns when the image is ready.\n"
-         "A full disk fails it with ENOSPC, and what it wrote is removed",
+         "A full disk fails it with ENOSPC, and what it wrote is removed. credentials=FILE:\n"
+         "this pull's own, one JSON object as an entry of registries.json's auths, in a\n"
+         "file of the daemon's user that nobody else may read (mode 600)",
          _pull),
     Verb("push", "REF [TARGET_REF]", "upload the image's blobs and manifests (to TARGET_REF)",
          lambda app, s, args: app.images.push(s["ns"], *args)),

@@ -138,22 +138,49 @@ REGISTRIES = """
 ## Registries
 
 Registries on loopback addresses (127.0.0.0/8, ::1, localhost) are reached over plain
-HTTP, others over HTTPS with the system's CAs. Credentials and insecure (plain HTTP)
-hosts come from `<root>/registries.json` (default /var/lib/cdfs/registries.json), read
-at start; the format is docker's config.json, plus an `insecure` list:
+HTTP, others over HTTPS with the system's CAs. Credentials, insecure (plain HTTP)
+hosts and mirrors come from `<root>/registries.json` (default
+/var/lib/cdfs/registries.json), read at start; the format is docker's config.json,
+plus an `insecure` list and a `mirrors` object:
 
 ```
 {
   "auths": {
     "registry.example.com": {"auth": "<base64 of user:password>"},
-    "127.0.0.1:5000": {"username": "me", "password": "secret"}
+    "127.0.0.1:5000": {"username": "me", "password": "secret"},
+    "sso.example.com": {"identitytoken": "<OAuth2 refresh token>"},
+    "ci.example.com": {"registrytoken": "<bearer token>"}
   },
-  "insecure": ["registry.lan:5000"]
+  "insecure": ["registry.lan:5000"],
+  "mirrors": {
+    "registry.k8s.io": {"endpoints": ["http://127.0.0.1:5000/cri-mirror/registry.k8s.io"]},
+    "docker.io": {"endpoints": ["https://harbor.lan/dockerhub"], "upstream": false}
+  }
 }
 ```
 
 Credentials are sent only to the host they belong to (never across a redirect to
-another host). Basic and Bearer token authentication are both understood.
+another host). Basic and Bearer token authentication are both understood; an
+identity token is traded at the token server for access tokens (OAuth2 refresh
+grant), a registry token is sent as the bearer token itself.
+
+Mirrors work as containerd's hosts.toml: a pull of an image of a listed host tries
+its `endpoints` in order, then the host itself unless `"upstream": false`. An
+endpoint is `scheme://host[:port][/prefix]`; the prefix goes before the repository
+path, so the example fetches registry.k8s.io/pause:3.9 as repository
+cri-mirror/registry.k8s.io/pause of 127.0.0.1:5000 (a plain registry filled with
+`skopeo copy`, or a Harbor proxy project, holds mirrored images so). The image keeps
+its upstream name; the layers come from the endpoint that had the manifest; an
+endpoint's credentials are the ones filed under its host[:port]. When every source
+fails, the error names each failure. Pushes never go to mirrors.
+
+A pull can bring its own credentials (`pull REF credentials=FILE` in images/ctl, as
+`cdfs cri` does with a CRI request's AuthConfig): FILE holds one entry as in `auths`
+(`{"username": "u", "password": "p"}`, `{"auth": ...}`, `{"identitytoken": ...}` or
+`{"registrytoken": ...}`), must belong to the daemon's user and be readable by
+nobody else (mode 600), and is read once when the pull starts. Only its path is
+ever quoted (in err, logs, progress); those credentials go to the image's registry
+and to mirrors without credentials of their own.
 """
 
 

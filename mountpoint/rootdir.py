@@ -51,5 +51,9 @@ ROOT = Table(
         Link("containers", "the default namespace's containers",
              "namespaces/default/containers"),
         Dir("netns", "named network namespaces", NETNS),
+        Value("space", "the filesystem of the snapshots (and the rest of the daemon's root),\n"
+              "as statvfs counts it: `path DIR`, `bytes-used N`, `bytes-free N`,\n"
+              "`inodes-used N`, `inodes-free N` lines (CRI's ImageFsInfo reads it)",
+              read=show(lambda app, s: app.snapshots.space(), lambda space: space.render())),
     ),
 )

@@ -18,6 +18,7 @@ from typing import Any, Protocol
 from cdfs.services.containers import Times
 from cdfs.services.images import ImageRecord
 from cdfs.services.snapshots import SnapshotInfo
+from content.space import Space
 from content.store import IngestStatus
 from runtime.cgroups import Stats
 from runtime.tasks import TaskInfo
@@ -101,6 +102,8 @@ class SnapshotService(Protocol):
 
     async def usage(self, namespace: str, key: str) -> tuple[int, int]: ...
 
+    async def space(self) -> Space: ...
+
 
 class TreeView(Protocol):
     """What a host tree's `root` returns (content.rootfs.RootView): a directory tree
@@ -141,8 +144,8 @@ class ImageService(Protocol):
 
     async def rootfs(self, namespace: str, name: str) -> TreeView: ...
 
-    async def pull(self, namespace: str, ref_text: str, platform_text: str | None = None
-                   ) -> object: ...
+    async def pull(self, namespace: str, ref_text: str, platform_text: str | None = None,
+                   credentials_file: str | None = None) -> object: ...
 
     async def push(self, namespace: str, ref_text: str, target_text: str | None = None
                    ) -> None: ...

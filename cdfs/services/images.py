@@ -48,10 +48,11 @@ from content.manifest import (
     parse_manifest,
     parse_platform,
 )
-from content.reference import parse_reference
+from content.reference import Reference, parse_reference
 from content.registry.client import Registries
-from content.registry.credentials import Credentials, load_credentials
+from content.registry.credentials import load_credentials, load_pull_credentials
 from content.registry.fetch import PullResult, fetch_layers, resolve
+from content.registry.hosts import parse_mirrors
 from content.registry.push import push as upload
 from content.rootfs import RootView
 from content.space import free_bytes, is_out_of_space
@@ -190,17 +191,16 @@ class Images:
             self._records.setdefault(record.namespace, {})[record.name] = record
 
     async def reload_registries(self) -> None:
-        """(Re)read credentials and insecure hosts from <root>/registries.json."""
-        def read() -> tuple[dict[str, Credentials], frozenset[str]]:
+        """(Re)read credentials, insecure hosts and mirrors from <root>/registries.json."""
+        def read() -> Registries:
             credentials = load_credentials(self._config_file)
-            insecure: frozenset[str] = frozenset()
+            data = {}
             if self._config_file.exists():
                 data = json.loads(self._config_file.read_text() or "{}")
-                insecure = frozenset(str(h) for h in data.get("insecure", []))
-            return credentials, insecure
+            insecure = frozenset(str(h) for h in data.get("insecure", []))
+            return Registries(credentials, insecure, mirrors=parse_mirrors(data.get("mirrors")))
 
-        credentials, insecure = await trio.to_thread.run_sync(read)
-        old, self.registries = self.registries, Registries(credentials, insecure)
+        old, self.registries = self.registries, await trio.to_thread.run_sync(read)
         old.close()
 
     def _record_from_row(self, row: sqlite3.Row) -> ImageRecord:
@@ -253,12 +253,27 @@ class Images:
         return [r for records in self._records.values() for r in records.values()]
 
     # -- verbs ---------------------------------------------------------------
-    async def pull(self, namespace: str, ref_text: str, platform_text: str | None = None
-                   ) -> ImageRecord:
-        """Fetch `ref` into the store and unpack it; returns when the image is ready."""
+    async def pull(self, namespace: str, ref_text: str, platform_text: str | None = None,
+                   credentials_file: str | None = None) -> ImageRecord:
+        """Fetch `ref` into the store and unpack it; returns when the image is ready.
+        With `credentials_file` (load_pull_credentials) the pull uses those credentials
+        and clients of its own."""
         self._namespaces.check(namespace)
         ref = parse_reference(ref_text)
         platform = parse_platform(platform_text) if platform_text else None
+        registries = self.registries
+        if credentials_file is not None:
+            credentials = await trio.to_thread.run_sync(
+                load_pull_credentials, Path(credentials_file), ref.domain)
+            registries = self.registries.for_pull(credentials)
+        try:
+            return await self._pull(namespace, ref, platform, registries)
+        finally:
+            if registries is not self.registries:
+                registries.close()
+
+    async def _pull(self, namespace: str, ref: Reference, platform: Platform | None,
+                    registries: Registries) -> ImageRecord:
         name = str(ref)
         progress = self._begin(namespace, name)
         token = trio.lowlevel.current_trio_token()
@@ -276,8 +291,7 @@ class Images:
         def fetch_and_unpack(image: PullResult) -> str:
             arrivals = Arrivals()
             downloads = threading.Thread(target=arrivals.run, name="cdfs-pull", args=(
-                lambda: fetch_layers(image, self._store, report, self.registries,
-                                     arrivals.arrived),))
+                lambda: fetch_layers(image, self._store, report, arrivals.arrived),))
             downloads.start()
             try:
                 chain_id = self._unpack(namespace, image.image, image.config, arrivals.wait)
@@ -290,7 +304,7 @@ class Images:
         try:
             with self._leases.hold(namespace) as hold:
                 image = await trio.to_thread.run_sync(
-                    lambda: resolve(ref, self._store, platform, report, self.registries))
+                    lambda: resolve(ref, self._store, platform, report, registries))
                 _name_in(hold, image.root, image.manifest, image.image, image.config)
                 chain_id = await trio.to_thread.run_sync(fetch_and_unpack, image)
                 record = await self._record(namespace, name, image.root, image.manifest,
@@ -514,10 +528,18 @@ def _name_in(hold: Hold, root: Descriptor, manifest: Descriptor, image: ImageMan
     hold.snapshots.update(chain_ids(list(config.diff_ids)))
 
 
-def parse_platform_argument(text: str) -> str:
-    """`platform=OS/ARCH[/VARIANT]` -> `OS/ARCH[/VARIANT]`."""
-    key, equals, value = text.partition("=")
-    if key != "platform" or not equals or not value:
-        raise InvalidArgument(f'expected platform=OS/ARCH[/VARIANT], got "{text}"')
-    parse_platform(value)
-    return value
+def parse_pull_options(words: list[str]) -> dict[str, str]:
+    """The options after a pull's REF: `platform=OS/ARCH[/VARIANT]` and
+    `credentials=FILE`, each at most once, in any order."""
+    options: dict[str, str] = {}
+    for word in words:
+        key, equals, value = word.partition("=")
+        if key not in ("platform", "credentials") or not equals or not value:
+            raise InvalidArgument(f'expected platform=OS/ARCH[/VARIANT] or credentials=FILE, '
+                                  f'got "{word}"')
+        if key in options:
+            raise InvalidArgument(f"{key}= given twice")
+        options[key] = value
+    if "platform" in options:
+        parse_platform(options["platform"])
+    return options

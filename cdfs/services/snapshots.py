@@ -23,6 +23,7 @@ from base.mount import Mount
 from content.apply import WhiteoutMode
 from content.rootfs import read_from_layers
 from content.snapshots import Info, Snapshotter, open_snapshotter
+from content.space import Space, space_of
 from content.unpacker import EXTRACT_MARK
 
 
@@ -179,6 +180,10 @@ class Snapshots:
     async def stat(self, namespace: str, key: str) -> SnapshotInfo:
         view = self.of(namespace)
         return view.local(await trio.to_thread.run_sync(view.stat, key))
+
+    async def space(self) -> Space:
+        """The filesystem the snapshots (and the daemon's root) are on."""
+        return await trio.to_thread.run_sync(space_of, self.raw.root)
 
     async def usage(self, namespace: str, key: str) -> tuple[int, int]:
         def measure() -> tuple[int, int]:

@@ -4,7 +4,10 @@ The flow is docker's: a request without credentials gets 401 and a challenge; fo
 Basic the client resends with the user's credentials; for Bearer it asks the
 challenge's realm for a token for the request's scopes (sending the credentials
 there by Basic) and resends with it. Tokens are cached per scope set until they
-expire; a 401 with a cached token drops it and fetches a fresh one once.
+expire; a 401 with a cached token drops it and fetches a fresh one once. Docker's
+two token credentials change this: a registry token is the bearer token, sent from the
+first request on; an identity token is a refresh token the token server exchanges
+for access tokens (OAuth2's refresh_token grant) instead of a password.
 """
 
 import base64
@@ -24,6 +27,7 @@ _PARAM = re.compile(r'\s*([A-Za-z][\w-]*)\s*=\s*("(?:[^"\\]|\\.)*"|[^,\s]*)\s*,?
 TOKEN_TIMEOUT = 30.0
 DEFAULT_TOKEN_LIFETIME = 60.0
 EXPIRY_MARGIN = 5.0
+CLIENT_ID = "cdfs"  # who asks, for an OAuth2 token server
 
 
 @dataclass(frozen=True)
@@ -73,12 +77,15 @@ class Authenticator:
     def header(self, scopes: Sequence[str]) -> str | None:
         """The Authorization header to send with a request needing `scopes`, or None
         while the registry has not asked for any."""
+        if self._credentials and self._credentials.registry_token:
+            return "Bearer " + self._credentials.registry_token
         with self._lock:
             challenge = self._challenge
         if challenge is None:
             return None
         if challenge.scheme == "basic":
-            return basic_header(self._credentials) if self._credentials else None
+            usable = self._credentials and self._credentials.username
+            return basic_header(self._credentials) if usable and self._credentials else None
         if challenge.scheme == "bearer":
             return "Bearer " + self._token(challenge, tuple(sorted(scopes)))
         return None
@@ -123,10 +130,16 @@ class Authenticator:
         if "service" in challenge.params:
             params.append(("service", challenge.params["service"]))
         params += [("scope", scope) for scope in scopes]
-        headers = {"Authorization": basic_header(self._credentials)} if self._credentials else {}
+        credentials = self._credentials
         try:
-            resp = self._session.get(realm, params=params, headers=headers,
-                                     timeout=TOKEN_TIMEOUT)
+            if credentials and credentials.identity_token:
+                form = [*params, ("grant_type", "refresh_token"), ("client_id", CLIENT_ID),
+                        ("refresh_token", credentials.identity_token)]
+                resp = self._session.post(realm, data=form, timeout=TOKEN_TIMEOUT)
+            else:
+                headers = {"Authorization": basic_header(credentials)} if credentials else {}
+                resp = self._session.get(realm, params=params, headers=headers,
+                                         timeout=TOKEN_TIMEOUT)
         except requests.RequestException as e:
             raise Unavailable(f'token server "{realm}": {describe(e)}') from None
         if resp.status_code in (401, 403):

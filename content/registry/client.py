@@ -25,6 +25,7 @@ from content.manifest import MAX_MANIFEST_SIZE, parse_manifest
 from content.registry.auth import Authenticator
 from content.registry.credentials import Credentials
 from content.registry.failures import describe
+from content.registry.hosts import Endpoint, Mirrors
 from content.store import ContentStore, Writer
 
 Progress = Callable[[str, int, int], None]
@@ -68,22 +69,63 @@ def _media_type(resp: requests.Response) -> str | None:
     return value if value in mt.MANIFESTS or value in mt.INDEXES else None
 
 
+@dataclass(frozen=True)
+class Source:
+    """Where one pull's blobs come from: the client of an endpoint, and the repository
+    path there (the upstream path, behind a mirror's prefix if any)."""
+
+    client: "RegistryClient"
+    path: str
+
+
 @dataclass
 class Registries:
-    """The clients of every registry host in use: one Session (and auth cache) per host."""
+    """The clients of every registry host in use: one Session (and auth cache) per host,
+    and per mirror endpoint. `pull_credentials` are a pull's own (`for_pull`): they are
+    used for the image's registry instead of the ones filed under its host, and for a
+    mirror that has none filed under its own host."""
 
     credentials: dict[str, Credentials] = field(default_factory=dict)
     insecure: frozenset[str] = frozenset()
     monolithic_max: int = MONOLITHIC_MAX
     upload_chunk: int = UPLOAD_CHUNK
+    mirrors: dict[str, Mirrors] = field(default_factory=dict)
+    pull_credentials: Credentials | None = None
     _clients: dict[str, "RegistryClient"] = field(default_factory=dict, repr=False)
 
     def client(self, domain: str) -> "RegistryClient":
+        """The client of the registry a Reference domain names (pushes, and pulls
+        from the host itself)."""
         if domain not in self._clients:
             self._clients[domain] = RegistryClient(
-                domain, self.credentials.get(domain), insecure=domain in self.insecure,
+                domain, self.pull_credentials or self.credentials.get(domain),
+                insecure=domain in self.insecure,
                 monolithic_max=self.monolithic_max, upload_chunk=self.upload_chunk)
         return self._clients[domain]
+
+    def sources(self, domain: str, path: str) -> list[Source]:
+        """Where to pull repository `path` of `domain` from, in the order to try: its
+        mirror endpoints, then the host itself unless its mirrors say otherwise."""
+        mirrors = self.mirrors.get(domain, Mirrors(()))
+        found = [Source(self._endpoint_client(e), e.path(path)) for e in mirrors.endpoints]
+        if mirrors.upstream:
+            found.append(Source(self.client(domain), path))
+        return found
+
+    def for_pull(self, credentials: Credentials) -> "Registries":
+        """Registries for one pull with its own credentials: fresh clients (no token
+        of another pull is reused), the same hosts and mirrors. Close it after."""
+        return Registries(self.credentials, self.insecure, self.monolithic_max,
+                          self.upload_chunk, self.mirrors, credentials)
+
+    def _endpoint_client(self, endpoint: Endpoint) -> "RegistryClient":
+        key = endpoint.base + "/"  # never equal to a bare domain key
+        if key not in self._clients:
+            self._clients[key] = RegistryClient(
+                endpoint.host, self.credentials.get(endpoint.host) or self.pull_credentials,
+                base=endpoint.base,
+                monolithic_max=self.monolithic_max, upload_chunk=self.upload_chunk)
+        return self._clients[key]
 
     def close(self) -> None:
         for client in self._clients.values():
@@ -101,11 +143,11 @@ class RegistryClient:
 
     def __init__(self, domain: str, credentials: Credentials | None = None, *,
                  insecure: bool = False, monolithic_max: int = MONOLITHIC_MAX,
-                 upload_chunk: int = UPLOAD_CHUNK) -> None:
+                 upload_chunk: int = UPLOAD_CHUNK, base: str | None = None) -> None:
         host = DOCKER_HUB_API if domain == "docker.io" else domain
         scheme = "http" if insecure or is_loopback(domain) else "https"
         self.domain = domain
-        self.base = f"{scheme}://{host}"
+        self.base = base or f"{scheme}://{host}"  # a mirror endpoint names its own
         self.monolithic_max = monolithic_max
         self.upload_chunk = upload_chunk
         self.session = requests.Session()

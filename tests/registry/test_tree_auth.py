@@ -42,3 +42,35 @@ def test_without_credentials_the_registry_refuses(
     result = ctl(daemon, f"push {BUSYBOX} {proxy.address}/team/busybox:1")
     assert result.returncode == 1 and "Permission denied" in result.stderr
     assert "team/busybox" in daemon.path("images", "err").read_text()
+
+
+def test_a_pull_with_its_own_credentials_file(
+        registry: str, tmp_path: Path, daemon: Daemon, make_proxy: Callable[..., Any],
+        token_server: Callable[..., Any]) -> None:
+    tokens = token_server("dave", "s3cr3t-pw")
+    proxy = make_proxy(registry, check=tokens.require_bearer())
+    target = f"{proxy.address}/team/busybox:1"
+    secret = tmp_path / "pull.json"
+    secret.write_text(json.dumps({"username": "dave", "password": "s3cr3t-pw"}))
+    secret.chmod(0o600)
+    assert ctl(daemon, f"push {BUSYBOX} {target}").returncode == 1  # no credentials
+    open_file = tmp_path / "open.json"
+    open_file.write_text(secret.read_text())
+    open_file.chmod(0o644)
+    refused = ctl(daemon, f"pull {target} credentials={open_file}")
+    assert refused.returncode == 1 and "Permission denied" in refused.stderr
+    err = daemon.path("images", "err").read_text()
+    assert "nobody else may read" in err and "s3cr3t-pw" not in err
+    registries = daemon.root / "registries.json"
+    registries.write_text(json.dumps({"auths": {proxy.address: {"username": "dave",
+                                                                "password": "s3cr3t-pw"}}}))
+    daemon.stop()  # registries.json is read at start: push with it, then forget it
+    daemon.start()
+    assert ctl(daemon, f"push {BUSYBOX} {target}").returncode == 0
+    registries.unlink()
+    daemon.stop()
+    daemon.start()
+    assert ctl(daemon, f"pull {target}").returncode == 1
+    assert ctl(daemon, f"pull {target} credentials={secret}").returncode == 0
+    assert daemon.path("images", target, "ref").read_text() == target + "\n"
+    assert "s3cr3t-pw" not in daemon.log.read_text()
