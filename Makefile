@@ -10,7 +10,7 @@ STATE ?= /run/cdfs
 PYTEST_ARGS ?=
 APT_PACKAGES := fuse3 libfuse3-dev pkg-config gcc python3-venv runc conmon docker-registry \
 	busybox-static skopeo umoci containerd iproute2 zstd util-linux procps \
-	rsync jq less libc6-dev containernetworking-plugins iptables
+	rsync jq less libc6-dev containernetworking-plugins iptables apache2-utils
 PAUSE := cdfs/cri/pause/pause
 
 # The CRI gRPC stubs, generated from their .proto by setup.py (never committed).

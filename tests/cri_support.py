@@ -12,6 +12,12 @@ from typing import Any, NamedTuple
 import grpc
 from support import CDFS, Daemon, wait_until
 
+from content.build import BuildConfig, Entry, Layer, build_image
+from content.reference import parse_reference
+from content.registry.client import Registries
+from content.registry.push import push
+from content.store import ContentStore
+
 CALL_TIMEOUT = 60.0  # seconds; a call given no timeout of its own gets this one
 NAMESPACE = "k8s.io"
 
@@ -97,3 +103,15 @@ class Deadline(grpc.UnaryUnaryClientInterceptor):
                                details.credentials, details.wait_for_ready,
                                details.compression)
         return continuation(details, request)
+
+
+def publish(store_dir: Path, ref: str, user: str = "", marker: str = "",
+            registries: Registries | None = None) -> str:
+    """Build a one-file image (config User `user`; `marker` makes it differ from
+    others) with the project's builder and push it as `ref`; returns its manifest
+    digest."""
+    store = ContentStore(store_dir)
+    layer = Layer([Entry.file("hello", f"hello {marker}".encode())])
+    root = build_image(store, [layer], BuildConfig(cmd=["/hello"], user=user))
+    push(store, root, parse_reference(ref), registries=registries)
+    return root.digest

@@ -120,17 +120,22 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def start_registry(workdir: Path) -> tuple[str, subprocess.Popen[bytes]]:
-    """Debian's docker-registry on a free loopback port; returns host:port and the
-    process (the caller kills it)."""
+def start_registry(workdir: Path, htpasswd: Path | None = None
+                   ) -> tuple[str, subprocess.Popen[bytes]]:
+    """Debian's docker-registry on a free loopback port (with `htpasswd`, one that
+    wants Basic credentials of its users); returns host:port and the process (the
+    caller kills it)."""
     port = free_port()
     config = workdir / "registry.yml"
-    config.write_text(json.dumps({
+    settings: dict[str, object] = {
         "version": 0.1, "log": {"level": "error"},
         "storage": {"filesystem": {"rootdirectory": str(workdir / "registry")},
                     "delete": {"enabled": True}},
         "http": {"addr": f"127.0.0.1:{port}"},
-    }))
+    }
+    if htpasswd is not None:
+        settings["auth"] = {"htpasswd": {"realm": "cdfs-test", "path": str(htpasswd)}}
+    config.write_text(json.dumps(settings))
     proc = subprocess.Popen(["/usr/bin/docker-registry", "serve", str(config)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 15
