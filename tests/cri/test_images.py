@@ -16,6 +16,7 @@ from support import Daemon, start_registry
 
 from cdfs.cri.api import runtime_v1_pb2 as pb
 from cdfs.cri.api import runtime_v1_pb2_grpc as pb_grpc
+from cdfs.cri.pause.image import PAUSE_IMAGE
 from content.registry.client import Registries
 from content.registry.credentials import Credentials
 
@@ -32,6 +33,12 @@ def pull(images: pb_grpc.ImageServiceStub, ref: str, auth: pb.AuthConfig | None 
 
 def status(images: pb_grpc.ImageServiceStub, name: str) -> pb.Image:
     return images.ImageStatus(pb.ImageStatusRequest(image=spec(name))).image
+
+
+def ours(images: pb_grpc.ImageServiceStub) -> list[pb.Image]:
+    """The images a test pulled: all but the pause image every server imports."""
+    return [image for image in images.ListImages(pb.ListImagesRequest()).images
+            if PAUSE_IMAGE not in image.repo_tags]
 
 
 def code_of(call: Callable[[], object]) -> grpc.StatusCode:
@@ -63,7 +70,7 @@ def test_pull_list_status_and_remove(
     image_id = pull(images, f"{registry}/team/app:1")
     assert image_id.startswith("sha256:") and pull(images, f"{registry}/team/app:2") == image_id
 
-    [listed] = images.ListImages(pb.ListImagesRequest()).images
+    [listed] = ours(images)
     assert listed.id == image_id
     assert list(listed.repo_tags) == [f"{registry}/team/app:1", f"{registry}/team/app:2"]
     assert list(listed.repo_digests) == [f"{registry}/team/app@{digest}"]
@@ -79,7 +86,7 @@ def test_pull_list_status_and_remove(
 
     images.RemoveImage(pb.RemoveImageRequest(image=spec(f"{registry}/team/app:1")))
     assert not status(images, image_id).id  # every name of it went
-    assert not images.ListImages(pb.ListImagesRequest()).images
+    assert not ours(images)
     images.RemoveImage(pb.RemoveImageRequest(image=spec(image_id)))  # unknown: no error
 
 
@@ -105,6 +112,12 @@ def test_a_user_name_and_no_user(registry: str, tmp_path: Path,
     assert named.username == "nobody" and not named.HasField("uid")
     unset = status(images, f"{registry}/root:1")
     assert not unset.username and not unset.HasField("uid")
+
+
+def test_the_pause_image_is_pinned(images: pb_grpc.ImageServiceStub) -> None:
+    pause = status(images, PAUSE_IMAGE)
+    assert pause.pinned and list(pause.repo_tags) == [PAUSE_IMAGE]
+    assert pause.uid.value == 65535
 
 
 def test_unknown_and_bad_images(registry: str, images: pb_grpc.ImageServiceStub) -> None:
@@ -179,7 +192,7 @@ def test_pulls_through_mirrors_keep_upstream_names(
         pull_(pb.PullImageRequest(image=spec("busybox")), timeout=60)
         listed = images.ListImages(pb.ListImagesRequest(), timeout=60).images
         assert sorted(tag for image in listed for tag in image.repo_tags) == [
-            "docker.io/library/busybox:latest", "registry.k8s.io/pause:3.9"]
+            PAUSE_IMAGE, "docker.io/library/busybox:latest", "registry.k8s.io/pause:3.9"]
         assert f"registry.k8s.io/pause@{pause}" in [
             d for image in listed for d in image.repo_digests]
         assert images.ImageStatus(pb.ImageStatusRequest(
