@@ -36,7 +36,7 @@ def test_readme_version_and_docs_match(daemon: Daemon) -> None:
 def test_tree_layout(daemon: Daemon) -> None:
     assert sorted(os.listdir(daemon.mount)) == sorted(
         ["README", "version", "ctl", "err", "events", "content", "namespaces", "images",
-         "containers", "netns"])
+         "containers", "netns", "space"])
     assert os.readlink(daemon.path("images")) == "namespaces/default/images"
     assert os.readlink(daemon.path("containers")) == "namespaces/default/containers"
     assert sorted(os.listdir(daemon.path("namespaces", "default"))) == [
