@@ -20,6 +20,7 @@ PACKAGES = ("base", "content", "runtime", "mountpoint", "cdfs")
 # seam (mountpoint/services.py) and one pure helper. Anything else is an internal.
 MOUNTPOINT_VALUE_TYPES = {
     "content.descriptor": {"digest_hex"},
+    "content.space": {"Space"},
     "content.store": {"IngestStatus"},
     "runtime.cgroups": {"Stats"},
     "runtime.state": {"LIVE"},
