@@ -76,6 +76,8 @@ class ContainerCalls(Calls):
     def ContainerStatus(self, request: pb.ContainerStatusRequest, context: Any
                         ) -> pb.ContainerStatusResponse:
         record = _record(self.tree, request.container_id)
+        text = self.tree.read(self.tree.container(record.id) / "config.json")
+        spec = json.loads(text) if text.strip() else {}
         status = pb.ContainerStatus(
             id=record.id, metadata=record.metadata(), state=record.state,  # type: ignore[arg-type]
             created_at=record.created_at, started_at=record.started_at,
@@ -83,12 +85,12 @@ class ContainerCalls(Calls):
             image=pb.ImageSpec(image=record.image), image_ref=record.image_ref,
             reason=record.reason, labels=dict(record.labels),
             annotations=dict(record.annotations),
-            mounts=[m.to_proto() for m in record.mounts], log_path=record.log_path)
+            mounts=[m.to_proto() for m in record.mounts], log_path=record.log_path,
+            user=_user(spec))
         info = {}
         if request.verbose:
-            spec = self.tree.read(self.tree.container(record.id) / "config.json")
             info["info"] = json.dumps({"sandboxID": record.sandbox_id, "pid": record.pid,
-                                       "runtimeSpec": json.loads(spec)})
+                                       "runtimeSpec": spec})
         return pb.ContainerStatusResponse(status=status, info=info)
 
     def ListContainers(self, request: pb.ListContainersRequest, context: Any
@@ -173,6 +175,18 @@ def _record_or_none(tree: Tree, prefix: str) -> ContainerRecord | None:
         if exc.errno == errno.ENOENT:
             return None
         raise
+
+
+def _user(spec: Mapping[str, Any]) -> pb.ContainerUser | None:
+    """The identity the container's process runs with, as `id` would say it: its uid,
+    gid and groups (the gid among them)."""
+    user = (spec.get("process") or {}).get("user")
+    if not isinstance(user, dict):
+        return None
+    gid = int(user.get("gid", 0))
+    groups = sorted({gid, *(int(g) for g in user.get("additionalGids") or [])})
+    return pb.ContainerUser(linux=pb.LinuxContainerUser(
+        uid=int(user.get("uid", 0)), gid=gid, supplemental_groups=groups))
 
 
 def _not_now(record: ContainerRecord, wanted: str) -> CriError:

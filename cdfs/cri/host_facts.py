@@ -19,18 +19,23 @@ from cdfs.cri.spec import CAPABILITIES, DeviceNode, Host
 
 def host() -> Host:
     """The host as it is now (read once at server start)."""
-    try:
-        last_cap = int(Path("/proc/sys/kernel/cap_last_cap").read_text())
-    except (OSError, ValueError):
-        last_cap = len(CAPABILITIES) - 1
     return Host(
         hostname=socket.gethostname(),
         machine=os.uname().machine,
         oom_score_adj=int(Path("/proc/self/oom_score_adj").read_text()),
         swap_accounting=_swap_accounting(),
         cgroup_v2=Path("/sys/fs/cgroup/cgroup.controllers").exists(),
-        capabilities=CAPABILITIES[:last_cap + 1],
+        capabilities=own_capabilities(),
     )
+
+
+def own_capabilities() -> tuple[str, ...]:
+    """The capabilities this process holds (CapEff), which is what "ALL" and a
+    privileged container can have, as containerd's cap.Current(): asking runc for
+    one the runtime lacks (this sandbox has no CAP_SYS_RESOURCE) fails the start."""
+    status = Path("/proc/self/status").read_text().splitlines()
+    mask = int(next(line.split()[1] for line in status if line.startswith("CapEff:")), 16)
+    return tuple(name for bit, name in enumerate(CAPABILITIES) if mask >> bit & 1)
 
 
 def _swap_accounting() -> bool:

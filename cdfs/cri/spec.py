@@ -84,7 +84,7 @@ class Host:
     oom_score_adj: int  # the server's own: without CAP_SYS_RESOURCE none may go lower
     swap_accounting: bool  # whether memory.swap limits can be set
     cgroup_v2: bool  # a pure v2 host gives containers their own cgroup namespace
-    capabilities: tuple[str, ...] = CAPABILITIES  # all the host knows: what ALL means
+    capabilities: tuple[str, ...] = CAPABILITIES  # the server's own: what ALL means
 
 
 @dataclass(frozen=True)

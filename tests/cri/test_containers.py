@@ -145,6 +145,8 @@ def test_security_contexts(pods: Pods, ctrs: Containers) -> None:
     user = run("id", run_as_user=pb.Int64Value(value=1234),
                run_as_group=pb.Int64Value(value=5678), supplemental_groups=[42])
     assert user.stdout.split()[:2] == [b"uid=1234", b"gid=5678"] and b"42" in user.stdout
+    told = ctrs.status(ctrs.made[-1]).user.linux
+    assert (told.uid, told.gid, list(told.supplemental_groups)) == (1234, 5678, [42, 5678])
     name = run("id", "-u", run_as_username="nobody")
     assert name.stdout.strip() == b"65534"
 
@@ -214,6 +216,9 @@ def test_update_resources_and_stats(cri: CriServer, pods: Pods, ctrs: Containers
     spec = (cri.daemon.path("namespaces", NAMESPACE, "containers", app, "config.json")
             ).read_text()
     assert f'"limit": {64 << 20}' in spec
+    limit = Path(f"/sys/fs/cgroup/memory/cdfs/{NAMESPACE}/{app}/memory.limit_in_bytes")
+    if limit.exists():  # cgroup v1, as here
+        assert int(limit.read_text()) == 64 << 20
     stats = runtime.ContainerStats(pb.ContainerStatsRequest(container_id=app)).stats
     assert stats.attributes.id == app and stats.attributes.labels["app"] == "stats"
     assert stats.cpu.timestamp > 0 and stats.cpu.usage_core_nano_seconds.value > 0
@@ -224,3 +229,37 @@ def test_update_resources_and_stats(cri: CriServer, pods: Pods, ctrs: Containers
     chosen = runtime.ListContainerStats(pb.ListContainerStatsRequest(
         filter=pb.ContainerStatsFilter(label_selector={"app": "other"}))).stats
     assert list(chosen) == []
+
+
+def test_a_restarted_server_knows_its_containers(cri: CriServer, pods: Pods,
+                                                 ctrs: Containers) -> None:
+    """The record is in the tree: after a restart status, lists and exec work as before."""
+    app = ctrs.run(pods.run(), container_config(["sleep", "1000"], "survivor",
+                                                labels={"keep": "me"}))
+    before = ctrs.status(app)
+    cri.stop()
+    cri.start()
+    after = ctrs.status(app)
+    assert after.state == pb.CONTAINER_RUNNING
+    assert (after.metadata.name, after.created_at, dict(after.labels)) == (
+        "survivor", before.created_at, {"keep": "me"})
+    assert ctrs.exec(app, "echo", "still").stdout == b"still\n"
+
+
+def test_a_privileged_container_manages_the_pods_network(pods: Pods, ctrs: Containers
+                                                          ) -> None:
+    """Every capability the runtime holds (this sandbox lacks CAP_SYS_RESOURCE, which a
+    privileged container must then not ask for), in a privileged pod only."""
+    privileged = pb.LinuxPodSandboxConfig(
+        security_context=pb.LinuxSandboxSecurityContext(privileged=True))
+    pod = pods.run(pod_config(linux=privileged))
+    admin = ctrs.run(pod, container_config(["sleep", "1000"], linux=security(privileged=True)))
+    assert ctrs.exec(admin, "ip", "addr", "add", "10.99.0.1/32", "dev", "lo").exit_code == 0
+    plain = ctrs.run(pod, container_config(["sleep", "1000"]))
+    refused = ctrs.exec(plain, "ip", "addr", "add", "10.99.0.2/32", "dev", "lo")
+    assert refused.exit_code != 0 and b"not permitted" in refused.stderr
+    everything = ctrs.run(pod, container_config(["sleep", "1000"], linux=security(
+        capabilities=pb.Capability(add_capabilities=["ALL"]))))
+    assert ctrs.exec(everything, "true").exit_code == 0
+    assert code_of(lambda: ctrs.create(pods.run(), container_config(
+        ["true"], linux=security(privileged=True)))) == grpc.StatusCode.INVALID_ARGUMENT
