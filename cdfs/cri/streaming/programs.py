@@ -115,6 +115,11 @@ class _Task:
         self._tree.write(self.dir / "ctl", line + "\n")
 
     # -- Attached ------------------------------------------------------------------------
+    def start(self, rows_cols: tuple[int, int] | None) -> None:
+        """The terminal's first size, set before anything is shown on it."""
+        if rows_cols is not None:
+            self.resize(*rows_cols)
+
     def read_output(self, name: str) -> bytes:
         fd = self._outputs.get(name)
         return self._io.read(fd) if fd is not None else b""
@@ -192,8 +197,7 @@ class TreeExec(_Task):
             raise
 
     def start(self, rows_cols: tuple[int, int] | None) -> None:
-        if rows_cols is not None:
-            self.resize(*rows_cols)
+        super().start(rows_cols)
         self.ctl("start")
         self._started = True
         if not self._options.stdin and not self._options.tty:
@@ -243,10 +247,6 @@ class TreeAttach(_Task):
         except BaseException:
             self._io.close()
             raise
-
-    def start(self, rows_cols: tuple[int, int] | None) -> None:
-        if rows_cols is not None:
-            self.resize(*rows_cols)
 
     def wait(self) -> int | None:
         """Attaching reports no exit status; without outputs to end it, the session
