@@ -28,9 +28,10 @@ def import_busybox(daemon: Daemon, scratch: Path) -> None:
 
 def container_config(args: list[str], name: str = "", **fields: Any) -> pb.ContainerConfig:
     """A busybox container running `args`; `fields` are ContainerConfig's."""
+    fields.setdefault("image", pb.ImageSpec(image=BUSYBOX))
     return pb.ContainerConfig(
         metadata=pb.ContainerMetadata(name=name or f"ctr-{secrets.token_hex(3)}"),
-        image=pb.ImageSpec(image=BUSYBOX), command=args, **fields)
+        command=args, **fields)
 
 
 def security(**fields: Any) -> pb.LinuxContainerConfig:

@@ -1,7 +1,8 @@
 """CreateContainer: a CRI ContainerConfig made into a tree container of its pod.
 
-The steps are the tree's own, in its order: `mkdir containers/<id>`, `image` (the
-tree resolves the name and reads back the image's full one), `logpath` (the
+The steps are the tree's own, in its order: `mkdir containers/<id>`, `image` (a name
+of the image the request names in any of kubelet's forms, its id included, found by
+image_index.py), `logpath` (the
 sandbox's log_directory joined with the config's log_path), the record in
 `labels`, and config.json with the spec spec.py builds from the config, the pod's
 record, the image's config and its passwd and group (read through the tree from
@@ -18,7 +19,7 @@ from pathlib import Path
 import grpc
 
 from cdfs.client.tree import Tree, TreeError
-from cdfs.cri import host_facts, ids
+from cdfs.cri import host_facts, ids, image_index
 from cdfs.cri import labels as keys
 from cdfs.cri import spec as cri_spec
 from cdfs.cri.api import runtime_v1_pb2 as pb
@@ -29,7 +30,7 @@ from cdfs.cri.container_record import (
     read_container,
     read_containers,
 )
-from cdfs.cri.errors import CriError, invalid
+from cdfs.cri.errors import CriError, invalid, not_found
 from cdfs.cri.sandbox_record import SandboxRecord, read_sandbox
 
 
@@ -86,8 +87,12 @@ def _refuse_taken_name(tree: Tree, sandbox_id: str, meta: pb.ContainerMetadata) 
 def _fill(tree: Tree, container_id: str, config: pb.ContainerConfig,
           sandbox: SandboxRecord) -> None:
     box = tree.container(container_id)
-    tree.write(box / "image", config.image.image)
-    image_dir = tree.images / tree.read(box / "image").strip()
+    found_image = image_index.find(tree, config.image.image)
+    if found_image is None:
+        raise not_found(f'image "{config.image.image}" is not present')
+    name = found_image.names[0].name  # every name of an image id has the same rootfs
+    tree.write(box / "image", name)
+    image_dir = tree.images / name
     image = cri_spec.ImageConfig.from_json(json.loads(tree.read(image_dir / "config.json")))
     log_path = ""
     if sandbox.log_directory and config.log_path:
@@ -97,7 +102,7 @@ def _fill(tree: Tree, container_id: str, config: pb.ContainerConfig,
         id=container_id, sandbox_id=sandbox.id, name=config.metadata.name,
         attempt=config.metadata.attempt, labels=dict(config.labels),
         annotations=dict(config.annotations), image=config.image.image,
-        image_ref=tree.read(image_dir / "digest").strip(), log_path=log_path,
+        image_ref=_image_ref(found_image), log_path=log_path,
         mounts=tuple(MountRecord(m.container_path, m.host_path, m.readonly,
                                  m.selinux_relabel, m.propagation) for m in config.mounts))
     keys.write_labels(tree, container_id, record.to_labels())
@@ -112,6 +117,12 @@ def _fill(tree: Tree, container_id: str, config: pb.ContainerConfig,
     spec = cri_spec.container_spec(tree.namespace, container_id, config, sandbox, image,
                                    host(), found)
     tree.write(box / "config.json", json.dumps(spec))
+
+
+def _image_ref(image: image_index.CriImage) -> str:
+    """What ContainerStatus gives as image_ref, as containerd: the image's first repo
+    digest (`repository@sha256:…`), else its id."""
+    return image.repo_digests[0] if image.repo_digests else image.image_id
 
 
 def _image_file(image_dir: Path, path: str) -> str | None:

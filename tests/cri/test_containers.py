@@ -48,7 +48,8 @@ def listed(runtime: pb_grpc.RuntimeServiceStub, **filters: object) -> list[str]:
 
 
 def test_lifecycle_status_and_lists(cri: CriServer, pods: Pods, ctrs: Containers,
-                                    runtime: pb_grpc.RuntimeServiceStub) -> None:
+                                    runtime: pb_grpc.RuntimeServiceStub,
+                                    images: pb_grpc.ImageServiceStub) -> None:
     pod = pods.run()
     before = time.time_ns()
     config = container_config(FOREVER, "web", labels={"app": "web"},
@@ -58,9 +59,13 @@ def test_lifecycle_status_and_lists(cri: CriServer, pods: Pods, ctrs: Containers
     assert status.state == pb.CONTAINER_CREATED and status.metadata.name == "web"
     assert before <= status.created_at <= time.time_ns() and status.started_at == 0
     assert status.image.image == "cdfs.local/busybox:latest"
-    assert status.image_ref.startswith("sha256:")
+    assert status.image_ref.startswith("cdfs.local/busybox@sha256:")
     assert dict(status.labels) == {"app": "web"} and dict(status.annotations) == {"note": "a"}
     assert code_of(lambda: ctrs.create(pod, config)) == grpc.StatusCode.ALREADY_EXISTS
+    image_id = next(i.id for i in images.ListImages(pb.ListImagesRequest()).images
+                    if "cdfs.local/busybox:latest" in i.repo_tags)
+    by_id = ctrs.create(pod, container_config(["true"], image=pb.ImageSpec(image=image_id)))
+    assert ctrs.status(by_id).image_ref == status.image_ref  # kubelet names images by id
 
     runtime.StartContainer(pb.StartContainerRequest(container_id=web))
     assert ctrs.status(web).state == pb.CONTAINER_RUNNING
@@ -69,10 +74,11 @@ def test_lifecycle_status_and_lists(cri: CriServer, pods: Pods, ctrs: Containers
     assert wait_exited(ctrs, done).exit_code == 3
     assert ctrs.status(done).reason == "Error"
 
-    assert listed(runtime) == sorted([web, done])
+    assert listed(runtime) == sorted([web, done, by_id])
     assert listed(runtime, id=web[:10]) == [web]
-    assert listed(runtime, pod_sandbox_id=pod) == sorted([web, done])
+    assert listed(runtime, pod_sandbox_id=pod) == sorted([web, done, by_id])
     assert listed(runtime, state=pb.ContainerStateValue(state=pb.CONTAINER_RUNNING)) == [web]
+    assert listed(runtime, state=pb.ContainerStateValue(state=pb.CONTAINER_CREATED)) == [by_id]
     assert listed(runtime, label_selector={"app": "web"}) == [web]
     assert listed(runtime, label_selector={"app": "db"}) == []
     assert ctrs.status(web[:12]).id == web  # crictl's id prefix
