@@ -213,7 +213,9 @@ def require_basic(user: str, password: str) -> Callable[[_Handler], bool]:
 
 @dataclass
 class TokenServer:
-    """Issues bearer tokens to `user:password` (and to nobody else)."""
+    """Issues bearer tokens to `user:password` (and to nobody else), and by OAuth2's
+    refresh grant to whoever brings `password` as the refresh token (an identity
+    token); `issue` makes one up front (a registry token)."""
 
     user: str
     password: str
@@ -224,6 +226,11 @@ class TokenServer:
     @property
     def realm(self) -> str:
         return f"http://127.0.0.1:{self.port}/token"
+
+    def issue(self) -> str:
+        token = base64.b32encode(os.urandom(10)).decode()
+        self.issued[token] = []
+        return token
 
     def require_bearer(self) -> Callable[[_Handler], bool]:
         def check(handler: _Handler) -> bool:
@@ -254,14 +261,25 @@ def token_server() -> Iterator[Callable[[str, str], TokenServer]]:
             def do_GET(self) -> None:
                 query = parse_qs(urlsplit(self.path).query)
                 tokens.calls.append(query)
-                if self.headers.get("Authorization") != expected:
+                self._answer(self.headers.get("Authorization") == expected, query, "token")
+
+            def do_POST(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                form = parse_qs(self.rfile.read(length).decode())
+                tokens.calls.append(form)
+                granted = form.get("grant_type") == ["refresh_token"] and \
+                    form.get("refresh_token") == [tokens.password]
+                self._answer(granted, form, "access_token")
+
+            def _answer(self, granted: bool, query: dict[str, list[str]], key: str) -> None:
+                if not granted:
                     self.send_response(401)
                     self.send_header("Content-Length", "0")
                     self.end_headers()
                     return
                 token = base64.b32encode(os.urandom(10)).decode()
                 tokens.issued[token] = query.get("scope", [])
-                body = json.dumps({"token": token, "expires_in": 300}).encode()
+                body = json.dumps({key: token, "expires_in": 300}).encode()
                 self.send_response(200)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(body)))

@@ -207,3 +207,27 @@ def test_a_blob_another_pull_is_fetching_is_waited_for(registry: str, store: Con
         client.close()
     assert not waiter.is_alive() and not failures, failures
     assert fresh.has(layer.digest) and fresh.ingests() == []
+
+
+def test_identity_and_registry_tokens(registry: str, store: ContentStore, tmp_path: Path,
+                                      image: Image, make_proxy: Callable[..., Any],
+                                      token_server: Callable[..., Any]) -> None:
+    tokens = token_server("erin", "refresh-me")
+    proxy = make_proxy(registry, check=tokens.require_bearer())
+    ref = parse_reference(f"{proxy.address}/team/tokens:1")
+    root = image(store, [{"t": b"tokens"}])
+    identity = Registries({proxy.address: Credentials("", "", identity_token="refresh-me")})
+    push(store, root, ref, registries=identity)
+    grants = [call for call in tokens.calls if "grant_type" in call]
+    assert grants and all(call["refresh_token"] == ["refresh-me"] for call in grants)
+    fixed = tokens.issue()
+    calls = len(tokens.calls)
+    registry_token = Registries({proxy.address: Credentials("", "", registry_token=fixed)})
+    assert pull(ref, ContentStore(tmp_path / "fresh"),
+                registries=registry_token).manifest.digest == root.digest
+    assert len(tokens.calls) == calls  # the registry token itself was sent, none fetched
+    stale = Registries({proxy.address: Credentials("", "", registry_token="not-issued")})
+    with pytest.raises(PermissionDenied):
+        pull(ref, ContentStore(tmp_path / "denied"), registries=stale)
+    for registries in (identity, registry_token, stale):
+        registries.close()
