@@ -82,14 +82,19 @@ class ImageCalls(Calls):
     def RemoveImage(self, request: pb.RemoveImageRequest, context: Any
                     ) -> pb.RemoveImageResponse:
         """Every name of the image goes, whichever name or id the request gives (as in
-        containerd); an unknown image is already removed."""
+        containerd); an unknown image is already removed. Then `gc` at the root frees
+        what nothing else holds, as containerd deletes an image's content at once:
+        kubelet removes images to get disk space back."""
         image = image_index.find(self.tree, self._wanted(request.image))
-        for name in image.names if image else ():
+        if image is None:
+            return pb.RemoveImageResponse()
+        for name in image.names:
             try:
                 self.tree.write(self.tree.images / "ctl", f"rm {name.name}\n")
             except TreeError as exc:
                 if exc.errno != errno.ENOENT:  # removed meanwhile: what we want
                     raise
+        self.tree.write(self.tree.mount / "ctl", "gc\n")
         return pb.RemoveImageResponse()
 
     def ImageFsInfo(self, request: pb.ImageFsInfoRequest, context: Any

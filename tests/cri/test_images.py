@@ -97,9 +97,12 @@ def test_removing_by_id_removes_every_tag(
     publish(tmp_path / "build", f"{registry}/b:1")
     image_id = pull(images, f"{registry}/a:1")
     assert pull(images, f"{registry}/b:1") == image_id
+    config = cri.daemon.path("content", "blobs", "sha256", image_id.removeprefix("sha256:"))
+    assert config.exists()
     images.RemoveImage(pb.RemoveImageRequest(image=spec(image_id)))
     assert not status(images, f"{registry}/b:1").id
     assert not (cri.daemon.path("namespaces", "k8s.io", "images") / registry).exists()
+    assert not config.exists()  # its content went with it
 
 
 def test_a_user_name_and_no_user(registry: str, tmp_path: Path,
