@@ -7,6 +7,9 @@ PY := $(VENV)/bin/python
 MOUNT ?= /mnt/cdfs
 ROOT ?= /var/lib/cdfs
 STATE ?= /run/cdfs
+CRI ?=
+CRI_LISTEN ?= unix:///run/cdfs/cri.sock
+CRI_ROOT ?= /var/lib/cdfs-cri
 PYTEST_ARGS ?=
 APT_PACKAGES := fuse3 libfuse3-dev pkg-config gcc python3-venv runc conmon docker-registry \
 	busybox-static skopeo umoci containerd iproute2 zstd util-linux procps \
@@ -44,8 +47,20 @@ stubs: $(STUBS)
 $(STUBS): %_pb2.py: %.proto $(VENV)/.installed setup.py
 	$(PY) setup.py -q build_stubs
 
+# `make run CRI=1` also serves kubelet's CRI over the tree (docs/kubernetes.md): the
+# daemon in the background, `cdfs cri` in the foreground once the tree is mounted;
+# Ctrl-C stops both.
 run: deps
+ifeq ($(CRI),)
 	@$(VENV)/bin/cdfs serve --mount $(MOUNT) --root $(ROOT) --state $(STATE) --banner
+else
+	@$(VENV)/bin/cdfs serve --mount $(MOUNT) --root $(ROOT) --state $(STATE) & serve=$$!; \
+	trap 'kill -TERM $$serve 2>/dev/null; wait $$serve' EXIT; \
+	for i in $$(seq 300); do [ -f $(MOUNT)/version ] && break; \
+		kill -0 $$serve 2>/dev/null || exit 1; sleep 0.1; done; \
+	echo "cdfs is serving $(MOUNT); CRI on $(CRI_LISTEN) (crictl --runtime-endpoint $(CRI_LISTEN))"; \
+	$(VENV)/bin/cdfs cri --mount $(MOUNT) --listen $(CRI_LISTEN) --root $(CRI_ROOT)
+endif
 
 test: deps lint typecheck wheel-check
 	$(PY) -m pytest -q $(PYTEST_ARGS)
