@@ -366,7 +366,13 @@ class TaskService:
         after `grace` seconds; returns the stopped state. A paused container is
         resumed so that it can handle the signal."""
         info = self._checked(Verb.STOP, namespace, container_id, exec_id)
-        self.kill(namespace, container_id, signum, exec_id)
+        try:
+            self.kill(namespace, container_id, signum, exec_id)
+        except InvalidArgument:
+            stopped = self.state(namespace, container_id, exec_id)
+            if stopped.status == Status.STOPPED:
+                return stopped  # it exited by itself since the check: what stop is for
+            raise
         if info.status == Status.PAUSED:
             self.resume(namespace, container_id)
         info = self.wait(namespace, container_id, exec_id, timeout=grace)
