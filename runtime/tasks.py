@@ -19,6 +19,7 @@ All methods are synchronous and safe to call from several threads at once.
 
 import builtins
 import contextlib
+import dataclasses
 import json
 import os
 import shutil
@@ -34,12 +35,12 @@ from pathlib import Path
 from typing import Any
 
 from base import identifiers
-from base.errors import AlreadyExists, Busy, InvalidArgument, NotFound, Unavailable
+from base.errors import AlreadyExists, InvalidArgument, NotFound, Unavailable
 from base.mount import Mount
 from runtime import conmon, runc, spec, stdin_keeper
 from runtime.conmon import MonitorFiles
 from runtime.inotify import IN_CLOSE_WRITE, IN_CREATE, IN_MOVED_TO, Inotify
-from runtime.mounts import is_mounted, mount_all, unmount_all
+from runtime.mounts import mount_all, unmount_all
 from runtime.runc import Runc
 from runtime.state import Status, Verb, check
 
@@ -181,23 +182,24 @@ class TaskService:
             if log_path is not None:
                 log_path.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
                 (bundle / "log").symlink_to(log_path)
-            monitor_id = uuid.uuid4().hex
+            monitor_id, created_at = uuid.uuid4().hex, time.time()
             record = {"namespace": namespace, "id": container_id, "runtime": runtime,
                       "stdin": stdin, "terminal": terminal, "monitor_id": monitor_id,
-                      "rootfs_mounted": mounted, "created_at": time.time(),
+                      "rootfs_mounted": mounted, "created_at": created_at,
                       "log_path": str(log_path) if log_path is not None else None}
             _write_json(bundle / "task.json", record)
             (self.state_dir / "runc" / namespace).mkdir(mode=0o700, exist_ok=True)
-            conmon.spawn(self._launch(namespace, container_id, monitor_id, runtime,
-                                      MonitorFiles(bundle), stdin, terminal,
-                                      log_path=log_path))
+            pid = conmon.spawn(self._launch(namespace, container_id, monitor_id, runtime,
+                                            MonitorFiles(bundle), stdin, terminal,
+                                            log_path=log_path))
         except BaseException:
             self._runc(namespace, runtime).delete(container_id, force=True)
             if mounted:
                 unmount_all(bundle / "rootfs")
             shutil.rmtree(bundle, ignore_errors=True)
             raise
-        return self.state(namespace, container_id)
+        return TaskInfo(namespace, container_id, None, Status.CREATED, pid, None, None,
+                        created_at)
 
     def _launch(self, namespace: str, container_id: str, monitor_id: str, runtime: str,
                 files: MonitorFiles, stdin: bool, terminal: bool,
@@ -328,21 +330,24 @@ class TaskService:
               ) -> TaskInfo:
         """Run the user's program (init: `runc start`; exec: conmon runs `runc exec`).
         InvalidArgument unless created; Unavailable when the runtime fails."""
-        self._checked(Verb.START, namespace, container_id, exec_id)
-        if exec_id is None:
-            self._runtime(namespace, container_id).start(container_id)
-            self._stamp_started(self.bundle(namespace, container_id) / "task.json")
-        else:
+        created = self._checked(Verb.START, namespace, container_id, exec_id)
+        if exec_id is not None:
             self._start_exec(namespace, container_id, exec_id)
-        return self.state(namespace, container_id, exec_id)
+            return self.state(namespace, container_id, exec_id)
+        self._runtime(namespace, container_id).start(container_id)
+        started_at = self._stamp_started(self.bundle(namespace, container_id) / "task.json")
+        # The init as it started. Asking its state now would race a quick program's
+        # exit, whose exit file conmon writes a moment after the process is gone.
+        return dataclasses.replace(created, status=Status.RUNNING, started_at=started_at)
 
     @staticmethod
-    def _stamp_started(record_path: Path) -> None:
+    def _stamp_started(record_path: Path) -> float:
         """When the program started, kept beside the task's other facts so it outlives
         the daemon (status, pid and exit come from runc and conmon)."""
         record = _read_json(record_path)
         record["started_at"] = time.time()
         _write_json(record_path, record)
+        return float(record["started_at"])
 
     def kill(self, namespace: str, container_id: str, signum: int,
              exec_id: str | None = None) -> None:
@@ -599,8 +604,6 @@ class TaskService:
         self._drop_stdin(path)
         if record.get("rootfs_mounted"):
             unmount_all(path / "rootfs")
-        if is_mounted(path / "rootfs"):
-            raise Busy(f'container "{container_id}": rootfs is still mounted')
         self._unlink_sockets(path)
         shutil.rmtree(path, ignore_errors=True)
 

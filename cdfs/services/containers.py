@@ -474,9 +474,9 @@ class Containers:
                     namespace, container_id, user, spec.host_rlimits(),
                     image_config=_image_config(image), passwd=passwd, group=group,
                     netns_path=netns_path)
-                info = await self._thread(self._create_task, namespace, container_id, final,
-                                          mounts, container.runtime, container.log_path)
-                created = await self._thread(self.tasks.config, namespace, container_id)
+                info, created = await self._thread(self._create_task, namespace, container_id,
+                                                   final, mounts, container.runtime,
+                                                   container.log_path)
                 try:
                     await self._db.execute(
                         "UPDATE containers SET spec = ?, snapshot = ? WHERE namespace = ? "
@@ -499,9 +499,13 @@ class Containers:
                               bundle=str(self.tasks.bundle(namespace, container_id)))
 
     def _create_task(self, namespace: str, container_id: str, oci_spec: dict[str, Any],
-                     mounts: list[Mount], runtime: str, log_path: str) -> TaskInfo:
-        return self.tasks.create(namespace, container_id, oci_spec, rootfs=mounts, stdin=True,
+                     mounts: list[Mount], runtime: str, log_path: str
+                     ) -> tuple[TaskInfo, dict[str, Any]]:
+        """The task, and the spec it was created with as the bundle holds it (its
+        rootfs path filled in): one thread hop on the way of every container."""
+        info = self.tasks.create(namespace, container_id, oci_spec, rootfs=mounts, stdin=True,
                                  runtime=runtime, log_path=Path(log_path) if log_path else None)
+        return info, self.tasks.config(namespace, container_id)
 
     async def _read_users(self, namespace: str, snapshot: str, user: dict[str, Any]
                           ) -> tuple[str | None, str | None]:
