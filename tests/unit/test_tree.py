@@ -2,11 +2,12 @@
 names, listings, values, ctl verbs, mkdir/rmdir, errnos and err lines."""
 
 import errno
+import os
 import stat
 from typing import Any
 
 import pytest
-from unit.harness import Refused, Tree
+from unit.harness import CTX, Refused, Tree
 
 from mountpoint.ctl import VerbTable
 from mountpoint.readme import reference
@@ -91,6 +92,26 @@ async def test_ctl_verbs_reach_the_service_and_bad_ones_fail_the_write() -> None
     assert e.value.errno == errno.EINVAL
     assert (await tree.read("netns/blue/err")).startswith(b'ctl "explode now": unknown')
     assert b"veth HOST_IF PEER_IF" in await tree.read("netns/blue/ctl")
+
+
+async def test_a_ctl_file_open_for_writing_keeps_its_inode_to_itself() -> None:
+    """The kernel runs the writes to one inode one at a time, so while an open of a
+    ctl file writes (a pull, say), the next lookup makes it a new inode; the busy one
+    is freed when the kernel forgets it."""
+    tree = Tree()
+    busy = await tree.inode("ctl")
+    fh = (await tree.fs.open(busy, os.O_WRONLY, CTX)).fh
+    beside = await tree.inode("ctl")
+    assert beside != busy
+    assert await tree.inode("ctl") == beside  # nobody writes to this one: kept
+    assert (await tree.stat("ctl")).entry_timeout == 0  # each walk asks again
+    await tree.fs.write(fh, 0, b"gc\n")
+    await tree.fs.release(fh)
+    assert await tree.inode("ctl") == beside
+    held = len(tree.fs.nodes)
+    await tree.fs.forget([(busy, 1)])
+    assert len(tree.fs.nodes) == held - 1
+    assert tree.services.collected == 1
 
 
 async def test_a_value_backed_by_a_service_reads_its_state() -> None:
