@@ -23,6 +23,9 @@ NETNS_ONE = Table(
         Ctl("ctl", "wiring primitives (no IPAM); only in namespaces cdfs made", NETNS_VERBS),
         Value("links", "one interface a line: `IF STATE ADDR/PREFIX…`",
               read=show(lambda app, s: app.netns.links(s["netns"]))),
+        Value("counters", "one interface a line: `IF RX_BYTES RX_ERRORS TX_BYTES TX_ERRORS`,\n"
+              "counted since the interface was made (a pod's traffic, for kubelet's stats)",
+              read=show(lambda app, s: app.netns.counters(s["netns"]))),
         Err(),
     ),
 )

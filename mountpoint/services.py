@@ -301,6 +301,8 @@ class NetnsService(Protocol):
 
     async def links(self, name: str) -> str: ...
 
+    async def counters(self, name: str) -> str: ...
+
 
 class LeaseSettings(Protocol):
     """What the tree shows of a user's lease."""

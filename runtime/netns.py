@@ -44,10 +44,16 @@ class Link:
     name: str
     state: str
     addresses: tuple[str, ...] = ()
+    counters: tuple[int, int, int, int] = (0, 0, 0, 0)
+    """rx_bytes, rx_errors, tx_bytes, tx_errors since the interface was made"""
 
     def line(self) -> str:
         """`IF STATE ADDR…`, the line format of a `links` file."""
         return " ".join((self.name, self.state, *self.addresses))
+
+    def counters_line(self) -> str:
+        """`IF RX_BYTES RX_ERRORS TX_BYTES TX_ERRORS`, the line format of `counters`."""
+        return " ".join((self.name, *map(str, self.counters)))
 
 
 def check_name(name: str) -> str:
@@ -242,4 +248,8 @@ def links(name: str) -> list[Link]:
 
 
 def _link(message: Any, addresses: tuple[str, ...]) -> Link:
-    return Link(message.get_attr("IFLA_IFNAME"), message.get_attr("IFLA_OPERSTATE"), addresses)
+    stats = message.get_attr("IFLA_STATS64") or {}
+    rx_bytes, rx_errors, tx_bytes, tx_errors = (
+        int(stats.get(key, 0)) for key in ("rx_bytes", "rx_errors", "tx_bytes", "tx_errors"))
+    return Link(message.get_attr("IFLA_IFNAME"), message.get_attr("IFLA_OPERSTATE"), addresses,
+                (rx_bytes, rx_errors, tx_bytes, tx_errors))

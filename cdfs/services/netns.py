@@ -82,6 +82,11 @@ class NetworkNamespaces:
         found = await trio.to_thread.run_sync(netns.links, name)
         return "".join(link.line() + "\n" for link in found)
 
+    async def counters(self, name: str) -> str:
+        """`IF RX_BYTES RX_ERRORS TX_BYTES TX_ERRORS` lines, one interface each."""
+        found = await trio.to_thread.run_sync(netns.links, name)
+        return "".join(link.counters_line() + "\n" for link in found)
+
     async def _check_owned(self, name: str) -> None:
         """Refuse to change a namespace cdfs did not make (its marker file says)."""
         await trio.to_thread.run_sync(_check_owned, self._made, name)

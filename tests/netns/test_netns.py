@@ -94,6 +94,13 @@ def test_veth_addresses_and_links(names: Names) -> None:
     assert links["eth0"].addresses[:2] == ("10.213.7.2/24", "fd00:cdf5::2/64")
     assert links["eth0"].line().startswith("eth0 UP 10.213.7.2/24 fd00:cdf5::2/64")
     assert links["lo"].line() == "lo UNKNOWN 127.0.0.1/8 ::1/128"
+    ping = subprocess.run(["ip", "netns", "exec", name, "busybox", "ping", "-c", "2", "-W", "2",
+                           "127.0.0.1"], capture_output=True, timeout=30)
+    assert ping.returncode == 0, ping
+    lo = {link.name: link for link in netns.links(name)}["lo"]
+    rx_bytes, rx_errors, tx_bytes, tx_errors = lo.counters
+    assert rx_bytes >= 2 * 84 and tx_bytes == rx_bytes and rx_errors == tx_errors == 0
+    assert lo.counters_line() == f"lo {rx_bytes} 0 {tx_bytes} 0"
 
     netns.set_up(name, "eth0", False)
     assert "state DOWN" in ip("-n", name, "link", "show", "eth0")

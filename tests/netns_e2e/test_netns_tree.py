@@ -29,7 +29,7 @@ def test_mkdir_wire_and_rmdir(daemon: Daemon, names: Names) -> None:
     daemon.path(where).mkdir()
     assert name in listed()
     assert name in os.listdir(daemon.path("netns"))
-    assert sorted(os.listdir(daemon.path(where))) == ["ctl", "err", "links", "path"]
+    assert sorted(os.listdir(daemon.path(where))) == ["counters", "ctl", "err", "links", "path"]
     assert daemon.path(where, "path").read_text() == f"/run/netns/{name}\n"
     assert daemon.path(where, "links").read_text().startswith("lo UNKNOWN 127.0.0.1/8")
     assert ",UP," in ip("-n", name, "link", "show", "lo")
@@ -43,6 +43,11 @@ def test_mkdir_wire_and_rmdir(daemon: Daemon, names: Names) -> None:
     links = {line.split()[0]: line.split()[1:]
              for line in daemon.path(where, "links").read_text().splitlines()}
     assert links["eth1"][0] in ("UP", "LOWERLAYERDOWN") and "10.77.0.2/24" in links["eth1"]
+    counters = {line.split()[0]: line.split()[1:]
+                for line in daemon.path(where, "counters").read_text().splitlines()}
+    assert set(counters) == {"lo", "eth1"}
+    assert all(len(values) == 4 and all(v.isdigit() for v in values)
+               for values in counters.values())
 
     daemon.sh(f'echo "down eth1" > "$M/{where}/ctl"')
     assert ",UP" not in ip("-n", name, "link", "show", "eth1")
