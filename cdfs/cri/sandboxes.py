@@ -17,9 +17,11 @@ import json
 import logging
 import socket
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import replace
 from typing import Any
+
+import grpc
 
 from cdfs.client.tree import TreeError
 from cdfs.cri import ids, sandbox_files
@@ -27,8 +29,11 @@ from cdfs.cri import labels as keys
 from cdfs.cri.api import runtime_v1_pb2 as pb
 from cdfs.cri.calls import Calls
 from cdfs.cri.cni import Attachment
-from cdfs.cri.errors import invalid
+from cdfs.cri.container_record import read_containers
+from cdfs.cri.container_stats import container_stats
+from cdfs.cri.errors import CriError, invalid
 from cdfs.cri.pause.image import PAUSE_IMAGE
+from cdfs.cri.pod_stats import pod_stats
 from cdfs.cri.sandbox_record import (
     Metadata,
     NamespaceMode,
@@ -272,6 +277,47 @@ class SandboxCalls(Calls):
                  for r in records if _selected(r, selector)]
         return pb.ListPodSandboxResponse(items=items)
 
+    # -- PodSandboxStats, ListPodSandboxStats ------------------------------------------
+    def PodSandboxStats(self, request: pb.PodSandboxStatsRequest, context: Any
+                        ) -> pb.PodSandboxStatsResponse:
+        record = self._get(request.pod_sandbox_id)
+        if not record.ready:
+            raise CriError(grpc.StatusCode.FAILED_PRECONDITION,
+                           f'pod sandbox "{record.id}" is not ready: it has no stats')
+        return pb.PodSandboxStatsResponse(stats=self._stats(record))
+
+    def ListPodSandboxStats(self, request: pb.ListPodSandboxStatsRequest, context: Any
+                            ) -> pb.ListPodSandboxStatsResponse:
+        """The stats of the ready pods the filter selects (by id or prefix, labels)."""
+        wanted = request.filter
+        selector = dict(wanted.label_selector)
+        found = []
+        for record in read_sandboxes(self.tree):
+            if not record.ready or not record.id.startswith(wanted.id) \
+                    or not _selected(record, selector):
+                continue
+            try:
+                found.append(self._stats(record))
+            except TreeError as exc:  # it went while being looked at
+                if exc.errno != errno.ENOENT:
+                    raise
+        return pb.ListPodSandboxStatsResponse(stats=found)
+
+    def _stats(self, record: SandboxRecord) -> pb.PodSandboxStats:
+        members = [c for c in read_containers(self.tree)
+                   if c.sandbox_id == record.id and c.status in LIVE]
+        cgroups = [self._cgroup_files(record.id), *(self._cgroup_files(c.id) for c in members)]
+        containers = [container_stats(c, files["cpu"], files["memory"], time.time_ns())
+                      for c, files in zip(members, cgroups[1:], strict=True)]
+        counters = None
+        if record.netns_name:
+            counters = self.tree.read(self.tree.mount / "netns" / record.netns_name / "counters")
+        return pod_stats(record, cgroups, containers, counters, time.time_ns())
+
+    def _cgroup_files(self, container_id: str) -> dict[str, str]:
+        stats_dir = self.tree.container(container_id) / "stats"
+        return {name: self.tree.read(stats_dir / name) for name in ("cpu", "memory", "pids")}
+
     # -- finding pods and their containers ---------------------------------------------
     def _get(self, prefix: str) -> SandboxRecord:
         """The sandbox an id (or unique prefix) names; NotFound otherwise."""
@@ -290,21 +336,6 @@ class SandboxCalls(Calls):
                 return None
             raise
 
-    def _pod_containers(self, sandbox_id: str) -> Iterator[str]:
+    def _pod_containers(self, sandbox_id: str) -> list[str]:
         """The ids of the CRI containers of a pod (its pause container aside)."""
-        try:
-            names = sorted(p.name for p in self.tree.containers.iterdir() if p.is_dir())
-        except OSError as exc:
-            raise TreeError(f"{self.tree.containers}: {exc.strerror}", exc.errno) from None
-        for name in names:
-            if name == sandbox_id:
-                continue
-            try:
-                info = keys.read_info(self.tree, name)
-            except TreeError as exc:
-                if exc.errno == errno.ENOENT:
-                    continue
-                raise
-            labels = info.get("labels") or {}
-            if labels.get(keys.SANDBOX_ID) == sandbox_id:
-                yield name
+        return [c.id for c in read_containers(self.tree) if c.sandbox_id == sandbox_id]

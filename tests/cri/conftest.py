@@ -9,6 +9,7 @@ from pathlib import Path
 
 import grpc
 import pytest
+from cri_containers import Containers, import_busybox
 from cri_pods import Pods
 from cri_support import CriServer, Deadline
 from support import Daemon, Names
@@ -81,6 +82,18 @@ def images(channel: grpc.Channel) -> pb_grpc.ImageServiceStub:
 def pods(runtime: pb_grpc.RuntimeServiceStub) -> Iterator[Pods]:
     """Runs pods; every pod made is removed at teardown, even when the test failed."""
     made = Pods(runtime)
+    try:
+        yield made
+    finally:
+        made.remove_all()
+
+
+@pytest.fixture
+def ctrs(cri: CriServer, tmp_path: Path, runtime: pb_grpc.RuntimeServiceStub,
+         pods: Pods) -> Iterator[Containers]:
+    """Containers of this test (removed at teardown, before its pods)."""
+    import_busybox(cri.daemon, tmp_path)
+    made = Containers(runtime)
     try:
         yield made
     finally:

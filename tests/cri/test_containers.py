@@ -3,12 +3,11 @@ image in real pods: lifecycle, lists, a pod's shared network, security contexts,
 logs at the kubelet path, ExecSync, OOM kills, resources and stats."""
 
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
 import pytest
-from cri_containers import Containers, container_config, import_busybox, security
+from cri_containers import Containers, container_config, security
 from cri_pods import Pods, pod_config
 from cri_support import NAMESPACE, CriServer
 from support import wait_until
@@ -17,18 +16,6 @@ from cdfs.cri.api import runtime_v1_pb2 as pb
 from cdfs.cri.api import runtime_v1_pb2_grpc as pb_grpc
 
 FOREVER = ["sh", "-c", "trap 'exit 0' TERM; while :; do sleep 0.1; done"]
-
-
-@pytest.fixture
-def ctrs(cri: CriServer, tmp_path: Path, runtime: pb_grpc.RuntimeServiceStub,
-         pods: Pods) -> Iterator[Containers]:
-    """Containers of this test (removed at teardown, before its pods)."""
-    import_busybox(cri.daemon, tmp_path)
-    made = Containers(runtime)
-    try:
-        yield made
-    finally:
-        made.remove_all()
 
 
 def code_of(call: object) -> grpc.StatusCode:
