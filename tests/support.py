@@ -187,10 +187,15 @@ def cleanup_runtime(runtime: Path) -> None:
         unmount_all(rootfs)
 
 
+IP_TIMEOUT = 60.0
+"""iproute2 waits for the kernel's RTNL lock, which a busy machine's network namespace
+teardowns (other test runs' pods, bridges, iptables) can hold for more than 10 s."""
+
+
 def ip(*args: str) -> str:
     """iproute2, the independent witness of network namespaces and links."""
     return subprocess.run(["ip", *args], check=True, capture_output=True, text=True,
-                          timeout=10).stdout
+                          timeout=IP_TIMEOUT).stdout
 
 
 def listed() -> list[str]:
@@ -219,9 +224,11 @@ class Names:
 
     def delete(self) -> None:
         for name in self.namespaces:
-            subprocess.run(["ip", "netns", "delete", name], capture_output=True, timeout=10)
+            subprocess.run(["ip", "netns", "delete", name], capture_output=True,
+                           timeout=IP_TIMEOUT)
         for ifname in self.host_ifs:
-            subprocess.run(["ip", "link", "delete", ifname], capture_output=True, timeout=10)
+            subprocess.run(["ip", "link", "delete", ifname], capture_output=True,
+                           timeout=IP_TIMEOUT)
 
 
 def write(path: Path, text: str) -> None:
