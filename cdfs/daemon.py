@@ -119,6 +119,7 @@ async def serve(config: Config, banner: str | None = None) -> None:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(_stop_on_signal, filesystem)
             filesystem.run_work_in(nursery)
+            filesystem.withdraw_cached()
             await app.run(nursery)
             await pyfuse3.main(MIN_TASKS, MAX_TASKS)
             nursery.cancel_scope.cancel()

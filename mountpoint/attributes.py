@@ -1,9 +1,13 @@
-"""What stat says about a node of the tree: its mode from its row, its owner, and the
-times of values (the object's time until the value is seen to change).
+"""What stat says about a node of the tree: its mode from its row, its owner, the
+times of values (the object's time until the value is seen to change), and what of
+it the kernel may cache.
 
 The mode bits come from `table.access`, the one derivation the reference's kinds use
 too. Attributes of files whose bytes change are never cached by the kernel, so
-st_size and st_mtime are those of now (tail, tar, cp and rsync trust them).
+st_size and st_mtime are those of now (tail, tar, cp and rsync trust them). Names
+and directories are cached where nothing can change them unannounced (`name_cached`,
+`attrs_cached`): a path walk to containers/X/status then asks the daemon nothing
+until the open, and mountpoint/kernelcache.py withdraws what an event changes.
 """
 
 import stat
@@ -15,7 +19,7 @@ from base.clock import now_ns, parse_rfc3339
 from mountpoint.nodes import Node
 from mountpoint.table import Ctl, HostFile, Link, Services, access
 
-FIXED_TIMEOUT = 5.0  # seconds the kernel may cache names and attributes of fixed paths
+CACHE_TIMEOUT = 5.0  # seconds the kernel may keep a name or attributes it may cache
 _WRITTEN = -1  # the digest of a value just written: whatever it renders next is new
 
 
@@ -26,6 +30,36 @@ class Owner:
     uid: int = 0
     gid: int = 0
     group_access: bool = False
+
+
+def name_cached(node: Node) -> bool:
+    """Whether the kernel may keep this name: a fixed row's exists exactly while its
+    directory does (but a ctl file's is asked at each walk); a dynamic child's until
+    an rmdir through the mount or the removal its service announces
+    (`Children.removed`)."""
+    if isinstance(node.entry, Ctl):
+        return False  # looked up at each walk: a busy one gets a fresh inode (nodes.py)
+    if not node.dynamic:
+        return True
+    table = node.parent.table if node.parent is not None else None
+    return table is not None and table.children is not None \
+        and table.children.removed is not None
+
+
+def attrs_cached(node: Node) -> bool:
+    """Whether the kernel may keep the attributes: a file's when its bytes never
+    change (a blob, a link) and its path is fixed; a directory's when its time, from
+    the nearest table above that has one, never moves or moves only at the events
+    that table names (`Table.changed_by`). A file whose bytes change (values, err,
+    output) is asked afresh at each stat."""
+    if node.table is None:
+        return isinstance(node.entry, HostFile | Link) and not node.volatile
+    current: Node | None = node
+    while current is not None:
+        if current.table is not None and current.table.time is not None:
+            return bool(current.table.changed_by)
+        current = current.parent
+    return True
 
 
 class Attributes:
@@ -42,13 +76,8 @@ class Attributes:
         attrs = pyfuse3.EntryAttributes()
         attrs.st_ino = node.ino
         attrs.generation = 0
-        timeout = 0.0 if node.volatile else FIXED_TIMEOUT
-        # A ctl file's name is looked up at each walk: a busy one gets a fresh inode.
-        uncached = node.dynamic or isinstance(node.entry, Ctl)
-        attrs.entry_timeout = 0.0 if uncached else FIXED_TIMEOUT
-        # A file whose bytes change (values, err, output) is asked afresh at each stat.
-        changing = node.table is None and not isinstance(node.entry, HostFile | Link)
-        attrs.attr_timeout = 0.0 if changing else timeout
+        attrs.entry_timeout = CACHE_TIMEOUT if name_cached(node) else 0.0
+        attrs.attr_timeout = CACHE_TIMEOUT if attrs_cached(node) else 0.0
         attrs.st_mode = self.mode(node)
         attrs.st_nlink = 2 if node.table is not None else 1
         attrs.st_uid = self.owner.uid

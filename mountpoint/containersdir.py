@@ -276,9 +276,13 @@ EXEC = Table(
     ),
 )
 
+# The events at which a container's _changed_at moves (its task's times).
+CHANGED_BY = ("/containers/create", "/tasks/create", "/tasks/start", "/tasks/exit")
+
 CONTAINER = Table(
     "one container",
     time=_changed_at,
+    changed_by=CHANGED_BY,
     entries=(
         Value("image", "an image ref (`busybox`, `cdfs.local/busybox:latest`) to base the\n"
               "rootfs on; written before config.json (ENOENT when the namespace\n"
@@ -397,5 +401,6 @@ CONTAINERS = Table(
         names=lambda app, s: app.containers.names(s["ns"]),
         exists=lambda app, s, name: app.containers.exists(s["ns"], name),
         make=lambda app, s, name: app.containers.make(s["ns"], name),
-        remove=lambda app, s, name: app.containers.remove(s["ns"], name)),
+        remove=lambda app, s, name: app.containers.remove(s["ns"], name),
+        removed="/containers/delete"),
 )

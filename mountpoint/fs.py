@@ -34,6 +34,7 @@ from mountpoint.handles import (
     StreamHandle,
     ValueHandle,
 )
+from mountpoint.kernelcache import KernelCache
 from mountpoint.nodes import Node, NodeTable, Resolved, resolve_child, resolve_fixed
 from mountpoint.refusals import Refusals, quietly
 from mountpoint.streams import READABLE, WRITABLE, OpenStream
@@ -67,6 +68,7 @@ class Filesystem(pyfuse3.Operations):
         super().__init__()
         self.services = services
         self.nodes = NodeTable(root)
+        self.kernel_cache = KernelCache(self.nodes)
         self.owner = owner
         self.attributes = Attributes(services, owner)
         self.refusals = Refusals()
@@ -78,6 +80,11 @@ class Filesystem(pyfuse3.Operations):
     def run_work_in(self, nursery: trio.Nursery) -> None:
         """Where writes run their work, so a signal to the writer does not end it."""
         self.refusals.nursery = nursery
+
+    def withdraw_cached(self) -> None:
+        """Once mounted: from now on, tell the kernel to forget what it caches of what
+        each event changes (kernelcache.py)."""
+        self.services.bus.listen(self.kernel_cache.listen)
 
     # -- attributes -----------------------------------------------------------
     async def _node_attrs(self, node: Node) -> pyfuse3.EntryAttributes:

@@ -31,5 +31,6 @@ NAMESPACES = Table(
         names=lambda app, s: app.namespaces.names(),
         exists=lambda app, s, name: app.namespaces.exists(name),
         make=lambda app, s, name: app.namespaces.create(name),
-        remove=lambda app, s, name: app.remove_namespace(name)),
+        remove=lambda app, s, name: app.remove_namespace(name),
+        removed="/namespaces/delete"),
 )

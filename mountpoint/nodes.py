@@ -3,12 +3,11 @@
 An inode stands for a path, not for an object: handlers find their object anew from
 the scope on every request, so an inode the kernel still caches for a container that
 was deleted and made again simply serves the new one, and one for a deleted object
-answers ENOENT. Nodes below a dynamic directory are `volatile`: the kernel caches
-nothing of a dynamic name (each walk asks whether it still exists) nor the attributes
-of anything below one, so what mkdir, rmdir and the daemon itself change shows at
-once. A fixed row's name exists exactly while its directory does, so that name may be
-cached even below a dynamic directory: a walk to containers/X/status asks about X,
-not again about status.
+answers ENOENT. Nodes below a dynamic directory are `volatile`: what the kernel may
+keep of them is decided in attributes.py (`name_cached`, `attrs_cached`), and what an
+event changes is withdrawn by kernelcache.py, so what mkdir, rmdir and the daemon
+itself change shows at once. A fixed row's name exists exactly while its directory
+does, so that name may be cached even below a dynamic directory.
 
 A ctl file is the exception to one inode per path. The kernel runs the writes to one
 inode one at a time (it holds the inode's lock through a direct-I/O write, and an
@@ -19,6 +18,7 @@ fresh inode of its own: each writer holds a different inode, and the old one is 
 when the kernel forgets it.
 """
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from itertools import count
 
@@ -153,3 +153,7 @@ class NodeTable:
 
     def __len__(self) -> int:
         return len(self._by_ino)
+
+    def __iter__(self) -> Iterator[Node]:
+        """The nodes the kernel holds now (a copy: safe to add or forget meanwhile)."""
+        return iter(list(self._by_ino.values()))

@@ -12,7 +12,7 @@ SnapshotInfo, TaskInfo, Times, IngestStatus, the cgroup `Stats` mapping) or Prot
 what the tree reads from them.
 """
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
 from cdfs.services.containers import Times
@@ -55,10 +55,29 @@ class Sink(Protocol):
     async def close(self) -> None: ...
 
 
+class BusEvent(Protocol):
+    """One event as a listener receives it (cdfs.events.Event)."""
+
+    @property
+    def namespace(self) -> str: ...
+
+    @property
+    def topic(self) -> str: ...
+
+    @property
+    def id(self) -> str: ...
+
+    @property
+    def container_id(self) -> str: ...
+
+
 class EventSource(Protocol):
-    """The event bus as the tree reads it: `events` files subscribe to it."""
+    """The event bus as the tree reads it: `events` files subscribe to it, and the
+    tree listens to withdraw what the kernel caches of what changed."""
 
     def subscribe(self, namespace: str | None = None) -> StreamReader: ...
+
+    def listen(self, listener: Callable[[BusEvent], None]) -> None: ...
 
 
 class NamespaceService(Protocol):

@@ -150,7 +150,12 @@ class Children:
 
     `lookup` may return another table for a name (multi-level names such as image
     references); by default any name that `list` yields or `exists` admits is a child.
-    With `join`, a nested level appends its name to the parameter (`a/b/c`)."""
+    With `join`, a nested level appends its name to the parameter (`a/b/c`).
+
+    `removed` is the topic of the event the service publishes at every removal of a
+    child that is not an rmdir through the mount (whose name the kernel drops
+    itself), with the child's name as its id: the kernel may then cache the names,
+    and the tree tells it to forget one at that event (mountpoint/kernelcache.py)."""
 
     param: str
     doc: str
@@ -164,6 +169,7 @@ class Children:
     create: Callable[[Services, Scope, str], Awaitable[Sink]] | None = None
     unlink: Callable[[Services, Scope, str], Awaitable[None]] | None = None
     join: bool = False
+    removed: str | None = None
 
 
 Entry = Value | Err | Ctl | Stream | Output | Input | HostFile | HostTree | Link | Dir
@@ -173,12 +179,17 @@ Entry = Value | Err | Ctl | Stream | Output | Input | HostFile | HostTree | Link
 class Table:
     """One directory: its fixed rows and, optionally, its dynamic children. `time`
     gives when the object the directory stands for was made or last changed (RFC
-    3339): the mtime of the directory and the starting mtime of its files."""
+    3339): the mtime of the directory and the starting mtime of its files.
+    `changed_by` names the topics of the events published whenever that time
+    changes, naming the object by their container id in its namespace: the kernel
+    may then cache the attributes of the directories it dates, and the tree tells it
+    to drop them at each such event (mountpoint/kernelcache.py)."""
 
     doc: str
     entries: tuple[Entry, ...] = ()
     children: Children | None = None
     time: Callable[[Services, Scope], Awaitable[str | None]] | None = None
+    changed_by: tuple[str, ...] = ()
     index: Mapping[str, Entry] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -280,9 +291,11 @@ def collection(
     exists: Callable[[Services, Scope, str], bool | Awaitable[bool]] | None = None,
     make: Callable[[Services, Scope, str], Awaitable[None] | None] | None = None,
     remove: Callable[[Services, Scope, str], Awaitable[None] | None] | None = None,
+    removed: str | None = None,
 ) -> Children:
     """The Children of a directory of objects a service keeps: listed by `names`,
-    admitted by `exists`, made by mkdir (`make`) and deleted by rmdir (`remove`)."""
+    admitted by `exists`, made by mkdir (`make`) and deleted by rmdir (`remove`);
+    `removed` as in Children."""
     async def list_(services: Services, scope: Scope) -> Iterable[str]:
         found: Iterable[str] = await _settle(names(services, scope))
         return found
@@ -298,4 +311,4 @@ def collection(
         return call
 
     return Children(param, doc, list=list_, table=table, exists=adapt(exists),
-                    mkdir=adapt(make), rmdir=adapt(remove))
+                    mkdir=adapt(make), rmdir=adapt(remove), removed=removed)

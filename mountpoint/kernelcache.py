@@ -1,0 +1,83 @@
+"""Withdrawing what the kernel caches of the tree when an event says it changed.
+
+The kernel keeps a name for its `entry_timeout` and a node's attributes for its
+`attr_timeout`; attributes.py says which may be kept at all. Besides fixed rows, two
+things are kept because their services announce every change with an event:
+the names of the children of a collection with `Children.removed` (namespaces,
+containers: a walk to containers/X/status asks nothing about X), and the attributes
+of directories dated by a table with `Table.changed_by` (a container's directory and
+those below it, whose mtime is the container's). At each such event this module
+tells the kernel to forget the name, or to ask again for the attributes.
+
+An rmdir through the mount needs none of it (the kernel drops the name itself); the
+events matter for what the daemon changes on its own (an exit, a removal that came
+another way). A removal that publishes nothing must not happen to a child of such a
+collection: an empty container slot is removed only by rmdir.
+
+Attributes are withdrawn at once, inside the publish (`invalidate_inode` with
+`attr_only` takes no lock in the kernel but a spinlock, and bumps the inode's
+attribute version, so a getattr answer already on its way is not kept): when the
+write that started a container returns, a stat of its directory asks again. Names
+are withdrawn from pyfuse3's notify thread (`invalidate_entry_async`), never from
+the loop: `invalidate_entry` waits in the kernel for the directory's lock, which
+the rmdir or mkdir being served holds (a deadlock, see docs/fuse-notes.md). So a
+name the daemon removed on its own may still be walked to for the moment that thread
+takes.
+"""
+
+import contextlib
+import os
+from typing import NamedTuple
+
+import pyfuse3
+
+from mountpoint.nodes import Node, NodeTable
+from mountpoint.services import BusEvent
+
+
+class Withdrawal(NamedTuple):
+    """The attributes of inode `ino` (no `name`), or the name `name` in directory `ino`."""
+
+    ino: int
+    name: str | None = None
+
+
+def _names(node: Node, param: str, event: BusEvent, value: str) -> bool:
+    """Whether `node`, a dynamic child bound as `param`, is the object `value` of the
+    event's namespace (a namespace's own events name it as their namespace too)."""
+    return node.scope.get(param) == value and node.scope.get("ns", event.namespace) \
+        == event.namespace
+
+
+def withdrawals(nodes: NodeTable, event: BusEvent) -> list[Withdrawal]:
+    """What the kernel holds that `event` changed: the names it removed, the
+    attributes of the directories it re-dated."""
+    found: list[Withdrawal] = []
+    for node in nodes:
+        parent = node.parent
+        if not node.dynamic or parent is None or parent.table is None \
+                or parent.table.children is None:
+            continue
+        children = parent.table.children
+        if children.removed == event.topic and _names(node, children.param, event, event.id):
+            found.append(Withdrawal(parent.ino, node.name))
+        if node.table is not None and event.topic in node.table.changed_by \
+                and _names(node, children.param, event, event.container_id):
+            found += [Withdrawal(below.ino) for below in nodes
+                      if below.table is not None and below.path[:len(node.path)] == node.path]
+    return found
+
+
+class KernelCache:
+    """A bus listener that sends the kernel the withdrawals of each event."""
+
+    def __init__(self, nodes: NodeTable) -> None:
+        self._nodes = nodes
+
+    def listen(self, event: BusEvent) -> None:
+        for ino, name in withdrawals(self._nodes, event):
+            if name is not None:
+                pyfuse3.invalidate_entry_async(ino, os.fsencode(name), ignore_enoent=True)
+                continue
+            with contextlib.suppress(FileNotFoundError):  # the kernel forgot it first
+                pyfuse3.invalidate_inode(ino, attr_only=True)

@@ -1,0 +1,84 @@
+"""What the kernel may cache of the tree, and which of it each event withdraws
+(mountpoint/attributes.py, mountpoint/kernelcache.py), over the harness's fakes."""
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from unit.harness import FakeServices, Tree
+
+from mountpoint.attributes import CACHE_TIMEOUT
+from mountpoint.kernelcache import Withdrawal, withdrawals
+from mountpoint.table import Dir, Table, Value, collection, show
+
+
+@dataclass(frozen=True)
+class Event:
+    namespace: str
+    topic: str
+    id: str
+    fields: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def container_id(self) -> str:
+        return str(self.fields.get("container_id") or self.id)
+
+
+BOXES = {"ns1": {"a", "b"}, "ns2": {"a"}}
+BOX = Table("one box", time=lambda app, s: _stamp(), changed_by=("/boxes/start",), entries=(
+    Value("state", "changes", read=show(lambda app, s: "on")),
+    Dir("parts", "dated by the box", Table("parts")),
+))
+SHELF = Table("one shelf", time=lambda app, s: _stamp(), entries=(
+    Value("state", "changes", read=show(lambda app, s: "on")),
+))
+ROOT = Table("root", children=collection(
+    "ns", "namespaces", Table("one namespace", entries=(
+        Dir("boxes", "boxes", Table("boxes", children=collection(
+            "id", "boxes", BOX, names=lambda app, s: sorted(BOXES[s["ns"]]),
+            removed="/boxes/delete"))),
+        Dir("shelves", "shelves", Table("shelves", children=collection(
+            "id", "shelves", SHELF, names=lambda app, s: ["s"]))),
+    )),
+    names=lambda app, s: sorted(BOXES), removed="/namespaces/delete"))
+
+
+async def _stamp() -> str:
+    return "2026-12-01T00:00:00Z"
+
+
+async def _tree() -> Tree:
+    tree = Tree(FakeServices(), ROOT)
+    for path in ("ns1/boxes/a/parts", "ns1/boxes/b/parts", "ns2/boxes/a/parts",
+                 "ns1/shelves/s/state"):
+        await tree.stat(path)
+    return tree
+
+
+async def test_announced_names_and_dated_directories_are_cached_the_rest_asked() -> None:
+    tree = await _tree()
+    box, parts, state = [await tree.stat(f"ns1/boxes/a/{p}") for p in ("", "parts", "state")]
+    assert (box.entry_timeout, box.attr_timeout) == (CACHE_TIMEOUT, CACHE_TIMEOUT)
+    assert parts.attr_timeout == CACHE_TIMEOUT  # dated by the box, whose changes are told
+    assert state.attr_timeout == 0  # a value's size and time are asked at every stat
+    shelf = await tree.stat("ns1/shelves/s")
+    assert (shelf.entry_timeout, shelf.attr_timeout) == (0, 0)  # nothing announces them
+    assert (await tree.stat("ns1/boxes")).attr_timeout == CACHE_TIMEOUT  # never changes
+
+
+async def test_a_removal_withdraws_that_name_in_that_namespace_only() -> None:
+    tree = await _tree()
+    boxes = await tree.inode("ns1/boxes")
+    assert withdrawals(tree.fs.nodes, Event("ns1", "/boxes/delete", "a")) == \
+        [Withdrawal(boxes, "a")]
+    root = await tree.inode("")
+    assert withdrawals(tree.fs.nodes, Event("ns2", "/namespaces/delete", "ns2")) == \
+        [Withdrawal(root, "ns2")]
+    assert withdrawals(tree.fs.nodes, Event("ns1", "/boxes/delete", "c")) == []
+
+
+async def test_a_change_withdraws_the_attributes_of_the_directories_it_dates() -> None:
+    tree = await _tree()
+    event = Event("ns1", "/boxes/start", "exec1", {"container_id": "a"})
+    found = {w.ino for w in withdrawals(tree.fs.nodes, event)}
+    assert found == {await tree.inode("ns1/boxes/a"), await tree.inode("ns1/boxes/a/parts")}
+    assert withdrawals(tree.fs.nodes, Event("ns1", "/boxes/stop", "a")) == []
