@@ -110,6 +110,15 @@ class Filesystem(pyfuse3.Operations):
             return attributes.of(node, size, mtime_ns or await attributes.object_time(node))
         return attributes.of(node, 0, await attributes.object_time(node))
 
+    async def _listed_attrs(self, node: Node) -> pyfuse3.EntryAttributes:
+        """What readdir tells of a node. The kernel trusts these as long as a
+        getattr's answer, so for a value or output, whose attributes it never keeps,
+        the first stat asks getattr anyway: rendering each value here too would
+        make `ls -l` render every value twice."""
+        if isinstance(node.entry, Value | Ctl | Err | Output):
+            return self.attributes.of(node)
+        return await self._node_attrs(node)
+
     @staticmethod
     def _readable(entry: Value | Ctl | Err) -> bool:
         return not isinstance(entry, Value) or entry.read is not None
@@ -237,7 +246,7 @@ class Filesystem(pyfuse3.Operations):
         for index in range(start_id, len(listing)):
             name, node = listing[index]
             try:
-                attrs = await self._node_attrs(node)
+                attrs = await self._listed_attrs(node)
             except (NotFound, FileNotFoundError):
                 continue  # vanished since the listing was taken (a blob: its file)
             if not pyfuse3.readdir_reply(token, os.fsencode(name), attrs, index + 1):

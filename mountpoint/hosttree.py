@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 import pyfuse3
 import trio
 
+from mountpoint.attributes import CACHE_TIMEOUT
 from mountpoint.nodes import Node, Resolved
 from mountpoint.table import HostTree, Services, TreeView
 
@@ -50,12 +51,15 @@ def same_kind(node: Node, info: os.stat_result) -> bool:
 
 
 def attrs(node: Node, info: os.stat_result) -> pyfuse3.EntryAttributes:
-    """The host file's own stat, under the tree's inode number."""
+    """The host file's own stat, under the tree's inode number. Nothing of it is
+    cached but the row's own name, which is there as long as its directory is (a
+    fixed row): what is below it changes under the daemon's feet."""
     node.kind = node.kind or stat.S_IFMT(info.st_mode)
     out = pyfuse3.EntryAttributes()
     out.st_ino = node.ino
     out.generation = 0
-    out.entry_timeout = out.attr_timeout = 0
+    out.entry_timeout = 0 if node.sub else CACHE_TIMEOUT
+    out.attr_timeout = 0
     out.st_mode = info.st_mode
     out.st_nlink = info.st_nlink
     out.st_uid = info.st_uid
