@@ -5,7 +5,10 @@ A container without a cgroup — no task yet, or deleted — answers NotFound, a
 containerd's `ctr task metrics` errors for a task that does not run; a stopped task
 whose cgroup runc has not deleted yet still shows its last counters (oom_kills
 among them). Opened cgroups are cached by path, so a read costs one worker-thread
-hop and a few small file reads.
+hop and a few small file reads. A group's sample serves for SAMPLE_REUSE seconds:
+one read of a stats file asks for its value four times together (the open's
+permission check, the open, and a stat or two of the open file, each wanting the
+size), and so all four see the one sample, whose length is the st_size they report.
 
 OOM kills: the service follows the event bus, and for every /tasks/create (or a
 /tasks/start it has no watcher for) opens an OOM watcher on the task's cgroup and
@@ -35,6 +38,7 @@ log = logging.getLogger(__name__)
 GROUPS: Final = ("cpu", "memory", "pids", "io")
 DEFAULT_INTERVAL: Final = 1.0
 MIN_INTERVAL, MAX_INTERVAL = 0.1, 3600.0
+SAMPLE_REUSE: Final = 0.005  # seconds: a stats file's stat, open and read see one sample
 # How long `before_exit` may hold up an exit event while a watcher is being set up.
 BEFORE_EXIT_TIMEOUT: Final = 2.0
 
@@ -91,6 +95,7 @@ class Metrics:
         self._root = cgroup_root
         self._cgroups: dict[str, Cgroup] = {}
         self._intervals: dict[tuple[str, str], float] = {}
+        self._samples: dict[tuple[str, str, str], tuple[float, Stats]] = {}
         self._watches: dict[tuple[str, str], _OomWatch] = {}
         self._nursery: trio.Nursery | None = None
         self._unstarted: list[tuple[tuple[str, str], _OomWatch]] = []
@@ -125,8 +130,14 @@ class Metrics:
         has the keys). NotFound when the container has no cgroup."""
         if group not in GROUPS:
             raise InvalidArgument(f'no stats group "{group}"')
+        key, now = (namespace, container_id, group), trio.current_time()
+        kept = self._samples.get(key)
+        if kept is not None and now - kept[0] < SAMPLE_REUSE:
+            return kept[1]
         stats: Stats = await trio.to_thread.run_sync(
             self._read, namespace, container_id, lambda cgroup: getattr(cgroup, group)())
+        self._samples = {k: v for k, v in self._samples.items() if now - v[0] < SAMPLE_REUSE}
+        self._samples[key] = (now, stats)
         return stats
 
     async def sample(self, namespace: str, container_id: str) -> dict[str, Any]:

@@ -7,10 +7,11 @@ from pathlib import Path
 
 import pytest
 import trio
+import trio.testing
 
 from base.errors import InvalidArgument, NotFound
 from cdfs.events import EventBus
-from cdfs.services.metrics import Metrics, parse_interval, render
+from cdfs.services.metrics import SAMPLE_REUSE, Metrics, parse_interval, render
 
 CGROUP = "/cdfs/default/web"
 
@@ -63,6 +64,18 @@ async def test_stats_and_a_gone_cgroup(root: Path) -> None:
     (root / CGROUP.lstrip("/")).rmdir()
     with pytest.raises(NotFound, match="not running"):
         await metrics.stats("default", "web", "cpu")
+
+
+async def test_one_sample_serves_the_requests_of_one_read(root: Path,
+                                                          mock_clock: trio.testing.MockClock
+                                                          ) -> None:
+    metrics = metrics_on(root, EventBus())
+    first = await metrics.stats("default", "web", "pids")
+    (root / CGROUP.lstrip("/") / "pids.current").write_text("5\n")
+    assert await metrics.stats("default", "web", "pids") == first  # the stat after the open
+    assert (await metrics.stats("default", "web", "io"))["write_ops"] == 4  # each group its own
+    mock_clock.jump(SAMPLE_REUSE)
+    assert await metrics.stats("default", "web", "pids") == {"current": 5, "limit": 64}
 
 
 async def test_stream_is_cancel_safe_and_ends_without_processes(root: Path) -> None:
