@@ -467,17 +467,29 @@ class TaskService:
         path = self._dir(namespace, container_id, exec_id)
         if self._record(path).get("terminal"):
             return
-        live = self._checked(Verb.CLOSE_STDIN, namespace, container_id, exec_id).status \
-            != Status.STOPPED
+        self._checked(Verb.CLOSE_STDIN, namespace, container_id, exec_id)
         with self._lock:
             (path / ".stdin-closed").touch()
             self._release_keeper(path)
             sock = self._stdin.pop(path, None)
-            if sock is None and live and self._record(path).get("stdin") \
-                    and self._monitor_started(path):
-                sock = conmon.connect_attach(MonitorFiles(path))
+            if sock is None and self._record(path).get("stdin") and self._monitor_started(path):
+                sock = self._stdin_connection(namespace, container_id, exec_id)
             if sock is not None:
                 sock.close()
+
+    def _stdin_connection(self, namespace: str, container_id: str, exec_id: str | None
+                          ) -> socket.socket | None:
+        """A connection to the process's stdin, or None when it has exited and its
+        stdin went with it. The connection is tried first and the state read only when
+        it fails: a process that exits between a check and the connect (conmon gone,
+        its attach socket with it) is what closing stdin wanted, not an error."""
+        try:
+            return conmon.connect_attach(MonitorFiles(self._dir(namespace, container_id,
+                                                                exec_id)))
+        except Unavailable:
+            if self.state(namespace, container_id, exec_id).status == Status.STOPPED:
+                return None
+            raise
 
     # --- terminals ----------------------------------------------------------------------
 

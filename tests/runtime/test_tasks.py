@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
-from support import task_output
+from support import task_output, wait_until
 
 from base.errors import AlreadyExists, Busy, InvalidArgument, NotFound, Unavailable
 from runtime import runc
@@ -140,6 +140,17 @@ def test_stdin_piped_into_cat(service: TaskService, busybox_rootfs: Path) -> Non
     info = service.wait("test", "cat", timeout=10)
     assert info.exit_status == 0
     assert stdout(service, "cat") == b"hello\n" + b"x" * 10000 + b"\ndone\n"
+
+
+def test_close_stdin_of_a_process_gone_with_its_conmon(service: TaskService,
+                                                      busybox_rootfs: Path) -> None:
+    """closeio that finds the attach socket gone (the process exited, its conmon with
+    it) has nothing to close: it succeeds, as when the exit came before the check."""
+    run(service, "gone", busybox_rootfs, "exit 0", stdin=True)
+    assert service.wait("test", "gone", timeout=10).exit_status == 0
+    assert wait_until(lambda: not service.files("test", "gone").attach.exists(), timeout=10)
+    service.close_stdin("test", "gone")
+    assert service.state("test", "gone").status == Status.STOPPED
 
 
 def test_no_stdin_means_empty_stdin(service: TaskService, busybox_rootfs: Path) -> None:
