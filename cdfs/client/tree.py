@@ -6,9 +6,13 @@ refused write fails with an errno; the directory's `err` file says why, and that
 is what the user is shown.
 """
 
+import errno
 import os
 from dataclasses import dataclass
 from pathlib import Path
+
+from base import identifiers
+from base.errors import InvalidArgument
 
 DEFAULT_MOUNT = "/mnt/cdfs"
 DEFAULT_NAMESPACE = "default"
@@ -53,6 +57,13 @@ class Tree:
         return self.home / "images"
 
     def container(self, container_id: str) -> Path:
+        """The directory of container `container_id`. An id that is no container name
+        (`..`, a slash, an empty one) is refused (EINVAL) before it becomes a path: a
+        request naming `../../other/containers/x` must not reach another namespace."""
+        try:
+            identifiers.validate(container_id, "container id")
+        except InvalidArgument as exc:
+            raise TreeError(str(exc), errno.EINVAL) from None
         return self.containers / container_id
 
     # -- file operations, each failing with the daemon's own words --------------------
