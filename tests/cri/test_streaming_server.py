@@ -412,3 +412,56 @@ def _write_quietly(stream: object, data: bytes) -> bool:
     except StreamClosed:
         return False
     return True
+
+
+def test_stop_ends_a_connection_that_never_sent_its_request(backend: HostBackend) -> None:
+    """A client that connects and says nothing holds a thread only until the request
+    timeout, and never holds up the server's stop (`cdfs cri` at SIGTERM)."""
+    before = our_threads()
+    streaming = StreamingServer(backend)
+    streaming.start()
+    host, port = streaming.base_url.removeprefix("http://").rsplit(":", 1)
+    with socket.create_connection((host, int(port)), timeout=5) as silent:
+        time.sleep(0.2)  # its handler thread is reading the request line
+        stopping = threading.Thread(target=streaming.stop, daemon=True)
+        stopping.start()
+        stopping.join(10)
+        assert not stopping.is_alive(), "stop waited for a silent connection"
+        assert silent.recv(1) == b""
+    assert not {t for t in our_threads() - before if t.is_alive()}
+
+
+def test_a_malformed_request_line_does_not_log_its_token(
+        server: StreamingServer, caplog: pytest.LogCaptureFixture) -> None:
+    url = exec_url(server, "true")
+    address, _, path = url.removeprefix("http://").partition("/")
+    token = path.rsplit("/", 1)[1]
+    host, port = address.rsplit(":", 1)
+    caplog.set_level("INFO", logger="cdfs.cri.streaming.server")
+    with socket.create_connection((host, int(port)), timeout=5) as sock:
+        sock.sendall(f"POST /{path} extra HTTP/1.1\r\n\r\n".encode())
+        assert sock.recv(1 << 16).startswith(b"HTTP/1.1 400")
+    assert "Bad request" in caplog.text and "/exec/..." in caplog.text
+    assert token not in caplog.text
+
+
+def test_stop_ends_a_session_whose_client_reads_nothing(backend: HostBackend) -> None:
+    """`yes` fills what the client holds and the sockets' buffers, so the writer of
+    its output blocks in sendall: stop must cut that connection, not wait on it."""
+    before = our_threads()
+    streaming = StreamingServer(backend)
+    streaming.start()
+    conn = upgrade(exec_url(streaming, "yes"))
+    try:
+        from streaming_client import open_channels
+        open_channels(conn)
+        time.sleep(2)  # output piles up: our reader holds 1 MiB, then stops reading
+        stopping = threading.Thread(target=streaming.stop, daemon=True)
+        stopping.start()
+        stopping.join(10)
+        assert not stopping.is_alive(), "stop waited for a client that reads nothing"
+        program = backend.programs[-1]
+        assert program.proc is not None and program.proc.wait(10) == -9
+    finally:
+        conn.close()
+    assert not {t for t in our_threads() - before if t.is_alive()}

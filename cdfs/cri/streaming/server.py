@@ -12,13 +12,14 @@ waits for their threads, so nothing outlives the server.
 
 import contextlib
 import logging
+import re
 import socket
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Protocol
+from typing import Any, Protocol
 
 from cdfs.cri.streaming import portforward, remotecommand
 from cdfs.cri.streaming.remotecommand import Attached, Channels, Options
@@ -29,6 +30,8 @@ log = logging.getLogger(__name__)
 
 DEFAULT_ADDRESS = "127.0.0.1:0"
 SPDY = "SPDY/3.1"
+REQUEST_TIMEOUT = 30.0
+"""Seconds a connection has to send its request; an upgraded session has no bound."""
 
 
 @dataclass(frozen=True)
@@ -100,7 +103,8 @@ class StreamingServer:
         self._thread.start()
 
     def stop(self) -> None:
-        """Stop listening, end every session, and wait for their threads."""
+        """Stop listening, end every session and every connection still sending its
+        request, and wait for their threads."""
         if self._thread is not None:
             self._http.shutdown()
             self._thread.join()
@@ -108,6 +112,7 @@ class StreamingServer:
             sessions = list(self._sessions)
         for session in sessions:
             session.close()
+        self._http.cut_connections()
         self._http.server_close()  # joins the connections' threads
 
     # -- used by the handler -------------------------------------------------------------
@@ -141,7 +146,28 @@ class _HTTPServer(ThreadingHTTPServer):
         if ":" in address[0]:
             self.address_family = socket.AF_INET6
         self.streaming = streaming
+        self._connections: set[socket.socket] = set()
+        self._connections_lock = threading.Lock()
         super().__init__(address, handler)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        with self._connections_lock:
+            self._connections.add(request)
+        super().process_request(request, client_address)
+
+    def shutdown_request(self, request: Any) -> None:
+        with self._connections_lock:
+            self._connections.discard(request)
+        super().shutdown_request(request)
+
+    def cut_connections(self) -> None:
+        """Shut every open connection both ways, so that a thread still reading a
+        request (a client that connected and sent nothing) ends and can be joined."""
+        with self._connections_lock:
+            connections = list(self._connections)
+        for connection in connections:
+            with contextlib.suppress(OSError):
+                connection.shutdown(socket.SHUT_RDWR)
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -150,6 +176,7 @@ class _Handler(BaseHTTPRequestHandler):
     server: _HTTPServer
     protocol_version = "HTTP/1.1"
     rbufsize = 0  # nothing past the request's headers may be read into a buffer
+    timeout = REQUEST_TIMEOUT  # a silent client must not hold its thread for ever
 
     def do_POST(self) -> None:
         parts = self.path.split("?", 1)[0].strip("/").split("/")
@@ -176,6 +203,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("X-Stream-Protocol-Version", protocol)
         self.end_headers()
         self.close_connection = True
+        self.connection.settimeout(None)  # a session may be idle as long as it likes
         if isinstance(request, PortForwardRequest):
             self._port_forward(request)
         else:
@@ -229,7 +257,17 @@ class _Handler(BaseHTTPRequestHandler):
         log.info("%s %s /%s/... %s", self.address_string(), self.command, kind, code)
 
     def log_message(self, format: str, *args: object) -> None:
-        log.info("%s %s", self.address_string(), format % args)
+        """http.server's other lines (a malformed request quotes its request line, the
+        token of a URL not redeemed, so still good, with it): tokens left out."""
+        log.info("%s %s", self.address_string(), without_tokens(format % args))
+
+
+_TOKEN_IN_PATH = re.compile("/(" + "|".join(_PATHS.values()) + r")/[^\s'\"?]+")
+
+
+def without_tokens(line: str) -> str:
+    """`line` with the token of every streaming path in it replaced by `...`."""
+    return _TOKEN_IN_PATH.sub(r"/\1/...", line)
 
 
 def negotiate(offered: list[str], ours: tuple[str, ...]) -> str | None:

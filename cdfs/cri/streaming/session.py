@@ -316,8 +316,17 @@ class Session:
 
     def close(self) -> None:
         """Say GOAWAY and close the connection; the reader thread then ends every
-        stream still open."""
-        self.send_quietly(spdy.GoAway(0))
+        stream still open. The GOAWAY goes only if it can go at once: a peer that
+        reads nothing has a writer of ours blocked in sendall, holding the write lock,
+        and waiting for that would never end (the server's stop hung so). Cutting the
+        connection is what frees that writer."""
+        if self._write_lock.acquire(timeout=_PEER_CHECK):
+            try:
+                if not self._ended.is_set():
+                    with contextlib.suppress(OSError):
+                        self._sock.send(self._codec.encode(spdy.GoAway(0)), socket.MSG_DONTWAIT)
+            finally:
+                self._write_lock.release()
         self._shutdown()
 
     def _shutdown(self) -> None:
