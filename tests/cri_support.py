@@ -1,7 +1,6 @@
 """What the CRI tests share (the fixtures are in tests/cri/conftest.py): a `cdfs cri`
 process in front of a test daemon, and a client deadline for every call."""
 
-import signal
 import socket
 import subprocess
 from collections.abc import Callable
@@ -10,7 +9,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 import grpc
-from support import CDFS, Daemon, wait_until
+from support import CDFS, Daemon, terminate, wait_until
 
 from content.build import BuildConfig, Entry, Layer, build_image
 from content.reference import parse_reference
@@ -74,14 +73,7 @@ class CriServer:
         """SIGTERM (a graceful stop) and wait; killed when it does not end."""
         if self.proc is None:
             return None
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=15)
-        return self.proc.returncode
+        return terminate(self.proc)
 
 
 class _Details(NamedTuple):

@@ -51,6 +51,19 @@ def is_served(path: Path) -> bool:
     return mount_id(path) == before
 
 
+def terminate(proc: "subprocess.Popen[bytes]", timeout: float = 15) -> int:
+    """A graceful stop (SIGTERM) of a process a test started, and a kill when it does
+    not end within `timeout`; its exit status."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=timeout)
+    return proc.returncode
+
+
 def wait_until(predicate: Callable[[], bool], timeout: float = 20.0,
                interval: float = 0.05) -> bool:
     deadline = time.monotonic() + timeout
@@ -86,13 +99,8 @@ class Daemon:
 
     def stop(self) -> None:
         """SIGTERM and wait; what does not end is killed and unmounted by force."""
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=15)
+        if self.proc is not None:
+            terminate(self.proc)
         self.force_unmount()
 
     def kill9(self) -> None:
