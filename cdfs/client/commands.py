@@ -295,7 +295,7 @@ def pull_image(tree: Tree, ref: str, quiet: bool) -> None:
 
 def images(tree: Tree, args: argparse.Namespace) -> int:
     rows: list[tuple[str, ...]] = [("REF", "DIGEST", "PLATFORM", "SIZE")]
-    for image in sorted(_image_dirs(tree.images)):
+    for image in sorted(tree.image_dirs()):
         try:  # an image still being pulled has no ref, digest... yet
             ref, digest, platform, size = (tree.read(image / name).strip()
                                            for name in ("ref", "digest", "platform", "size"))
@@ -304,17 +304,6 @@ def images(tree: Tree, args: argparse.Namespace) -> int:
         rows.append((ref, digest, platform, _human(int(size))))
     _print_table(rows)
     return 0
-
-
-def _image_dirs(top: Path) -> Iterator[Path]:
-    """Each image directory below images/ (the one with a `ref`), not looking inside."""
-    for entry in os.scandir(top):
-        if entry.is_dir(follow_symlinks=False):
-            path = Path(entry.path)
-            if (path / "ref").is_file():
-                yield path
-            else:
-                yield from _image_dirs(path)
 
 
 def _human(size: int) -> str:

@@ -56,6 +56,12 @@ class Tree:
     def images(self) -> Path:
         return self.home / "images"
 
+    def image_dirs(self) -> list[Path]:
+        """Every image directory of the namespace: images/ nests a reference's path
+        (images/docker.io/library/busybox:latest/), and an image's directory is the
+        one holding a `ref`. Nothing inside an image (its rootfs) is walked."""
+        return _image_dirs(self.images)
+
     def container(self, container_id: str) -> Path:
         """The directory of container `container_id`. An id that is no container name
         (`..`, a slash, an empty one) is refused (EINVAL) before it becomes a path: a
@@ -111,3 +117,22 @@ class Tree:
         except OSError:
             line = ""
         return TreeError(line or f"{path}: {exc.strerror}", exc.errno)
+
+
+def _image_dirs(level: Path) -> list[Path]:
+    """The image directories below `level`; a level removed while this reads (its
+    last image went) holds none."""
+    found: list[Path] = []
+    try:
+        entries = list(os.scandir(level))
+    except FileNotFoundError:
+        return found
+    for entry in entries:
+        if not entry.is_dir(follow_symlinks=False):
+            continue
+        path = Path(entry.path)
+        if (path / "ref").is_file():
+            found.append(path)
+        else:
+            found.extend(_image_dirs(path))
+    return found

@@ -9,7 +9,6 @@ with or without `sha256:`; `find` takes all of them.
 """
 
 import json
-import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -72,26 +71,11 @@ def _read_image(directory: Path) -> TreeImage:
         user=str((config.get("config") or {}).get("User") or ""))
 
 
-def _image_dirs(level: Path) -> list[Path]:
-    """Every image directory below a level of images/ (a directory with a `ref`)."""
-    found: list[Path] = []
-    with os.scandir(level) as entries:
-        for entry in entries:
-            if not entry.is_dir(follow_symlinks=False):
-                continue
-            path = Path(entry.path)
-            if (path / "ref").is_file():
-                found.append(path)
-            else:
-                found.extend(_image_dirs(path))
-    return found
-
-
 def tree_images(tree: Tree) -> list[TreeImage]:
     """Every ready image name of the namespace. A name being pulled, or removed while
     this reads, is left out: it is not an image yet, or not any more."""
     found = []
-    for directory in _image_dirs(tree.images):
+    for directory in tree.image_dirs():
         try:
             found.append(_read_image(directory))
         except (OSError, ValueError, KeyError, TypeError):
