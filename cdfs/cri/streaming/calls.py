@@ -11,6 +11,7 @@ from cdfs.client.tree import Tree
 from cdfs.cri.api import runtime_v1_pb2 as pb
 from cdfs.cri.calls import Calls
 from cdfs.cri.config import CriConfig
+from cdfs.cri.container_record import RUNNING
 from cdfs.cri.errors import CriError, invalid
 from cdfs.cri.sandbox_record import read_sandbox
 from cdfs.cri.streaming.backend import TreeBackend
@@ -22,8 +23,6 @@ from cdfs.cri.streaming.server import (
     Request,
     StreamingServer,
 )
-
-RUNNING = "running"
 
 
 class StreamingCalls(Calls):
