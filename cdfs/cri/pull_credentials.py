@@ -33,6 +33,20 @@ def entry_of(auth: pb.AuthConfig, ref: Reference) -> dict[str, str] | None:
     return entry or None
 
 
+def remove_leftovers(root: Path) -> None:
+    """Remove the files of pulls this server never finished (it was killed during
+    them): a secret must not outlive its pull on the disk either. Run at start, when
+    no pull of this server is in flight."""
+    directory = root / DIRECTORY
+    try:
+        leftovers = list(directory.iterdir())
+    except FileNotFoundError:
+        return
+    for path in leftovers:
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+
+
 @contextlib.contextmanager
 def credentials_file(root: Path, entry: dict[str, str]) -> Iterator[Path]:
     """A file holding `entry` for as long as the block runs."""

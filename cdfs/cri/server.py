@@ -26,6 +26,7 @@ from cdfs.cri.containers import ContainerCalls
 from cdfs.cri.errors import ErrorMapping
 from cdfs.cri.images import ImageCalls
 from cdfs.cri.pause.image import ensure_pause_image
+from cdfs.cri.pull_credentials import remove_leftovers
 from cdfs.cri.runtime import RuntimeCalls
 from cdfs.cri.sandboxes import SandboxCalls
 from cdfs.cri.streaming.calls import StreamingCalls
@@ -94,6 +95,7 @@ def build(config: CriConfig) -> tuple[grpc.Server, StreamingServer]:
     server bound to its own, neither started yet."""
     tree = _open_tree(config)
     config.root.mkdir(parents=True, exist_ok=True)
+    remove_leftovers(config.root)
     try:
         ensure_pause_image(tree, config.root / "pause")
     except (TreeError, OSError, subprocess.SubprocessError) as exc:

@@ -164,6 +164,16 @@ def test_pull_with_the_requests_credentials(
     assert not list((cri.root / "pull-credentials").iterdir())  # each file lived one pull
 
 
+def test_credentials_a_killed_server_left_are_removed_at_start(
+        daemon: Daemon, make_cri: Callable[..., CriServer], tmp_path: Path) -> None:
+    leftovers = tmp_path / "left-root" / "pull-credentials"  # make_cri's root for "left"
+    leftovers.mkdir(parents=True, mode=0o700)
+    (leftovers / "0123.json").write_text(json.dumps({"username": USER, "password": PASSWORD}))
+    cri = make_cri(daemon, "left")
+    assert cri.root == leftovers.parent
+    assert not list(leftovers.iterdir())
+
+
 def test_image_fs_info(cri: CriServer, images: pb_grpc.ImageServiceStub) -> None:
     before = time.time_ns()
     [usage] = images.ImageFsInfo(pb.ImageFsInfoRequest()).image_filesystems
