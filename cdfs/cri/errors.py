@@ -1,10 +1,13 @@
 """The one place where a refusal becomes a gRPC status.
 
 RPC code raises: a TreeError (the daemon refused a file operation; its errno says
-which kind of refusal and its message is the directory's `err` line), or a CriError
-for what the CRI server itself rejects before touching the tree. The interceptor
-turns both into a status for every RPC of every service, so no call maps errors
-itself and none can forget to.
+which kind of refusal and its message is the directory's `err` line), or a CriError,
+a refusal of the CRI server's own that names its status (a bad request, a deadline,
+a container not running). The server's own "no such pod or container" is a TreeError
+with ENOENT, like the tree's, because Stop and Remove treat an unknown id as done
+whoever found it unknown, and so catch one kind. The interceptor turns both into a
+status for every RPC of every service, so no call maps errors itself and none can
+forget to.
 """
 
 import errno
