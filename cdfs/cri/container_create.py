@@ -2,11 +2,11 @@
 
 The steps are the tree's own, in its order: `mkdir containers/<id>`, `image` (a name
 of the image the request names in any of kubelet's forms, its id included, found by
-image_index.py), `logpath` (the
-sandbox's log_directory joined with the config's log_path), the record in
-`labels`, and config.json with the spec spec.py builds from the config, the pod's
-record, the image's config and its passwd and group (read through the tree from
-the image's rootfs). A failure at any step removes the slot again.
+image_index.py), `logpath` (the config's log_path below the sandbox's log_directory,
+refused when it leaves it), the record in `labels`, and config.json with the spec
+spec.py builds from the config, the pod's record, the image's config and its passwd
+and group (read through the tree from the image's rootfs). A failure at any step
+removes the slot again.
 """
 
 import contextlib
@@ -52,10 +52,11 @@ def create_container(tree: Tree, request: pb.CreateContainerRequest) -> str:
         raise CriError(grpc.StatusCode.FAILED_PRECONDITION,
                        f'pod sandbox "{sandbox.id}" is not running')
     _refuse_taken_name(tree, sandbox.id, config.metadata)
+    log_path = _log_path(sandbox.log_directory, config.log_path)
     container_id = ids.new_id()
     tree.mkdir(tree.container(container_id))
     try:
-        _fill(tree, container_id, config, sandbox)
+        _fill(tree, container_id, config, sandbox, log_path)
     except BaseException:
         with contextlib.suppress(TreeError):
             tree.rmdir(tree.container(container_id))
@@ -75,6 +76,23 @@ def _sandbox_id(tree: Tree, prefix: str) -> str:
     return ids.resolve(prefix, names, "pod sandbox")
 
 
+def _log_path(directory: str, log_path: str) -> str:
+    """The container's log file, below its pod's log directory: conmon (root) opens it
+    for writing and rotates it, so a path outside would let a request pick any host
+    file to write. "" when the pod or the container names none."""
+    if not directory or not log_path:
+        return ""
+    if os.path.isabs(log_path):
+        raise invalid(f'CreateContainer: log_path "{log_path}" is absolute (it is '
+                      "relative to the pod's log_directory)")
+    below = os.path.normpath(directory)
+    path = os.path.normpath(os.path.join(below, log_path))
+    if os.path.commonpath([below, path]) != below or path == below:
+        raise invalid(f'CreateContainer: log_path "{log_path}" leaves the pod\'s '
+                      f"log_directory {directory}")
+    return path
+
+
 def _refuse_taken_name(tree: Tree, sandbox_id: str, meta: pb.ContainerMetadata) -> None:
     """kubelet names a container attempt once per pod, as containerd's name index."""
     for other in read_containers(tree):
@@ -85,7 +103,7 @@ def _refuse_taken_name(tree: Tree, sandbox_id: str, meta: pb.ContainerMetadata) 
 
 
 def _fill(tree: Tree, container_id: str, config: pb.ContainerConfig,
-          sandbox: SandboxRecord) -> None:
+          sandbox: SandboxRecord, log_path: str) -> None:
     box = tree.container(container_id)
     found_image = image_index.find(tree, config.image.image)
     if found_image is None:
@@ -94,9 +112,7 @@ def _fill(tree: Tree, container_id: str, config: pb.ContainerConfig,
     tree.write(box / "image", name)
     image_dir = tree.images / name
     image = cri_spec.ImageConfig.from_json(json.loads(tree.read(image_dir / "config.json")))
-    log_path = ""
-    if sandbox.log_directory and config.log_path:
-        log_path = os.path.join(sandbox.log_directory, config.log_path)
+    if log_path:
         tree.write(box / "logpath", log_path)
     record = ContainerRecord(
         id=container_id, sandbox_id=sandbox.id, name=config.metadata.name,

@@ -15,6 +15,7 @@ is finished by the next one.
 import errno
 import json
 import logging
+import os
 import socket
 import time
 from collections.abc import Callable, Iterable
@@ -90,6 +91,9 @@ class SandboxCalls(Calls):
         if request.runtime_handler not in RUNTIME_HANDLERS:
             raise invalid(f'RunPodSandbox: no runtime handler "{request.runtime_handler}" '
                           "(there is runc only)")
+        if config.log_directory and not os.path.isabs(config.log_directory):
+            raise invalid(f'RunPodSandbox: log_directory "{config.log_directory}" is not '
+                          "an absolute path")
         meta = Metadata(config.metadata.name, config.metadata.uid,
                         config.metadata.namespace, config.metadata.attempt)
         self._refuse_taken_name(meta)

@@ -105,6 +105,21 @@ def test_refused_creations_leave_nothing(cri: CriServer, pods: Pods, ctrs: Conta
     assert sorted(p.name for p in containers.iterdir()) == before
 
 
+def test_a_log_path_outside_the_pods_log_directory_is_refused(
+        cri: CriServer, pods: Pods, ctrs: Containers, tmp_path: Path) -> None:
+    pod = pods.run(pod_config(log_directory=str(tmp_path / "pods" / "uid")))
+    containers = cri.daemon.path("namespaces", NAMESPACE, "containers")
+    before = sorted(p.name for p in containers.iterdir())
+    victim = tmp_path / "victim"
+    for log_path in (str(victim), "../../victim", "..", "app/../../uid2/0.log"):
+        assert code_of(lambda path=log_path: ctrs.create(pod, container_config(
+            ["true"], log_path=path))) == grpc.StatusCode.INVALID_ARGUMENT, log_path
+    assert sorted(p.name for p in containers.iterdir()) == before
+    assert not victim.exists()
+    inside = ctrs.create(pod, container_config(["true"], log_path="app/../1.log"))
+    assert ctrs.status(inside).log_path == str(tmp_path / "pods" / "uid" / "1.log")
+
+
 def test_two_containers_of_a_pod_share_its_network(pods: Pods, ctrs: Containers) -> None:
     pod = pods.run()
     server = ctrs.run(pod, container_config(

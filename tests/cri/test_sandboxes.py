@@ -167,6 +167,7 @@ def test_refused_pods_leave_nothing(cri: CriServer, pods: Pods,
     assert run(pb.PodSandboxConfig()) == grpc.StatusCode.INVALID_ARGUMENT
     bad_dns = pb.DNSConfig(servers=["10.0.0.1\nnameserver 6.6.6.6"])
     assert run(pod_config(dns_config=bad_dns)) == grpc.StatusCode.INVALID_ARGUMENT
+    assert run(pod_config(log_directory="pods/uid")) == grpc.StatusCode.INVALID_ARGUMENT
     # runc refuses a sysctl that is not namespaced: the pod fails after its network
     # was wired, and all of it is undone.
     host_wide = pb.LinuxPodSandboxConfig(sysctls={"vm.swappiness": "10"})
