@@ -101,17 +101,42 @@ def _node(path: str, info: os.stat_result) -> DeviceNode | None:
                       stat.S_IMODE(info.st_mode), info.st_uid, info.st_gid)
 
 
+SECCOMP_PROFILE_MAX = 1 << 20
+"""The largest Localhost seccomp profile read (Docker's default profile is ~20 KiB)."""
+
+
 def seccomp_file(ref: str) -> dict[str, object] | None:
     """The Localhost profile at `ref` (an absolute path), None when unset; a missing
-    or unreadable file is refused."""
+    or unreadable file is refused, and so is anything that is no regular file or is
+    over SECCOMP_PROFILE_MAX: the server runs as root, and /dev/zero would grow its
+    memory without end and a FIFO block the call's thread for ever."""
     if not ref:
         return None
     if not os.path.isabs(ref):
         raise invalid(f'seccomp: localhost profile "{ref}" is not an absolute path')
     try:
-        profile = json.loads(Path(ref).read_text())
+        profile = json.loads(_bounded_read(ref, SECCOMP_PROFILE_MAX))
     except (OSError, ValueError) as exc:
         raise invalid(f'seccomp: cannot load profile "{ref}": {exc}') from None
     if not isinstance(profile, dict):
         raise invalid(f'seccomp: profile "{ref}" is not a JSON object')
     return profile
+
+
+def _bounded_read(path: str, limit: int) -> bytes:
+    """A regular file's bytes, at most `limit` of them (opened without blocking, so a
+    FIFO is refused at fstat instead of waiting for a writer)."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise ValueError("not a regular file")
+        chunks: list[bytes] = []
+        size = 0
+        while chunk := os.read(fd, limit + 1 - size):
+            chunks.append(chunk)
+            size += len(chunk)
+            if size > limit:
+                raise ValueError(f"over {limit} bytes")
+    finally:
+        os.close(fd)
+    return b"".join(chunks)

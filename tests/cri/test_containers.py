@@ -2,6 +2,8 @@
 image in real pods: lifecycle, lists, a pod's shared network, security contexts,
 logs at the kubelet path, ExecSync, OOM kills, resources and stats."""
 
+import json
+import os
 import time
 from pathlib import Path
 
@@ -118,6 +120,32 @@ def test_a_log_path_outside_the_pods_log_directory_is_refused(
     assert not victim.exists()
     inside = ctrs.create(pod, container_config(["true"], log_path="app/../1.log"))
     assert ctrs.status(inside).log_path == str(tmp_path / "pods" / "uid" / "1.log")
+
+
+def test_a_localhost_seccomp_profile_is_read_bounded(
+        cri: CriServer, pods: Pods, ctrs: Containers, tmp_path: Path) -> None:
+    pod = pods.run()
+    containers = cri.daemon.path("namespaces", NAMESPACE, "containers")
+    before = sorted(p.name for p in containers.iterdir())
+    fifo = tmp_path / "profile.fifo"
+    os.mkfifo(fifo)
+    big = tmp_path / "big.json"
+    big.write_text(json.dumps({"defaultAction": "SCMP_ACT_ALLOW", "pad": "x" * (1 << 20)}))
+
+    def localhost(ref: str) -> pb.LinuxContainerConfig:
+        return security(seccomp=pb.SecurityProfile(
+            profile_type=pb.SecurityProfile.Localhost, localhost_ref=ref))
+
+    for ref in ("/dev/zero", str(fifo), str(big), str(tmp_path)):
+        started = time.monotonic()
+        assert code_of(lambda r=ref: ctrs.create(pod, container_config(
+            ["true"], linux=localhost(r)))) == grpc.StatusCode.INVALID_ARGUMENT, ref
+        assert time.monotonic() - started < 10, ref
+    assert sorted(p.name for p in containers.iterdir()) == before
+    allow = tmp_path / "allow.json"
+    allow.write_text(json.dumps({"defaultAction": "SCMP_ACT_ALLOW"}))
+    allowed = ctrs.run(pod, container_config(["sleep", "1000"], linux=localhost(str(allow))))
+    assert b"Seccomp:\t2" in ctrs.exec(allowed, "cat", "/proc/self/status").stdout
 
 
 def test_two_containers_of_a_pod_share_its_network(pods: Pods, ctrs: Containers) -> None:
