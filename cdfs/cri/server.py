@@ -111,10 +111,17 @@ def build(config: CriConfig) -> tuple[grpc.Server, StreamingServer]:
     path = unix_path(config.listen)
     if path is not None:
         _clear_stale_socket(path)
+    # The socket file is made here, under a umask that lets nobody else in: whoever
+    # connects drives containers as root, so no one may before the chmod to root's group.
+    umask = os.umask(0o177)
     try:
         server.add_insecure_port(config.listen if path is None else f"unix://{path}")
     except RuntimeError as exc:
         raise StartupError(f"cannot listen on {config.listen}: {exc}") from None
+    finally:
+        os.umask(umask)
+    if path is not None:
+        os.chmod(path, 0o660)  # root and its group, as containerd's socket
     return server, runtime.streaming
 
 
@@ -127,8 +134,6 @@ def serve(config: CriConfig) -> None:
     path = unix_path(config.listen)
     streaming.start()
     server.start()
-    if path is not None:
-        os.chmod(path, 0o660)  # root and its group, as containerd's socket
     log.info("serving CRI on %s for namespace %s of %s; streams on %s", config.listen,
              config.namespace, config.mount, streaming.base_url)
     stop.wait()

@@ -1,6 +1,7 @@
 """Version, Status and RuntimeConfig through a real gRPC client, and the server's
 socket handling."""
 
+import stat
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
@@ -36,6 +37,11 @@ def test_runtime_config_says_cgroupfs(runtime: pb_grpc.RuntimeServiceStub) -> No
 
 def test_the_cri_namespace_is_made_at_start(cri: CriServer) -> None:
     assert cri.daemon.path("namespaces", NAMESPACE, "images").is_dir()
+
+
+def test_the_socket_is_for_root_and_its_group(cri: CriServer) -> None:
+    mode = cri.socket.stat().st_mode
+    assert stat.S_ISSOCK(mode) and stat.S_IMODE(mode) == 0o660
 
 
 def test_sigterm_removes_the_socket(cri: CriServer) -> None:
