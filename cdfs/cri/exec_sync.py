@@ -1,10 +1,10 @@
 """ExecSync: a command run in a running container to its end, as a tree exec.
 
 `mkdir exec/<id>`, its process.json, `start`; then the exec's `wait` stream says
-when it exited (poll(2) on it bounds the wait by the timeout), and its stdout,
-stderr and exit files give the result. A command that outlives its timeout is
-killed and the call fails with DEADLINE_EXCEEDED, as containerd's; either way the
-exec directory is removed.
+when it exited (poll(2) on it bounds the wait by the timeout), and its stdout and
+stderr (the first 16 MiB of each) and exit files give the result. A command that
+outlives its timeout is killed and the call fails with DEADLINE_EXCEEDED, as
+containerd's; either way the exec directory is removed.
 """
 
 import contextlib
@@ -23,6 +23,9 @@ from cdfs.client.tree import Tree, TreeError
 from cdfs.cri.errors import CriError
 
 KILL_WAIT = 10.0  # seconds for a timed-out command to go once killed
+OUTPUT_MAX = 16 << 20
+"""The bytes of each stream an answer holds, the rest dropped: kubelet's gRPC
+message limit, so a command writing gigabytes is never held in memory whole."""
 
 
 @dataclass(frozen=True)
@@ -44,11 +47,25 @@ def exec_sync(tree: Tree, container_id: str, command: list[str], timeout: float 
             _kill(tree, exec_dir)
             raise CriError(grpc.StatusCode.DEADLINE_EXCEEDED,
                            f"timeout {timeout:g}s exceeded running {command[0]}")
-        return Result((exec_dir / "stdout").read_bytes(), (exec_dir / "stderr").read_bytes(),
+        return Result(_head(exec_dir / "stdout"), _head(exec_dir / "stderr"),
                       int(tree.read(exec_dir / "exit").strip()))
     finally:
         with contextlib.suppress(TreeError):
             tree.rmdir(exec_dir)
+
+
+def _head(output: Path) -> bytes:
+    """An output file's first OUTPUT_MAX bytes."""
+    chunks: list[bytes] = []
+    size = 0
+    try:
+        with output.open("rb", buffering=0) as file:
+            while size < OUTPUT_MAX and (chunk := file.read(min(OUTPUT_MAX - size, 1 << 20))):
+                chunks.append(chunk)
+                size += len(chunk)
+    except OSError as exc:
+        raise TreeError(f"{output}: {exc.strerror}", exc.errno) from None
+    return b"".join(chunks)
 
 
 def wait_exit(wait: Path, timeout: float | None) -> bool:

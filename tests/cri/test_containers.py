@@ -233,6 +233,19 @@ def test_exec_sync_exit_codes_output_and_timeout(pods: Pods, ctrs: Containers) -
     assert code_of(lambda: ctrs.exec(app, "/no/such")) == grpc.StatusCode.UNKNOWN
 
 
+def test_exec_sync_output_is_cut_at_16_mib_per_stream(cri: CriServer, pods: Pods,
+                                                      ctrs: Containers) -> None:
+    app = ctrs.run(pods.run(), container_config(["sleep", "1000"]))
+    request = pb.ExecSyncRequest(container_id=app, cmd=[
+        "sh", "-c", "head -c 17825792 /dev/zero; echo err >&2"])  # 17 MiB
+    # room for the 16 MiB answer (grpc receives 4 MiB at most by default)
+    limit = [("grpc.max_receive_message_length", 64 << 20)]
+    with grpc.insecure_channel(cri.address, options=limit) as channel:
+        answer = pb_grpc.RuntimeServiceStub(channel).ExecSync(request, timeout=120)
+    assert answer.exit_code == 0 and answer.stderr == b"err\n"
+    assert answer.stdout == bytes(16 << 20)
+
+
 def test_oom_killed_reason_with_a_small_memory_limit(pods: Pods, ctrs: Containers) -> None:
     resources = pb.LinuxContainerResources(memory_limit_in_bytes=16 << 20, oom_score_adj=-500)
     hog = ctrs.run(pods.run(), container_config(
