@@ -67,7 +67,7 @@ def create_container(tree: Tree, request: pb.CreateContainerRequest) -> str:
 def _sandbox_id(tree: Tree, prefix: str) -> str:
     if not prefix:
         raise invalid("no pod sandbox id given")
-    if len(prefix) == 64:
+    if ids.is_id(prefix):
         return prefix
     try:
         names = sorted(entry.name for entry in tree.containers.iterdir())

@@ -162,7 +162,7 @@ def _record(tree: Tree, prefix: str) -> ContainerRecord:
     """The CRI container an id (or a unique prefix of one) names; NOT_FOUND otherwise."""
     if not prefix:
         raise invalid("no container id given")
-    if len(prefix) == 64:
+    if ids.is_id(prefix):
         return read_container(tree, prefix)
     found = ids.resolve(prefix, (r.id for r in read_containers(tree)), "container")
     return read_container(tree, found)

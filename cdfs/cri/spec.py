@@ -25,6 +25,7 @@ from cdfs.cri import seccomp
 from cdfs.cri.api import runtime_v1_pb2 as pb
 from cdfs.cri.errors import CriError, invalid
 from cdfs.cri.sandbox_record import NamespaceMode, SandboxRecord
+from cdfs.cri.sandbox_spec import cgroups_path
 from runtime import spec as oci
 
 Spec = dict[str, Any]
@@ -168,8 +169,9 @@ def container_spec(namespace: str, container_id: str, config: pb.ContainerConfig
     if config.linux.HasField("resources"):
         linux["resources"].update(resources(config.linux.resources, host.swap_accounting))
         process["oomScoreAdj"] = max(config.linux.resources.oom_score_adj, host.oom_score_adj)
-    if sandbox.cgroup_parent:
-        linux["cgroupsPath"] = posixpath.join("/", sandbox.cgroup_parent, container_id)
+    path = cgroups_path(sandbox.cgroup_parent, container_id)
+    if path is not None:
+        linux["cgroupsPath"] = path
     spec["annotations"] = annotations(config, sandbox)
     linux["namespaces"] = namespaces(linux["namespaces"], context.namespace_options, sandbox,
                                      found.target_pid)

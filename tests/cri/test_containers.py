@@ -107,6 +107,24 @@ def test_refused_creations_leave_nothing(cri: CriServer, pods: Pods, ctrs: Conta
     assert sorted(p.name for p in containers.iterdir()) == before
 
 
+def test_an_id_is_never_a_path(cri: CriServer, ctrs: Containers, short_dir: Path) -> None:
+    """A 64-character "id" that climbs out of containers/ to a look-alike `info` names
+    nothing: ids are 64 hex digits, anything else only a prefix of a listed one."""
+    fake = short_dir / "fake"
+    fake.mkdir()
+    (fake / "info").write_text(json.dumps({"id": "x", "status": "running", "labels": {
+        "io.cdfs.cri.kind": "container", "io.cdfs.cri.sandbox-id": "s"}}))
+    containers = cri.daemon.path("namespaces", NAMESPACE, "containers")
+    escape = os.path.relpath(fake, containers)
+    while len(escape) < 63:
+        escape += "/."
+    escape = (escape + "/")[:64]
+    assert len(escape) == 64 and (containers / escape / "info").is_file()
+    assert code_of(lambda: ctrs.status(escape)) == grpc.StatusCode.NOT_FOUND
+    assert code_of(lambda: ctrs.create(escape, container_config(["true"]))
+                   ) == grpc.StatusCode.NOT_FOUND
+
+
 def test_a_log_path_outside_the_pods_log_directory_is_refused(
         cri: CriServer, pods: Pods, ctrs: Containers, tmp_path: Path) -> None:
     pod = pods.run(pod_config(log_directory=str(tmp_path / "pods" / "uid")))
