@@ -138,7 +138,8 @@ def test_exec_without_a_terminal(runtime: pb_grpc.RuntimeServiceStub,
     assert status["reason"] == "NonZeroExitCode"
     assert status["details"]["causes"] == [{"reason": "ExitCode", "message": "7"}]
 
-    with remote_command(exec_url(runtime, web, "sh", "-c", "tr a-z A-Z; echo end",
+    # named by a prefix of its id, as crictl's users name containers
+    with remote_command(exec_url(runtime, web[:2], "sh", "-c", "tr a-z A-Z; echo end",
                                  stdin=True), stdin=True, netns=netns) as channels:
         assert channels.stdin is not None and channels.stdout is not None
         channels.stdin.write(b"hello\n")

@@ -7,7 +7,8 @@ from typing import Any
 import grpc
 
 from base.errors import Unavailable
-from cdfs.client.tree import Tree
+from cdfs.client.tree import Tree, TreeError
+from cdfs.cri import ids
 from cdfs.cri.api import runtime_v1_pb2 as pb
 from cdfs.cri.calls import Calls
 from cdfs.cri.config import CriConfig
@@ -38,14 +39,14 @@ class StreamingCalls(Calls):
         if not request.cmd:
             raise invalid("exec: cmd is empty")
         options = _options(request)
-        self._require_running(request.container_id)
+        container_id = self._running(request.container_id)
         return pb.ExecResponse(url=self._url(
-            ExecRequest(request.container_id, tuple(request.cmd), options)))
+            ExecRequest(container_id, tuple(request.cmd), options)))
 
     def Attach(self, request: pb.AttachRequest, context: Any) -> pb.AttachResponse:
         options = _options(request)
-        self._require_running(request.container_id)
-        return pb.AttachResponse(url=self._url(AttachRequest(request.container_id, options)))
+        container_id = self._running(request.container_id)
+        return pb.AttachResponse(url=self._url(AttachRequest(container_id, options)))
 
     def PortForward(self, request: pb.PortForwardRequest, context: Any
                     ) -> pb.PortForwardResponse:
@@ -55,14 +56,23 @@ class StreamingCalls(Calls):
                            f'pod sandbox "{sandbox.id}" is not ready')
         return pb.PortForwardResponse(url=self._url(PortForwardRequest(sandbox.id)))
 
-    def _require_running(self, container_id: str) -> None:
-        """The container exists (NOT_FOUND) and runs (FAILED_PRECONDITION)."""
+    def _running(self, container_id: str) -> str:
+        """The id of the container `container_id` names, itself or the one whose id it
+        begins (crictl's users name containers by a prefix, and containerd takes it),
+        checked to run: NOT_FOUND, FAILED_PRECONDITION otherwise."""
         if not container_id:
             raise invalid("container_id is empty")
+        if not self.tree.container(container_id).is_dir():
+            try:
+                names = [p.name for p in self.tree.containers.iterdir() if p.is_dir()]
+            except OSError as exc:
+                raise TreeError(f"{self.tree.containers}: {exc.strerror}", exc.errno) from None
+            container_id = ids.resolve(container_id, names, "container")
         status = self.tree.read(self.tree.container(container_id) / "status").strip()
         if status != RUNNING:
             raise CriError(grpc.StatusCode.FAILED_PRECONDITION,
                            f'container "{container_id}" is not running ({status})')
+        return container_id
 
     def _url(self, request: Request) -> str:
         try:
