@@ -10,6 +10,7 @@ and whether the kernel OOM-killed in it are the tree's own facts, read live from
 """
 
 import errno
+import json
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -161,6 +162,22 @@ def read_container(tree: Tree, container_id: str) -> ContainerRecord:
         if exc.errno == errno.ENOENT:
             raise TreeError(f'no container "{container_id}"', errno.ENOENT) from None
         raise
+
+
+def read_spec(tree: Tree, container_id: str) -> dict[str, Any]:
+    """The container's OCI spec as the tree gives it ({} for a slot without one yet);
+    a garbled one is the tree's failure (EIO), not the server's."""
+    path = tree.container(container_id) / "config.json"
+    text = tree.read(path)
+    if not text.strip():
+        return {}
+    try:
+        spec = json.loads(text)
+    except ValueError as exc:
+        raise TreeError(f"{path}: not JSON: {exc}", errno.EIO) from None
+    if not isinstance(spec, dict):
+        raise TreeError(f"{path}: not a JSON object", errno.EIO)
+    return spec
 
 
 def read_containers(tree: Tree) -> Iterator[ContainerRecord]:

@@ -30,6 +30,7 @@ from cdfs.cri.container_record import (
     ContainerRecord,
     read_container,
     read_containers,
+    read_spec,
 )
 from cdfs.cri.errors import CriError, invalid
 from cdfs.cri.exec_sync import exec_sync
@@ -76,8 +77,7 @@ class ContainerCalls(Calls):
     def ContainerStatus(self, request: pb.ContainerStatusRequest, context: Any
                         ) -> pb.ContainerStatusResponse:
         record = _record(self.tree, request.container_id)
-        text = self.tree.read(self.tree.container(record.id) / "config.json")
-        spec = json.loads(text) if text.strip() else {}
+        spec = read_spec(self.tree, record.id)
         status = pb.ContainerStatus(
             id=record.id, metadata=record.metadata(), state=record.state,  # type: ignore[arg-type]
             created_at=record.created_at, started_at=record.started_at,

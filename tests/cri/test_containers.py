@@ -121,6 +121,8 @@ def test_an_id_is_never_a_path(cri: CriServer, ctrs: Containers, short_dir: Path
     escape = (escape + "/")[:64]
     assert len(escape) == 64 and (containers / escape / "info").is_file()
     assert code_of(lambda: ctrs.status(escape)) == grpc.StatusCode.NOT_FOUND
+    ctrs.runtime.StopContainer(pb.StopContainerRequest(container_id=escape))  # unknown:
+    ctrs.runtime.RemoveContainer(pb.RemoveContainerRequest(container_id=escape))  # fine
     assert code_of(lambda: ctrs.create(escape, container_config(["true"]))
                    ) == grpc.StatusCode.NOT_FOUND
 
