@@ -365,14 +365,19 @@ LIST_COLUMNS = ("ID", "STATUS", "PID", "IMAGE", "CREATED", "EXIT")
 
 
 async def _list(app: Services, scope: Scope) -> str:
+    """The rows from what the service keeps in memory (not `info`, whose oom_killed
+    reads conmon's files in a thread: a hundred containers would be a hundred hops
+    for each stat and open of the list)."""
     rows: list[tuple[str, ...]] = [LIST_COLUMNS]
     for name in app.containers.names(scope["ns"]):
         try:
-            info = await app.containers.info(scope["ns"], name)
+            info = await app.containers.state(scope["ns"], name)
+            created = (await app.containers.times(scope["ns"], name)).created
+            image = app.containers.get(scope["ns"], name).image
         except NotFound:
             continue  # removed while the list was made
-        rows.append(tuple("-" if info[key] is None else str(info[key])
-                          for key in ("id", "status", "pid", "image", "created", "exit")))
+        cells = (name, _status(info), _pid(info), image, created, _exit(info))
+        rows.append(tuple(cell.strip() or "-" for cell in cells))
     return align(rows)
 
 
