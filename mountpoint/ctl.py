@@ -7,6 +7,7 @@ before any handler runs, quoting what it refused.
 """
 
 from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
 from dataclasses import dataclass
 
 from base.errors import InvalidArgument
@@ -16,6 +17,11 @@ from mountpoint.services import Services
 # A verb's handler: the services, the ctl file's scope and the verb's arguments. A
 # lambda over an async service call is one: `lambda app, s, args: app.cas.abort(args[0])`.
 Handler = Callable[[Services, Scope, list[str]], Awaitable[None]]
+
+WRITER_UID: ContextVar[int] = ContextVar("WRITER_UID")
+"""While a verb runs: the uid of the process whose write of the ctl file sent it (its
+open's FUSE request), for a verb that reads a file the line names on the writer's
+behalf (pull's credentials=FILE) and must take only what the writer may read."""
 
 
 @dataclass(frozen=True)

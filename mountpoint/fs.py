@@ -395,7 +395,7 @@ class Filesystem(pyfuse3.Operations):
             return pyfuse3.FileInfo(fh=fh, direct_io=True, keep_cache=False)
         if isinstance(entry, Input):
             if not writing:  # root reading a write-only file: it is empty
-                handle = self.values.empty(node, ctx.pid)
+                handle = self.values.empty(node, ctx.pid, ctx.uid)
                 return pyfuse3.FileInfo(fh=self._add_handle(handle), direct_io=True,
                                         keep_cache=False)
             if reading:
@@ -404,7 +404,7 @@ class Filesystem(pyfuse3.Operations):
             fh = self._add_handle(SinkHandle(node, sink, ctx.pid))
             return pyfuse3.FileInfo(fh=fh, direct_io=True, keep_cache=False, nonseekable=True)
         if isinstance(entry, Value | Ctl | Err):
-            handle = await self.values.open(node, ctx.pid, reading, writing)
+            handle = await self.values.open(node, ctx.pid, ctx.uid, reading, writing)
             if handle.writer:
                 node.writers += 1  # the next opener gets an inode of its own (nodes.py)
             return pyfuse3.FileInfo(fh=self._add_handle(handle), direct_io=True, keep_cache=False)

@@ -19,6 +19,7 @@ class ValueHandle:
 
     node: Node
     pid: int
+    uid: int  # the opener's, whose ctl lines run as its (ctl.WRITER_UID)
     writer: bool = False
     content: bytes = b""
     lines: Lines = field(default_factory=Lines)

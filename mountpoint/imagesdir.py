@@ -8,7 +8,7 @@ directories listing the next path component of the images below them.
 from base.errors import NotFound
 from cdfs.services.images import ImageRecord, parse_pull_options
 from content.descriptor import digest_hex
-from mountpoint.ctl import Verb, VerbTable
+from mountpoint.ctl import WRITER_UID, Verb, VerbTable
 from mountpoint.table import (
     Children,
     Ctl,
@@ -37,7 +37,7 @@ def _record(app: Services, scope: Scope) -> ImageRecord:
 async def _pull(app: Services, scope: Scope, args: list[str]) -> None:
     options = parse_pull_options(args[1:])
     await app.images.pull(scope["ns"], args[0], options.get("platform"),
-                          options.get("credentials"))
+                          options.get("credentials"), WRITER_UID.get())
 
 
 async def _import(app: Services, scope: Scope, args: list[str]) -> None:
@@ -49,7 +49,8 @@ IMAGE_VERBS = VerbTable(
          "fetch REF into the content store and unpack it; returns when the image is ready.\n"
          "A full disk fails it with ENOSPC, and what it wrote is removed. credentials=FILE:\n"
          "this pull's own, one JSON object as an entry of registries.json's auths, in a\n"
-         "file of the daemon's user that nobody else may read (mode 600)",
+         "file that nobody but its owner may read (mode 600), owned by the user writing\n"
+         "the line unless that is root (else EACCES)",
          _pull),
     Verb("push", "REF [TARGET_REF]", "upload the image's blobs and manifests (to TARGET_REF)",
          lambda app, s, args: app.images.push(s["ns"], *args)),

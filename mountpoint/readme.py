@@ -177,10 +177,12 @@ fails, the error names each failure. Pushes never go to mirrors.
 A pull can bring its own credentials (`pull REF credentials=FILE` in images/ctl, as
 `cdfs cri` does with a CRI request's AuthConfig): FILE holds one entry as in `auths`
 (`{"username": "u", "password": "p"}`, `{"auth": ...}`, `{"identitytoken": ...}` or
-`{"registrytoken": ...}`), must belong to the daemon's user and be readable by
-nobody else (mode 600), and is read once when the pull starts. Only its path is
-ever quoted (in err, logs, progress); those credentials go to the image's registry
-and to mirrors without credentials of their own.
+`{"registrytoken": ...}`), must be readable by nobody but its owner (mode 600)
+and belong to the user whose process writes the line (a member of --allow-group
+cannot name another's file, root's included: EACCES; root may name any), and is
+read once when the pull starts. Only its path is ever quoted (in err, logs,
+progress); those credentials go to the image's registry and to mirrors without
+credentials of their own.
 """
 
 

@@ -11,6 +11,7 @@ import errno
 import pyfuse3
 
 from mountpoint.attributes import Attributes
+from mountpoint.ctl import WRITER_UID
 from mountpoint.errors import errno_of
 from mountpoint.handles import ValueHandle
 from mountpoint.nodes import Node
@@ -27,10 +28,11 @@ class ValueFiles:
         self.refusals = refusals
         self.attributes = attributes
 
-    async def open(self, node: Node, pid: int, reading: bool, writing: bool) -> ValueHandle:
+    async def open(self, node: Node, pid: int, uid: int, reading: bool, writing: bool
+                   ) -> ValueHandle:
         entry = node.entry
         assert isinstance(entry, Value | Ctl | Err)
-        handle = ValueHandle(node, pid, writer=writing and isinstance(entry, Ctl))
+        handle = ValueHandle(node, pid, uid, writer=writing and isinstance(entry, Ctl))
         if writing and isinstance(entry, Value):
             buffer = JsonObject if entry.json else Whole
             handle.value = buffer(node.name, entry.limit)
@@ -41,11 +43,11 @@ class ValueFiles:
         return handle  # a write-only value read (by root: its mode says so) is empty
 
     @staticmethod
-    def empty(node: Node, pid: int) -> ValueHandle:
+    def empty(node: Node, pid: int, uid: int) -> ValueHandle:
         """A read-only open of a file that only takes writes (`stdin`): as root reading
         a 0200 file on a disk gets its content, this gets an empty one, so tar, grep -r
         and cp -r over the tree go by without an error."""
-        return ValueHandle(node, pid)
+        return ValueHandle(node, pid, uid)
 
     async def render(self, node: Node) -> bytes:
         entry = node.entry
@@ -89,8 +91,13 @@ class ValueFiles:
         what = f'{node.name} "{quote(line)}"'  # the err line quotes the refused message
         try:
             verb, args = entry.verbs.parse(line)
-            finished = await self.refusals.act(
-                handle.pid, lambda: verb.handler(self.services, node.scope, args), node, what)
+            writer = WRITER_UID.set(handle.uid)  # the verb's task copies it at its start
+            try:
+                finished = await self.refusals.act(
+                    handle.pid, lambda: verb.handler(self.services, node.scope, args), node,
+                    what)
+            finally:
+                WRITER_UID.reset(writer)
         except Exception as exc:
             self.refusals.refuse(exc, node, what)
         if not finished:

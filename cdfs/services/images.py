@@ -254,17 +254,17 @@ class Images:
 
     # -- verbs ---------------------------------------------------------------
     async def pull(self, namespace: str, ref_text: str, platform_text: str | None = None,
-                   credentials_file: str | None = None) -> ImageRecord:
+                   credentials_file: str | None = None, reader_uid: int = 0) -> ImageRecord:
         """Fetch `ref` into the store and unpack it; returns when the image is ready.
-        With `credentials_file` (load_pull_credentials) the pull uses those credentials
-        and clients of its own."""
+        With `credentials_file` (load_pull_credentials, a file `reader_uid` owns) the
+        pull uses those credentials and clients of its own."""
         self._namespaces.check(namespace)
         ref = parse_reference(ref_text)
         platform = parse_platform(platform_text) if platform_text else None
         registries = self.registries
         if credentials_file is not None:
             credentials = await trio.to_thread.run_sync(
-                load_pull_credentials, Path(credentials_file), ref.domain)
+                load_pull_credentials, Path(credentials_file), ref.domain, reader_uid)
             registries = self.registries.for_pull(credentials)
         try:
             return await self._pull(namespace, ref, platform, registries)

@@ -99,11 +99,12 @@ def load_credentials(path: Path) -> dict[str, Credentials]:
 PULL_CREDENTIALS_MAX = 64 << 10
 
 
-def load_pull_credentials(path: Path, host: str) -> Credentials:
+def load_pull_credentials(path: Path, host: str, reader_uid: int) -> Credentials:
     """A pull's own credentials: one entry as in config.json's "auths" (JSON), from a
-    file the daemon's user owns and nobody else may read or write: the secret never
-    passes through a ctl line, an err file or a log, and nobody else's file is taken
-    for it."""
+    file nobody but its owner may read or write, owned by `reader_uid` (the uid that
+    asked for the pull) unless that is root: the secret never passes through a ctl
+    line, an err file or a log, and the daemon (root) reads for a writer only a file
+    the writer could read itself, so nobody's secret goes to another's registry."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
     except FileNotFoundError:
@@ -112,9 +113,10 @@ def load_pull_credentials(path: Path, host: str) -> Credentials:
         raise InvalidArgument(f'credentials file "{path}": {exc.strerror}') from None
     try:
         st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode) or st.st_uid != os.geteuid() or st.st_mode & 0o077:
+        if not stat.S_ISREG(st.st_mode) or st.st_mode & 0o077 or \
+                reader_uid not in (0, st.st_uid):
             raise PermissionDenied(f'credentials file "{path}" must be a regular file of '
-                                   f"uid {os.geteuid()} that nobody else may read or write")
+                                   f"uid {reader_uid} that nobody else may read or write")
         data = os.read(fd, PULL_CREDENTIALS_MAX + 1)
     finally:
         os.close(fd)
