@@ -19,7 +19,7 @@ from base.clock import parse_rfc3339
 from cdfs.client.tree import Tree, TreeError
 from cdfs.cri import labels as keys
 from cdfs.cri.api import runtime_v1_pb2 as pb
-from cdfs.cri.labels import compact, parsed, text
+from cdfs.cri.labels import compact, parsed, string_map, text
 
 CREATED, RUNNING, PAUSED, STOPPED = "created", "running", "paused", "stopped"
 _STATES = {CREATED: pb.CONTAINER_CREATED, RUNNING: pb.CONTAINER_RUNNING,
@@ -126,8 +126,8 @@ class ContainerRecord:
         return cls(
             id=container_id, sandbox_id=labels.get(keys.SANDBOX_ID, ""),
             name=str(meta.get("name", "")), attempt=int(meta.get("attempt") or 0),
-            labels=_string_map(parsed(labels, prefix + "labels", {})),
-            annotations=_string_map(parsed(labels, prefix + "annotations", {})),
+            labels=string_map(labels, prefix + "labels"),
+            annotations=string_map(labels, prefix + "annotations"),
             image=labels.get(prefix + "image", ""),
             image_ref=labels.get(prefix + "image-ref", ""),
             log_path=labels.get(prefix + "log-path", ""),
@@ -141,10 +141,6 @@ class ContainerRecord:
             exit_code=exit_code if isinstance(exit_code, int) else 0,
             oom_killed=info.get("oom_killed") is True,
         )
-
-
-def _string_map(value: Any) -> dict[str, str]:
-    return {str(k): str(v) for k, v in value.items()} if isinstance(value, dict) else {}
 
 
 def nanoseconds(stamp: Any) -> int:

@@ -52,6 +52,13 @@ def parsed(labels: Mapping[str, str], key: str, default: Any) -> Any:
         return default
 
 
+def string_map(labels: Mapping[str, str], key: str) -> dict[str, str]:
+    """The string-to-string map stored as JSON under `key` (labels, annotations), {}
+    when it is absent or damaged."""
+    value = parsed(labels, key, {})
+    return {str(k): str(v) for k, v in value.items()} if isinstance(value, dict) else {}
+
+
 def format_lines(labels: Mapping[str, str]) -> str:
     """The text of a labels file: `key=value` lines."""
     return "".join(f"{key}={value}\n" for key, value in sorted(labels.items()))

@@ -23,7 +23,7 @@ from base import identifiers
 from base.errors import InvalidArgument
 from cdfs.client.tree import Tree, TreeError
 from cdfs.cri import labels as keys
-from cdfs.cri.labels import compact, parsed, text
+from cdfs.cri.labels import compact, parsed, string_map, text
 
 RUNNING = "running"
 
@@ -208,10 +208,6 @@ class SandboxRecord:
         def string(name: str) -> str:
             return labels.get(prefix + name, "")
 
-        def string_map(name: str) -> dict[str, str]:
-            value = parsed(labels, prefix + name, {})
-            return {str(k): str(v) for k, v in value.items()} if isinstance(value, dict) else {}
-
         ports = parsed(labels, prefix + "port-mappings", [])
         extra_ips = parsed(labels, prefix + "additional-ips", [])
         try:
@@ -222,8 +218,8 @@ class SandboxRecord:
             id=sandbox_id,
             metadata=Metadata.from_json(parsed(labels, prefix + "metadata", {})),
             created_at=created_at,
-            labels=string_map("labels"),
-            annotations=string_map("annotations"),
+            labels=string_map(labels, prefix + "labels"),
+            annotations=string_map(labels, prefix + "annotations"),
             runtime_handler=string("runtime-handler"),
             namespace_options=NamespaceOptions.from_json(
                 parsed(labels, prefix + "namespace-options", {})),
