@@ -22,6 +22,9 @@ from cdfs.cri.api import runtime_v1_pb2 as pb
 from cdfs.cri.labels import compact, parsed, string_map, text
 
 CREATED, RUNNING, PAUSED, STOPPED = "created", "running", "paused", "stopped"
+"""The tree's task statuses (info's `status`), for pods' pause containers too."""
+LIVE = (CREATED, RUNNING, PAUSED)
+"""The statuses of a task that is there still: stop it before it is removed."""
 _STATES = {CREATED: pb.CONTAINER_CREATED, RUNNING: pb.CONTAINER_RUNNING,
            PAUSED: pb.CONTAINER_RUNNING, STOPPED: pb.CONTAINER_EXITED}
 

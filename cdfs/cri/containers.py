@@ -24,6 +24,7 @@ from cdfs.cri.calls import Calls
 from cdfs.cri.container_create import create_container, host
 from cdfs.cri.container_record import (
     CREATED,
+    LIVE,
     PAUSED,
     RUNNING,
     STOPPED,
@@ -36,7 +37,6 @@ from cdfs.cri.errors import CriError, invalid
 from cdfs.cri.exec_sync import exec_sync
 
 MAX_GRACE = 3600  # the longest `stop SECONDS` the tree takes
-LIVE = (CREATED, RUNNING, PAUSED)
 
 
 class ContainerCalls(Calls):

@@ -23,9 +23,8 @@ from base import identifiers
 from base.errors import InvalidArgument
 from cdfs.client.tree import Tree, TreeError
 from cdfs.cri import labels as keys
+from cdfs.cri.container_record import RUNNING
 from cdfs.cri.labels import compact, parsed, string_map, text
-
-RUNNING = "running"
 
 
 class NamespaceMode(IntEnum):

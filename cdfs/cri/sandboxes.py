@@ -31,7 +31,7 @@ from cdfs.cri import labels as keys
 from cdfs.cri.api import runtime_v1_pb2 as pb
 from cdfs.cri.calls import Calls
 from cdfs.cri.cni import Attachment
-from cdfs.cri.container_record import read_containers
+from cdfs.cri.container_record import LIVE, PAUSED, read_containers
 from cdfs.cri.container_stats import container_stats
 from cdfs.cri.errors import CriError, invalid
 from cdfs.cri.pause.image import PAUSE_IMAGE
@@ -53,7 +53,6 @@ RUNTIME_HANDLERS = ("", "runc")
 """The runtime handlers (RuntimeClass handlers) pods may name: runc is the only one."""
 PAUSE_STOP_SECONDS = 2
 """The pause process ends at TERM at once; KILL after this, should it not."""
-LIVE = ("created", "running", "paused")
 
 
 def netns_name(sandbox_id: str) -> str:
@@ -211,7 +210,7 @@ class SandboxCalls(Calls):
         try:
             status = self.tree.read(box / "status").strip()
             if status in LIVE:
-                if status == "paused":
+                if status == PAUSED:
                     self.tree.write(box / "ctl", "resume\n")
                 self.tree.write(box / "ctl", f"stop {grace}\n")
         except TreeError as exc:
