@@ -46,6 +46,12 @@ def invalid(message: str) -> CriError:
     return CriError(grpc.StatusCode.INVALID_ARGUMENT, message)
 
 
+def unsupported(message: str) -> CriError:
+    """A feature cdfs does not have: UNIMPLEMENTED, which kubelet and critest read as
+    "this runtime lacks it" (an INVALID_ARGUMENT would blame the request)."""
+    return CriError(grpc.StatusCode.UNIMPLEMENTED, message)
+
+
 def not_found(message: str) -> CriError:
     return CriError(grpc.StatusCode.NOT_FOUND, message)
 

@@ -13,7 +13,7 @@ import stat
 from pathlib import Path
 
 from cdfs.cri.api import runtime_v1_pb2 as pb
-from cdfs.cri.errors import invalid
+from cdfs.cri.errors import invalid, unsupported
 from cdfs.cri.spec import CAPABILITIES, DeviceNode, Host
 
 
@@ -52,6 +52,9 @@ def bind_sources(mounts: list[pb.Mount]) -> dict[str, str]:
     symlinks resolved, as containerd's WithMounts does before it binds them."""
     sources = {}
     for mount in mounts:
+        if mount.image.image:
+            raise unsupported(f"mount {mount.container_path}: image volumes "
+                              f"({mount.image.image}) are not supported")
         path = mount.host_path
         if not os.path.isabs(path):
             raise invalid(f'mount {mount.container_path}: host_path "{path}" is not absolute')

@@ -104,6 +104,9 @@ def test_refused_creations_leave_nothing(cri: CriServer, pods: Pods, ctrs: Conta
     ) == grpc.StatusCode.NOT_FOUND
     assert code_of(lambda: ctrs.create("0" * 64, container_config(["true"]))
                    ) == grpc.StatusCode.NOT_FOUND
+    image_volume = pb.Mount(container_path="/data", image=pb.ImageSpec(image="busybox"))
+    assert code_of(lambda: ctrs.create(pod, container_config(["true"], mounts=[image_volume]))
+                   ) == grpc.StatusCode.UNIMPLEMENTED
     assert sorted(p.name for p in containers.iterdir()) == before
 
 
