@@ -62,6 +62,14 @@ class Tree:
         one holding a `ref`. Nothing inside an image (its rootfs) is walked."""
         return _image_dirs(self.images)
 
+    def container_names(self) -> list[str]:
+        """The names of the namespace's containers, sorted (files beside them, the
+        directory's ctl and err, left out)."""
+        try:
+            return sorted(entry.name for entry in self.containers.iterdir() if entry.is_dir())
+        except OSError as exc:
+            raise TreeError(f"{self.containers}: {exc.strerror}", exc.errno) from None
+
     def container(self, container_id: str) -> Path:
         """The directory of container `container_id`. An id that is no container name
         (`..`, a slash, an empty one) is refused (EINVAL) before it becomes a path: a

@@ -69,11 +69,7 @@ def _sandbox_id(tree: Tree, prefix: str) -> str:
         raise invalid("no pod sandbox id given")
     if ids.is_id(prefix):
         return prefix
-    try:
-        names = sorted(entry.name for entry in tree.containers.iterdir())
-    except OSError as exc:
-        raise TreeError(f"{tree.containers}: {exc.strerror}", exc.errno) from None
-    return ids.resolve(prefix, names, "pod sandbox")
+    return ids.resolve(prefix, tree.container_names(), "pod sandbox")
 
 
 def _log_path(directory: str, log_path: str) -> str:

@@ -182,11 +182,7 @@ def read_spec(tree: Tree, container_id: str) -> dict[str, Any]:
 def read_containers(tree: Tree) -> Iterator[ContainerRecord]:
     """Every CRI container of the namespace; those removed while being listed, pods
     and containers made by other means are passed over."""
-    try:
-        names = sorted(entry.name for entry in tree.containers.iterdir() if entry.is_dir())
-    except OSError as exc:
-        raise TreeError(f"{tree.containers}: {exc.strerror}", exc.errno) from None
-    for name in names:
+    for name in tree.container_names():
         try:
             yield read_container(tree, name)
         except TreeError as exc:

@@ -269,13 +269,7 @@ def read_sandbox(tree: Tree, sandbox_id: str) -> SandboxRecord:
 def read_sandboxes(tree: Tree) -> Iterator[SandboxRecord]:
     """Every sandbox of the namespace; containers that go away while being listed, or
     that are not sandboxes, are passed over."""
-    try:
-        names = sorted(entry.name for entry in tree.containers.iterdir())
-    except OSError as exc:
-        raise TreeError(f"{tree.containers}: {exc.strerror}", exc.errno) from None
-    for name in names:
-        if name.startswith(".") or not tree.container(name).is_dir():
-            continue
+    for name in tree.container_names():
         try:
             yield read_sandbox(tree, name)
         except TreeError as exc:
