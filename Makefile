@@ -16,7 +16,8 @@ APT_PACKAGES := fuse3 libfuse3-dev pkg-config gcc python3-venv runc conmon docke
 	rsync jq less libc6-dev containernetworking-plugins iptables apache2-utils
 PAUSE := cdfs/cri/pause/pause
 
-# The CRI gRPC stubs, generated from their .proto by setup.py (never committed).
+# The CRI gRPC stubs, generated from their .proto by grpcio-tools (never committed): the
+# recipe is cdfs/cri/api/protoc.py, the one setup.py uses for wheels and editable installs.
 PROTOS := $(wildcard cdfs/cri/api/*.proto)
 STUBS := $(PROTOS:.proto=_pb2.py)
 
@@ -44,8 +45,8 @@ $(VENV)/.installed: pyproject.toml
 
 stubs: $(STUBS)
 
-$(STUBS): %_pb2.py: %.proto $(VENV)/.installed setup.py
-	$(PY) setup.py -q build_stubs
+$(STUBS): %_pb2.py: %.proto $(VENV)/.installed cdfs/cri/api/protoc.py
+	$(PY) cdfs/cri/api/protoc.py
 
 # `make run CRI=1` also serves kubelet's CRI over the tree (docs/kubernetes.md): the
 # daemon in the background, `cdfs cri` in the foreground once the tree is mounted;

@@ -2,8 +2,8 @@
 program is compiled from cdfs/cri/pause/pause.c; neither is committed.
 
 Everything else about the package is in pyproject.toml. A wheel (and so `pip install .`)
-gets the stubs through `build_py`; an editable install and `make` get them in the source
-tree (`python setup.py build_stubs`, which the Makefile runs whenever a .proto changes).
+gets the stubs through `build_py`; an editable install gets them in the source tree, and
+`make` remakes them there whenever a .proto changes (`python cdfs/cri/api/protoc.py`).
 The recipe itself is cdfs/cri/api/protoc.py, loaded by path: the package's dependencies
 are not there at build time. The pause binary goes the same way (its recipe is
 cdfs/cri/pause/__init__.py, which needs nothing but the standard library and a C
@@ -13,7 +13,7 @@ compiler); `make` builds it too.
 import importlib.util
 from pathlib import Path
 
-from setuptools import Command, setup
+from setuptools import setup
 from setuptools.command.build_py import build_py
 
 HERE = Path(__file__).resolve().parent
@@ -27,22 +27,6 @@ pause = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(pause)
 
 
-class BuildStubs(Command):
-    """`python setup.py build_stubs`: the stubs into the source tree."""
-
-    description = "generate the CRI gRPC stubs beside their .proto"
-    user_options: list[tuple[str, str | None, str]] = []
-
-    def initialize_options(self) -> None:
-        pass
-
-    def finalize_options(self) -> None:
-        pass
-
-    def run(self) -> None:
-        protoc.generate(HERE, HERE)
-
-
 class BuildPyWithStubs(build_py):
     """build_py that also writes the stubs and the pause binary: into the build dir for
     a wheel, into the source tree for an editable install (which imports from there)."""
@@ -54,4 +38,4 @@ class BuildPyWithStubs(build_py):
         pause.compile_pause(target / "cdfs/cri/pause/pause", HERE / "cdfs/cri/pause/pause.c")
 
 
-setup(cmdclass={"build_py": BuildPyWithStubs, "build_stubs": BuildStubs})
+setup(cmdclass={"build_py": BuildPyWithStubs})

@@ -1,6 +1,7 @@
 """Making the CRI stubs from runtime_v1.proto with grpcio-tools: the one recipe, used by
-setup.py (a wheel, an editable install, `make stubs`) and by this package itself when
-imported from a checkout where none of those ran, or where the .proto changed since.
+setup.py (a wheel, an editable install), by `make stubs` (which runs this file) and by
+this package itself when imported from a checkout where none of those ran, or where the
+.proto changed since.
 
 Only the standard library and grpc_tools are imported here: setup.py loads this file
 by path, before the package's dependencies exist.
@@ -49,3 +50,8 @@ def generate(source_root: Path, out_root: Path) -> None:
                 os.replace(work / API / name, out_root / API / name)
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":  # `make stubs`: beside the protos of the checkout holding this file
+    checkout = Path(__file__).resolve().parents[3]
+    generate(checkout, checkout)
