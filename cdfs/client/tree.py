@@ -110,10 +110,14 @@ class Tree:
         except OSError as exc:
             raise self._refused(path, exc, err_dir=path.parent) from None
 
-    def rmdir(self, path: Path) -> None:
+    def rmdir(self, path: Path, *, missing_ok: bool = False) -> None:
+        """rmdir; with missing_ok, an object already gone is what was wanted (the
+        idempotent removes kubelet expects), not a refusal."""
         try:
             path.rmdir()
         except OSError as exc:
+            if missing_ok and exc.errno == errno.ENOENT:
+                return
             raise self._refused(path, exc, err_dir=path.parent) from None
 
     @staticmethod

@@ -67,11 +67,7 @@ class ContainerCalls(Calls):
         record = _record_or_none(self.tree, request.container_id)
         if record is not None:
             _stop(self.tree, record, 0)
-            try:
-                self.tree.rmdir(self.tree.container(record.id))
-            except TreeError as exc:
-                if exc.errno != errno.ENOENT:
-                    raise
+            self.tree.rmdir(self.tree.container(record.id), missing_ok=True)
         return pb.RemoveContainerResponse()
 
     def ContainerStatus(self, request: pb.ContainerStatusRequest, context: Any

@@ -227,11 +227,7 @@ class SandboxCalls(Calls):
             return ""
 
     def _remove_netns(self, name: str) -> None:
-        try:
-            self.tree.rmdir(self.tree.mount / "netns" / name)
-        except TreeError as exc:
-            if exc.errno != errno.ENOENT:
-                raise
+        self.tree.rmdir(self.tree.mount / "netns" / name, missing_ok=True)
 
     # -- RemovePodSandbox --------------------------------------------------------------
     def RemovePodSandbox(self, request: pb.RemovePodSandboxRequest, context: Any
@@ -248,11 +244,7 @@ class SandboxCalls(Calls):
     def _remove_container(self, container_id: str) -> None:
         """rmdir of a tree container, stopping it first when it still runs."""
         self._stop_container(container_id, 0)
-        try:
-            self.tree.rmdir(self.tree.container(container_id))
-        except TreeError as exc:
-            if exc.errno != errno.ENOENT:
-                raise
+        self.tree.rmdir(self.tree.container(container_id), missing_ok=True)
 
     # -- PodSandboxStatus, ListPodSandbox ----------------------------------------------
     def PodSandboxStatus(self, request: pb.PodSandboxStatusRequest, context: Any
