@@ -2,6 +2,7 @@
 docs/filesystem.md are this text, so neither can drift from what the tree serves."""
 
 from cdfs.topics import TOPICS
+from mountpoint.ctl import QUOTING
 from mountpoint.table import (
     Children,
     Ctl,
@@ -96,6 +97,9 @@ string one line per write(), and ignores errors at close) and for programs alike
   errno of the first line refused in it (the lines before it were done). An
   unfinished last line runs at close. A line is at most {CTL_LINE_LIMIT // KiB} KiB: the write
   that crosses that fails with EFBIG at once, and so does the rest of that line.
+  Quoting: {QUOTING}.
+  So `echo 'import "/tmp/a b/x.tar" REF' > images/ctl` names a path with a space;
+  a verb that takes JSON (`update`) takes the rest of its line as it is.
   A verb runs inside its write(): `echo pull REF > images/ctl` returns when the
   image is ready, or fails with the errno that says why. Each open of a ctl file
   for writing runs its verbs apart from every other open: a `tag`, a small pull or

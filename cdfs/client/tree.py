@@ -8,6 +8,7 @@ is what the user is shown.
 
 import errno
 import os
+import shlex
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,6 +17,12 @@ from base.errors import InvalidArgument
 
 DEFAULT_MOUNT = "/mnt/cdfs"
 DEFAULT_NAMESPACE = "default"
+
+
+def ctl_line(verb: str, *words: str) -> str:
+    """One ctl line, each word quoted as the tree's parser unquotes it (as sh), so a
+    host path with spaces stays one argument."""
+    return " ".join([verb, *map(shlex.quote, words)]) + "\n"
 
 
 class TreeError(Exception):

@@ -10,7 +10,7 @@ import time
 from typing import Any
 
 from base.errors import InvalidArgument
-from cdfs.client.tree import TreeError
+from cdfs.client.tree import TreeError, ctl_line
 from cdfs.cri import image_index
 from cdfs.cri.api import runtime_v1_pb2 as pb
 from cdfs.cri.calls import Calls
@@ -73,7 +73,7 @@ class ImageCalls(Calls):
             self.tree.write(ctl, f"pull {ref}\n")
         else:
             with credentials_file(self.root, entry) as path:
-                self.tree.write(ctl, f"pull {ref} credentials={path}\n")
+                self.tree.write(ctl, ctl_line("pull", str(ref), f"credentials={path}"))
         image = image_index.find(self.tree, str(ref))
         if image is None:  # removed again at once by someone else
             raise TreeError(f'image "{ref}" was pulled but is gone')

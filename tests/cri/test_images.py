@@ -164,6 +164,27 @@ def test_pull_with_the_requests_credentials(
     assert not list((cri.root / "pull-credentials").iterdir())  # each file lived one pull
 
 
+def test_a_root_with_spaces_imports_pause_and_passes_credentials(
+        auth_registry: str, tmp_path: Path, daemon: Daemon,
+        make_cri: Callable[..., CriServer]) -> None:
+    """The ctl lines naming files under --root (`import PATH REF` of the pause image,
+    `credentials=PATH` of a pull) keep a path with spaces one word."""
+    owner = Registries({auth_registry: Credentials(USER, PASSWORD)})
+    try:
+        publish(tmp_path / "build", f"{auth_registry}/private:1", registries=owner)
+    finally:
+        owner.close()
+    cri = make_cri(daemon, "spaced root")
+    assert " " in str(cri.root)
+    with grpc.insecure_channel(cri.address) as channel:
+        grpc.channel_ready_future(channel).result(timeout=30)
+        images = pb_grpc.ImageServiceStub(channel)
+        assert status(images, PAUSE_IMAGE).pinned
+        auth = pb.AuthConfig(username=USER, password=PASSWORD)
+        assert pull(images, f"{auth_registry}/private:1", auth)
+    assert not list((cri.root / "pull-credentials").iterdir())
+
+
 def test_credentials_a_killed_server_left_are_removed_at_start(
         daemon: Daemon, make_cri: Callable[..., CriServer], tmp_path: Path) -> None:
     leftovers = tmp_path / "left-root" / "pull-credentials"  # make_cri's root for "left"

@@ -229,6 +229,21 @@ def test_export_import_round_trip(daemon: Daemon, tmp_path: Path) -> None:
     assert image_dir(daemon, "example.org/renamed:1").is_dir()
 
 
+def test_a_quoted_host_path_may_hold_spaces(daemon: Daemon, tmp_path: Path) -> None:
+    """ctl words split as in sh: a path with a space is one argument when quoted."""
+    spaced = tmp_path / "a b"
+    spaced.mkdir()
+    daemon.sh(f"echo 'export {BUSYBOX} \"{spaced}/x.tar\"' > \"$M/images/ctl\"")
+    assert (spaced / "x.tar").is_file()
+    daemon.sh(f"echo 'import \"{spaced}/x.tar\" example.org/spaced:1' > \"$M/images/ctl\"")
+    assert image_dir(daemon, "example.org/spaced:1").is_dir()
+    refused = daemon.sh(f"echo 'import \"{spaced}/x.tar' > \"$M/images/ctl\"", check=False)
+    assert refused.returncode == 1 and "Invalid argument" in refused.stderr
+    assert "unfinished quote" in daemon.path("namespaces", "default", "images", "err").read_text()
+    assert "# words split as in sh" in daemon.path("namespaces", "default", "images",
+                                                   "ctl").read_text()
+
+
 def test_images_survive_a_daemon_kill(make_daemon: Callable[..., Daemon]) -> None:
     first = make_daemon()
     assert ctl(first, f"tag {BUSYBOX} example.com/kept:1").returncode == 0

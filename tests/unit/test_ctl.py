@@ -3,7 +3,7 @@
 import pytest
 
 from base.errors import InvalidArgument
-from mountpoint.ctl import Verb, VerbTable
+from mountpoint.ctl import QUOTING, Verb, VerbTable, split_words
 
 
 async def _nothing(app: object, scope: object, args: list[str]) -> None:
@@ -45,7 +45,34 @@ def test_rest_keeps_the_line_whole() -> None:
 
 
 def test_help_lists_every_verb_with_usage() -> None:
-    lines = TABLE.help().splitlines()
+    *lines, quoting = TABLE.help().splitlines()
     assert [line.split()[0] for line in lines] == ["start", "kill", "tag", "update"]
+    assert quoting == f"# {QUOTING}"
     assert "tag REF NEW_REF" in TABLE.help()
     assert all(line.endswith(("it", "again", "resources")) for line in lines)
+
+
+@pytest.mark.parametrize(("line", "words"), [
+    ('"/tmp/a b/x.tar" ref', ["/tmp/a b/x.tar", "ref"]),
+    ("'a b'c  d", ["a bc", "d"]),
+    (r"a\ b", ["a b"]),
+    (r'"q\"u\ote"', [r'q"u\ote']),  # within "…" a backslash escapes only \ and "
+    ("'it'\"'\"'s'", ["it's"]),  # what shlex.quote makes of a quote
+    ('x ""', ["x", ""]),
+])
+def test_words_are_split_as_sh_splits_them(line: str, words: list[str]) -> None:
+    assert split_words(line) == words
+
+
+def test_a_quoted_word_is_one_argument() -> None:
+    assert TABLE.parse('tag "/tmp/a b" \'c d\'')[1] == ["/tmp/a b", "c d"]
+
+
+@pytest.mark.parametrize("line", ['tag "a b', "tag a'b c", "tag a b\\"])
+def test_an_unfinished_quote_is_refused(line: str) -> None:
+    with pytest.raises(InvalidArgument, match="unfinished quote"):
+        TABLE.parse(line)
+
+
+def test_rest_is_not_unquoted() -> None:
+    assert split_words('"a b" {"c": "d e"}', 2) == ["a b", '{"c": "d e"}']

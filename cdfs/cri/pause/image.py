@@ -11,7 +11,7 @@ already and imports nothing.
 import tempfile
 from pathlib import Path
 
-from cdfs.client.tree import Tree
+from cdfs.client.tree import Tree, ctl_line
 from cdfs.cri.pause import find_or_build
 from content.build import BuildConfig, Entry, Layer, build_image
 from content.descriptor import Descriptor
@@ -48,5 +48,5 @@ def ensure_pause_image(tree: Tree, scratch: Path, name: str = PAUSE_IMAGE) -> st
             return manifest.digest
         layout = Path(work) / "pause.tar"
         export_layout(store, manifest, name, layout)
-        tree.write(tree.images / "ctl", f"import {layout} {name}\n")
+        tree.write(tree.images / "ctl", ctl_line("import", str(layout), name))
     return manifest.digest
