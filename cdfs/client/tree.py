@@ -87,6 +87,16 @@ class Tree:
             raise TreeError(str(exc), errno.EINVAL) from None
         return self.containers / container_id
 
+    def netns(self, name: str) -> Path:
+        """The directory of the named network namespace `name` (netns/<name>/), refused
+        (EINVAL) when the name is no tree name, as a container id is: a name read from
+        labels people may edit must not become `netns/../namespaces/x`."""
+        try:
+            identifiers.validate(name, "netns name")
+        except InvalidArgument as exc:
+            raise TreeError(str(exc), errno.EINVAL) from None
+        return self.mount / "netns" / name
+
     # -- file operations, each failing with the daemon's own words --------------------
     def write(self, path: Path, text: str | bytes) -> None:
         """Write `text` to `path` in one write(), as `echo text > path` does."""

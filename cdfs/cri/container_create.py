@@ -27,11 +27,11 @@ from cdfs.cri.container_record import (
     RUNNING,
     ContainerRecord,
     MountRecord,
-    read_container,
+    find_container,
     read_containers,
 )
 from cdfs.cri.errors import CriError, invalid, not_found
-from cdfs.cri.sandbox_record import SandboxRecord, read_sandbox
+from cdfs.cri.sandbox_record import SandboxRecord, find_sandbox
 
 
 @functools.cache
@@ -47,7 +47,7 @@ def create_container(tree: Tree, request: pb.CreateContainerRequest) -> str:
         raise invalid("CreateContainer: the config has no metadata name")
     if not config.image.image:
         raise invalid("CreateContainer: the config names no image")
-    sandbox = read_sandbox(tree, _sandbox_id(tree, request.pod_sandbox_id))
+    sandbox = find_sandbox(tree, request.pod_sandbox_id)
     if not sandbox.pause_pid:
         raise CriError(grpc.StatusCode.FAILED_PRECONDITION,
                        f'pod sandbox "{sandbox.id}" is not running')
@@ -62,14 +62,6 @@ def create_container(tree: Tree, request: pb.CreateContainerRequest) -> str:
             tree.rmdir(tree.container(container_id))
         raise
     return container_id
-
-
-def _sandbox_id(tree: Tree, prefix: str) -> str:
-    if not prefix:
-        raise invalid("no pod sandbox id given")
-    if ids.is_id(prefix):
-        return prefix
-    return ids.resolve(prefix, tree.container_names(), "pod sandbox")
 
 
 def _log_path(directory: str, log_path: str) -> str:
@@ -151,5 +143,5 @@ def _target_pid(tree: Tree, options: pb.NamespaceOption) -> int:
     """The pid of the container whose PID namespace a TARGET container joins."""
     if options.pid != pb.TARGET:
         return 0
-    target = read_container(tree, options.target_id)
+    target = find_container(tree, options.target_id)
     return target.pid if target.status == RUNNING else 0

@@ -17,6 +17,7 @@ from typing import Any
 
 from base.clock import parse_rfc3339
 from cdfs.client.tree import Tree, TreeError
+from cdfs.cri import ids
 from cdfs.cri import labels as keys
 from cdfs.cri.api import runtime_v1_pb2 as pb
 from cdfs.cri.labels import compact, parsed, string_map, text
@@ -188,3 +189,10 @@ def read_containers(tree: Tree) -> Iterator[ContainerRecord]:
         except TreeError as exc:
             if exc.errno != errno.ENOENT:
                 raise
+
+
+def find_container(tree: Tree, prefix: str) -> ContainerRecord:
+    """The CRI container a request's id, or a unique prefix of one, names; ENOENT for
+    none (a pod's pause container is none)."""
+    return ids.find(prefix, "container", lambda found: read_container(tree, found),
+                    lambda: (record.id for record in read_containers(tree)))

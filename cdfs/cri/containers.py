@@ -25,16 +25,16 @@ from cdfs.cri.container_create import create_container, host
 from cdfs.cri.container_record import (
     CREATED,
     LIVE,
-    PAUSED,
     RUNNING,
     STOPPED,
     ContainerRecord,
-    read_container,
+    find_container,
     read_containers,
     read_spec,
 )
 from cdfs.cri.errors import CriError, invalid
 from cdfs.cri.exec_sync import exec_sync
+from cdfs.cri.tree_tasks import stop_task
 
 MAX_GRACE = 3600  # the longest `stop SECONDS` the tree takes
 
@@ -48,7 +48,7 @@ class ContainerCalls(Calls):
 
     def StartContainer(self, request: pb.StartContainerRequest, context: Any
                        ) -> pb.StartContainerResponse:
-        record = _record(self.tree, request.container_id)
+        record = find_container(self.tree, request.container_id)
         if record.status != CREATED:
             raise _not_now(record, "created")
         _ctl(self.tree, record.id, "start")
@@ -56,23 +56,23 @@ class ContainerCalls(Calls):
 
     def StopContainer(self, request: pb.StopContainerRequest, context: Any
                       ) -> pb.StopContainerResponse:
-        record = _record_or_none(self.tree, request.container_id)
+        record = ids.or_none(lambda: find_container(self.tree, request.container_id))
         if record is not None:
-            _stop(self.tree, record, request.timeout)
+            stop_task(self.tree, record.id, min(max(request.timeout, 0), MAX_GRACE))
         return pb.StopContainerResponse()
 
     def RemoveContainer(self, request: pb.RemoveContainerRequest, context: Any
                         ) -> pb.RemoveContainerResponse:
         """A live container is stopped at once first (containerd's force remove)."""
-        record = _record_or_none(self.tree, request.container_id)
+        record = ids.or_none(lambda: find_container(self.tree, request.container_id))
         if record is not None:
-            _stop(self.tree, record, 0)
+            stop_task(self.tree, record.id, 0)
             self.tree.rmdir(self.tree.container(record.id), missing_ok=True)
         return pb.RemoveContainerResponse()
 
     def ContainerStatus(self, request: pb.ContainerStatusRequest, context: Any
                         ) -> pb.ContainerStatusResponse:
-        record = _record(self.tree, request.container_id)
+        record = find_container(self.tree, request.container_id)
         spec = read_spec(self.tree, record.id)
         status = pb.ContainerStatus(
             id=record.id, metadata=record.metadata(), state=record.state,  # type: ignore[arg-type]
@@ -105,7 +105,7 @@ class ContainerCalls(Calls):
     def UpdateContainerResources(self, request: pb.UpdateContainerResourcesRequest,
                                  context: Any) -> pb.UpdateContainerResourcesResponse:
         """The tree's `update` with linux.resources as CreateContainer sets them."""
-        record = _record(self.tree, request.container_id)
+        record = find_container(self.tree, request.container_id)
         if record.status not in LIVE:
             raise _not_now(record, "running")
         resources = cri_spec.resources(request.linux, host().swap_accounting)
@@ -116,14 +116,14 @@ class ContainerCalls(Calls):
 
     def ReopenContainerLog(self, request: pb.ReopenContainerLogRequest, context: Any
                            ) -> pb.ReopenContainerLogResponse:
-        record = _record(self.tree, request.container_id)
+        record = find_container(self.tree, request.container_id)
         if record.status != RUNNING:
             raise _not_now(record, "running")
         _ctl(self.tree, record.id, "reopen-log")
         return pb.ReopenContainerLogResponse()
 
     def ExecSync(self, request: pb.ExecSyncRequest, context: Any) -> pb.ExecSyncResponse:
-        record = _record(self.tree, request.container_id)
+        record = find_container(self.tree, request.container_id)
         if record.status != RUNNING:
             raise _not_now(record, "running")
         if not request.cmd:
@@ -135,7 +135,7 @@ class ContainerCalls(Calls):
     def ContainerStats(self, request: pb.ContainerStatsRequest, context: Any
                        ) -> pb.ContainerStatsResponse:
         return pb.ContainerStatsResponse(
-            stats=_stats(self.tree, _record(self.tree, request.container_id)))
+            stats=_stats(self.tree, find_container(self.tree, request.container_id)))
 
     def ListContainerStats(self, request: pb.ListContainerStatsRequest, context: Any
                            ) -> pb.ListContainerStatsResponse:
@@ -152,25 +152,6 @@ class ContainerCalls(Calls):
                     if exc.errno != errno.ENOENT:
                         raise
         return pb.ListContainerStatsResponse(stats=found)
-
-
-def _record(tree: Tree, prefix: str) -> ContainerRecord:
-    """The CRI container an id (or a unique prefix of one) names; NOT_FOUND otherwise."""
-    if not prefix:
-        raise invalid("no container id given")
-    if ids.is_id(prefix):
-        return read_container(tree, prefix)
-    found = ids.resolve(prefix, (r.id for r in read_containers(tree)), "container")
-    return read_container(tree, found)
-
-
-def _record_or_none(tree: Tree, prefix: str) -> ContainerRecord | None:
-    try:
-        return _record(tree, prefix)
-    except TreeError as exc:
-        if exc.errno == errno.ENOENT:
-            return None
-        raise
 
 
 def _user(spec: Mapping[str, Any]) -> pb.ContainerUser | None:
@@ -193,20 +174,6 @@ def _not_now(record: ContainerRecord, wanted: str) -> CriError:
 
 def _ctl(tree: Tree, container_id: str, line: str) -> None:
     tree.write(tree.container(container_id) / "ctl", line + "\n")
-
-
-def _stop(tree: Tree, record: ContainerRecord, timeout: int) -> None:
-    """The image's stop signal, then KILL after `timeout` seconds; nothing for a
-    container that is not live, nor for one whose exit won the race with the stop."""
-    if record.status not in LIVE:
-        return
-    if record.status == PAUSED:
-        _ctl(tree, record.id, "resume")
-    try:
-        _ctl(tree, record.id, f"stop {min(max(timeout, 0), MAX_GRACE)}")
-    except TreeError as exc:
-        if exc.errno != errno.EINVAL or read_container(tree, record.id).status in LIVE:
-            raise
 
 
 def _filtered(tree: Tree, id_prefix: str, sandbox_prefix: str,

@@ -1,13 +1,15 @@
 """The one place where a refusal becomes a gRPC status.
 
 RPC code raises: a TreeError (the daemon refused a file operation; its errno says
-which kind of refusal and its message is the directory's `err` line), or a CriError,
+which kind of refusal and its message is the directory's `err` line), a CriError,
 a refusal of the CRI server's own that names its status (a bad request, a deadline,
-a container not running). The server's own "no such pod or container" is a TreeError
-with ENOENT, like the tree's, because Stop and Remove treat an unknown id as done
-whoever found it unknown, and so catch one kind. The interceptor turns both into a
-status for every RPC of every service, so no call maps errors itself and none can
-forget to.
+a container not running), or an OSError of a host path the server uses itself (a
+pod's files under --root, a mount's host directory), answered by its errno as the
+tree's refusals are, with the path, not as an uncaught exception. The server's own
+"no such pod or container" is a TreeError with ENOENT, like the tree's, because Stop
+and Remove treat an unknown id as done whoever found it unknown, and so catch one
+kind. The interceptor turns all three into a status for every RPC of every service,
+so no call maps errors itself and none can forget to.
 """
 
 import errno
@@ -56,14 +58,24 @@ def not_found(message: str) -> CriError:
     return CriError(grpc.StatusCode.NOT_FOUND, message)
 
 
-def status_of(exc: TreeError | CriError) -> grpc.StatusCode:
+Refusal = TreeError | CriError | OSError
+
+
+def status_of(exc: Refusal) -> grpc.StatusCode:
     """NOT_FOUND, INVALID_ARGUMENT... by the errno of the refusal; a registry or
     runtime failure (EIO) and anything unnamed are UNKNOWN, with the err line."""
     if isinstance(exc, CriError):
         return exc.code
-    if exc.errno is None:  # no tree at the mount at all
+    if isinstance(exc, TreeError) and exc.errno is None:  # no tree at the mount at all
         return grpc.StatusCode.UNAVAILABLE
-    return CODES.get(exc.errno, grpc.StatusCode.UNKNOWN)
+    return CODES.get(exc.errno or 0, grpc.StatusCode.UNKNOWN)
+
+
+def message_of(exc: Refusal) -> str:
+    """The err line, or for a host path's OSError `PATH: what went wrong`."""
+    if isinstance(exc, OSError) and exc.filename is not None:
+        return f"{exc.filename}: {exc.strerror}"
+    return str(exc)
 
 
 Behaviour = Callable[[Any, grpc.ServicerContext], Any]
@@ -73,10 +85,10 @@ def _mapped(behaviour: Behaviour, method: str) -> Behaviour:
     def call(request: Any, context: grpc.ServicerContext) -> Any:
         try:
             return behaviour(request, context)
-        except (TreeError, CriError) as exc:
-            code = status_of(exc)
-            log.info("%s: %s %s", method, code.name, exc)
-            context.abort(code, str(exc))
+        except (TreeError, CriError, OSError) as exc:
+            code, message = status_of(exc), message_of(exc)
+            log.info("%s: %s %s", method, code.name, message)
+            context.abort(code, message)
     return call
 
 

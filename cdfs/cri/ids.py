@@ -1,14 +1,18 @@
 """CRI object ids: 64 lowercase hex digits, as containerd's, for pods and containers
-alike. kubelet and crictl also name objects by a unique prefix of their id."""
+alike. kubelet and crictl also name objects by a unique prefix of their id; `find` is
+the one way a request's id or prefix becomes an object."""
 
 import errno
 import re
 import secrets
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from typing import TypeVar
 
 from cdfs.client.tree import TreeError
+from cdfs.cri.errors import invalid
 
 _ID = re.compile(r"[0-9a-f]{64}")
+T = TypeVar("T")
 
 
 def new_id() -> str:
@@ -30,10 +34,34 @@ def matching(prefix: str, ids: Iterable[str]) -> list[str]:
 
 
 def resolve(prefix: str, ids: Iterable[str], what: str) -> str:
-    """The one id `prefix` names; ENOENT for none, EINVAL when it names several."""
+    """The one id `prefix` names; ENOENT for none, INVALID_ARGUMENT when it names
+    several."""
     found = matching(prefix, ids)
     if not found:
         raise TreeError(f'no {what} "{prefix}"', errno.ENOENT)
     if len(found) > 1:
-        raise TreeError(f'{what} id prefix "{prefix}" is ambiguous', errno.EINVAL)
+        raise invalid(f'{what} id prefix "{prefix}" is ambiguous')
     return found[0]
+
+
+def find(prefix: str, what: str, read: Callable[[str], T],
+         listing: Callable[[], Iterable[str]]) -> T:
+    """The object an id or a unique prefix of one names: `read` of a whole id at once
+    (its ENOENT when unknown), else of the one id of `listing` it begins. An empty
+    one is a bad request."""
+    if not prefix:
+        raise invalid(f"no {what} id given")
+    if is_id(prefix):
+        return read(prefix)
+    return read(resolve(prefix, listing(), what))
+
+
+def or_none(find: Callable[[], T]) -> T | None:
+    """What `find` finds, None for an unknown id: Stop and Remove of one succeed, as
+    kubelet expects."""
+    try:
+        return find()
+    except TreeError as exc:
+        if exc.errno == errno.ENOENT:
+            return None
+        raise

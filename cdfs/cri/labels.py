@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from cdfs.client.tree import Tree, TreeError
+from cdfs.cri.errors import invalid
 
 PREFIX = "io.cdfs.cri."
 KIND = PREFIX + "kind"
@@ -29,9 +30,9 @@ CONTAINER_KIND = "container"
 
 
 def text(value: str, what: str) -> str:
-    """`value` as a label value, refused (EINVAL) when it is not one line."""
+    """`value` as a label value, refused (a bad request) when it is not one line."""
     if "\n" in value or "\r" in value:
-        raise TreeError(f"{what}: a line break is not allowed in {value[:80]!r}", errno.EINVAL)
+        raise invalid(f"{what}: a line break is not allowed in {value[:80]!r}")
     return value
 
 

@@ -8,14 +8,13 @@ over it when it manages the pod's hosts file). A DNS value with a line break wou
 add lines of its own to resolv.conf, so it is refused.
 """
 
-import errno
 import os
 import shutil
 import socket
 from collections.abc import Sequence
 from pathlib import Path
 
-from cdfs.client.tree import TreeError
+from cdfs.cri.errors import invalid
 from cdfs.cri.sandbox_record import SandboxFiles
 
 HOST_HOSTS = Path("/etc/hosts")
@@ -32,8 +31,7 @@ def resolv_conf(servers: Sequence[str], searches: Sequence[str],
     the config is."""
     for value in (*servers, *searches, *options):
         if "\n" in value or "\r" in value:
-            raise TreeError(f"dns_config: a line break is not allowed in {value[:80]!r}",
-                            errno.EINVAL)
+            raise invalid(f"dns_config: a line break is not allowed in {value[:80]!r}")
     text = ""
     if searches:
         text += f"search {' '.join(searches)}\n"

@@ -22,8 +22,9 @@ from typing import Any
 from base import identifiers
 from base.errors import InvalidArgument
 from cdfs.client.tree import Tree, TreeError
+from cdfs.cri import ids
 from cdfs.cri import labels as keys
-from cdfs.cri.container_record import RUNNING
+from cdfs.cri.container_record import RUNNING, nanoseconds
 from cdfs.cri.labels import compact, parsed, string_map, text
 
 
@@ -132,13 +133,11 @@ class SandboxFiles:
 
 @dataclass(frozen=True)
 class SandboxRecord:
-    """Everything known of one pod sandbox. `status` and `pause_pid` come from the tree
-    container itself; every other field from its labels."""
+    """Everything known of one pod sandbox. `created_at`, `status` and `pause_pid` come
+    from the tree container itself; every other field from its labels."""
 
     id: str
     metadata: Metadata
-    created_at: int
-    """nanoseconds since the epoch, as CRI reports it"""
     labels: Mapping[str, str] = field(default_factory=dict)
     annotations: Mapping[str, str] = field(default_factory=dict)
     runtime_handler: str = ""
@@ -159,6 +158,9 @@ class SandboxRecord:
     """the pause container's status in the tree: running while the pod is ready"""
     pause_pid: int = 0
     """the host pid of the pause process while it runs, else 0"""
+    created_at: int = 0
+    """when the tree made its container (info's `created`), in nanoseconds since the
+    epoch as CRI reports it, as a CRI container's; 0 while unknown"""
 
     @property
     def ready(self) -> bool:
@@ -173,13 +175,12 @@ class SandboxRecord:
         return replace(self, ip=ip, additional_ips=additional_ips)
 
     def to_labels(self) -> dict[str, str]:
-        """The tree labels that hold this record (`status` and `pause_pid` are live
-        facts of the container and are not stored)."""
+        """The tree labels that hold this record (`status`, `pause_pid` and
+        `created_at` are the container's own facts and are not stored)."""
         prefix = keys.PREFIX
         return {
             keys.KIND: keys.SANDBOX_KIND,
             prefix + "metadata": compact(self.metadata.to_json()),
-            prefix + "created-at": str(self.created_at),
             prefix + "labels": compact(dict(self.labels)),
             prefix + "annotations": compact(dict(self.annotations)),
             prefix + "runtime-handler": text(self.runtime_handler, "runtime handler"),
@@ -198,7 +199,7 @@ class SandboxRecord:
 
     @classmethod
     def from_labels(cls, sandbox_id: str, labels: Mapping[str, str], status: str = "",
-                    pause_pid: int = 0) -> "SandboxRecord":
+                    pause_pid: int = 0, created_at: int = 0) -> "SandboxRecord":
         """The record the labels hold; TreeError ENOENT when they are not a sandbox's."""
         if labels.get(keys.KIND) != keys.SANDBOX_KIND:
             raise TreeError(f'no pod sandbox "{sandbox_id}"', errno.ENOENT)
@@ -209,14 +210,9 @@ class SandboxRecord:
 
         ports = parsed(labels, prefix + "port-mappings", [])
         extra_ips = parsed(labels, prefix + "additional-ips", [])
-        try:
-            created_at = int(string("created-at") or 0)
-        except ValueError:
-            created_at = 0
         return cls(
             id=sandbox_id,
             metadata=Metadata.from_json(parsed(labels, prefix + "metadata", {})),
-            created_at=created_at,
             labels=string_map(labels, prefix + "labels"),
             annotations=string_map(labels, prefix + "annotations"),
             runtime_handler=string("runtime-handler"),
@@ -236,6 +232,7 @@ class SandboxRecord:
             if isinstance(extra_ips, list) else (),
             status=status,
             pause_pid=pause_pid,
+            created_at=created_at,
         )
 
     @classmethod
@@ -246,7 +243,8 @@ class SandboxRecord:
         return cls.from_labels(str(info.get("id", "")),
                                raw_labels if isinstance(raw_labels, dict) else {},
                                str(info.get("status") or ""),
-                               pid if isinstance(pid, int) else 0)
+                               pid if isinstance(pid, int) else 0,
+                               nanoseconds(info.get("created")))
 
 
 def read_sandbox(tree: Tree, sandbox_id: str) -> SandboxRecord:
@@ -275,3 +273,10 @@ def read_sandboxes(tree: Tree) -> Iterator[SandboxRecord]:
         except TreeError as exc:
             if exc.errno != errno.ENOENT:
                 raise
+
+
+def find_sandbox(tree: Tree, prefix: str) -> SandboxRecord:
+    """The sandbox a request's id, or a unique prefix of one, names (crictl's users
+    name pods by a prefix); ENOENT for none."""
+    return ids.find(prefix, "pod sandbox", lambda found: read_sandbox(tree, found),
+                    lambda: (record.id for record in read_sandboxes(tree)))

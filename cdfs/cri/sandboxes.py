@@ -20,7 +20,6 @@ import socket
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import replace
-from pathlib import Path
 from typing import Any
 
 import grpc
@@ -31,7 +30,7 @@ from cdfs.cri import labels as keys
 from cdfs.cri.api import runtime_v1_pb2 as pb
 from cdfs.cri.calls import Calls
 from cdfs.cri.cni import Attachment
-from cdfs.cri.container_record import LIVE, PAUSED, read_containers
+from cdfs.cri.container_record import LIVE, read_containers
 from cdfs.cri.container_stats import container_stats
 from cdfs.cri.errors import CriError, invalid
 from cdfs.cri.pause.image import PAUSE_IMAGE
@@ -42,10 +41,11 @@ from cdfs.cri.sandbox_record import (
     NamespaceOptions,
     PortMapping,
     SandboxRecord,
-    read_sandbox,
+    find_sandbox,
     read_sandboxes,
 )
 from cdfs.cri.sandbox_spec import pause_config
+from cdfs.cri.tree_tasks import stop_task
 
 log = logging.getLogger(__name__)
 
@@ -131,7 +131,7 @@ class SandboxCalls(Calls):
         ports = tuple(PortMapping(p.container_port, p.host_port, pb.Protocol.Name(p.protocol),
                                   p.host_ip) for p in config.port_mappings)
         return SandboxRecord(
-            id=sandbox_id, metadata=meta, created_at=time.time_ns(),
+            id=sandbox_id, metadata=meta,
             labels=dict(config.labels), annotations=dict(config.annotations),
             runtime_handler=request.runtime_handler, namespace_options=options,
             netns_name="" if host_network else netns_name(sandbox_id),
@@ -169,7 +169,7 @@ class SandboxCalls(Calls):
     def _attach_network(self, record: SandboxRecord, undo: list[Callable[[], None]]
                         ) -> SandboxRecord:
         """The pod's network namespace, made in the tree and wired by CNI."""
-        netns = self.tree.mount / "netns" / record.netns_name
+        netns = self.tree.netns(record.netns_name)
         undo.append(lambda: self._remove_netns(record.netns_name))
         self.tree.mkdir(netns)
         path = self.tree.read(netns / "path").strip()
@@ -186,7 +186,7 @@ class SandboxCalls(Calls):
     # -- StopPodSandbox ----------------------------------------------------------------
     def StopPodSandbox(self, request: pb.StopPodSandboxRequest, context: Any
                        ) -> pb.StopPodSandboxResponse:
-        record = self._find(request.pod_sandbox_id)
+        record = ids.or_none(lambda: find_sandbox(self.tree, request.pod_sandbox_id))
         if record is not None:
             self._stop(record)
         return pb.StopPodSandboxResponse()
@@ -194,45 +194,22 @@ class SandboxCalls(Calls):
     def _stop(self, record: SandboxRecord) -> None:
         """The pod's containers and its pause process stopped, its network detached
         and its network namespace removed; each step skipped when already done."""
+        netns = self.tree.netns(record.netns_name) if record.netns_name else None
         for container_id in self._pod_containers(record.id):
-            self._stop_container(container_id, 0)
-        self._stop_container(record.id, PAUSE_STOP_SECONDS)
-        if record.netns_name:
-            netns_there = (self.tree.mount / "netns" / record.netns_name).is_dir()
-            if netns_there or self.cni.attached(record.id):
+            stop_task(self.tree, container_id, 0)
+        stop_task(self.tree, record.id, PAUSE_STOP_SECONDS)
+        if netns is not None:
+            if netns.is_dir() or self.cni.attached(record.id):
                 self.cni.delete(self._attachment(record))
-            self._remove_netns(record.netns_name)
-
-    def _stop_container(self, container_id: str, grace: int) -> None:
-        """Stop a live tree container; nothing for one that is gone or not live, nor
-        for one whose own exit won the race with the stop."""
-        box = self.tree.container(container_id)
-        try:
-            status = self.tree.read(box / "status").strip()
-            if status in LIVE:
-                if status == PAUSED:
-                    self.tree.write(box / "ctl", "resume\n")
-                self.tree.write(box / "ctl", f"stop {grace}\n")
-        except TreeError as exc:
-            if exc.errno == errno.ENOENT:
-                return
-            if exc.errno == errno.EINVAL and self._status(box) not in LIVE:
-                return
-            raise
-
-    def _status(self, box: Path) -> str:
-        try:
-            return self.tree.read(box / "status").strip()
-        except TreeError:
-            return ""
+            self.tree.rmdir(netns, missing_ok=True)
 
     def _remove_netns(self, name: str) -> None:
-        self.tree.rmdir(self.tree.mount / "netns" / name, missing_ok=True)
+        self.tree.rmdir(self.tree.netns(name), missing_ok=True)
 
     # -- RemovePodSandbox --------------------------------------------------------------
     def RemovePodSandbox(self, request: pb.RemovePodSandboxRequest, context: Any
                          ) -> pb.RemovePodSandboxResponse:
-        record = self._find(request.pod_sandbox_id)
+        record = ids.or_none(lambda: find_sandbox(self.tree, request.pod_sandbox_id))
         if record is not None:
             self._stop(record)
             for container_id in self._pod_containers(record.id):
@@ -243,13 +220,13 @@ class SandboxCalls(Calls):
 
     def _remove_container(self, container_id: str) -> None:
         """rmdir of a tree container, stopping it first when it still runs."""
-        self._stop_container(container_id, 0)
+        stop_task(self.tree, container_id, 0)
         self.tree.rmdir(self.tree.container(container_id), missing_ok=True)
 
     # -- PodSandboxStatus, ListPodSandbox ----------------------------------------------
     def PodSandboxStatus(self, request: pb.PodSandboxStatusRequest, context: Any
                          ) -> pb.PodSandboxStatusResponse:
-        record = self._get(request.pod_sandbox_id)
+        record = find_sandbox(self.tree, request.pod_sandbox_id)
         status = pb.PodSandboxStatus(
             id=record.id, metadata=_metadata(record), state=_state(record),  # type: ignore[arg-type]
             created_at=record.created_at,
@@ -287,7 +264,7 @@ class SandboxCalls(Calls):
     # -- PodSandboxStats, ListPodSandboxStats ------------------------------------------
     def PodSandboxStats(self, request: pb.PodSandboxStatsRequest, context: Any
                         ) -> pb.PodSandboxStatsResponse:
-        record = self._get(request.pod_sandbox_id)
+        record = find_sandbox(self.tree, request.pod_sandbox_id)
         if not record.ready:
             raise CriError(grpc.StatusCode.FAILED_PRECONDITION,
                            f'pod sandbox "{record.id}" is not ready: it has no stats')
@@ -318,30 +295,12 @@ class SandboxCalls(Calls):
                       for c, files in zip(members, cgroups[1:], strict=True)]
         counters = None
         if record.netns_name:
-            counters = self.tree.read(self.tree.mount / "netns" / record.netns_name / "counters")
+            counters = self.tree.read(self.tree.netns(record.netns_name) / "counters")
         return pod_stats(record, cgroups, containers, counters, time.time_ns())
 
     def _cgroup_files(self, container_id: str) -> dict[str, str]:
         stats_dir = self.tree.container(container_id) / "stats"
         return {name: self.tree.read(stats_dir / name) for name in ("cpu", "memory", "pids")}
-
-    # -- finding pods and their containers ---------------------------------------------
-    def _get(self, prefix: str) -> SandboxRecord:
-        """The sandbox an id (or unique prefix) names; NotFound otherwise."""
-        if not prefix:
-            raise invalid("no pod sandbox id given")
-        if ids.is_id(prefix):
-            return read_sandbox(self.tree, prefix)
-        found = ids.resolve(prefix, (r.id for r in read_sandboxes(self.tree)), "pod sandbox")
-        return read_sandbox(self.tree, found)
-
-    def _find(self, prefix: str) -> SandboxRecord | None:
-        try:
-            return self._get(prefix)
-        except TreeError as exc:
-            if exc.errno == errno.ENOENT:
-                return None
-            raise
 
     def _pod_containers(self, sandbox_id: str) -> list[str]:
         """The ids of the CRI containers of a pod (its pause container aside)."""

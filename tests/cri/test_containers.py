@@ -130,6 +130,26 @@ def test_an_id_is_never_a_path(cri: CriServer, ctrs: Containers, short_dir: Path
                    ) == grpc.StatusCode.NOT_FOUND
 
 
+def test_a_pod_prefix_names_pods_only(cri: CriServer, pods: Pods, ctrs: Containers,
+                                     runtime: pb_grpc.RuntimeServiceStub) -> None:
+    """CreateContainer and PortForward take a unique prefix of a pod's id among pods
+    (a container whose name begins alike is no pod), as the other pod calls do."""
+    pod = pods.run()
+    prefix = pod[:8]
+    look_alike = cri.daemon.path("namespaces", NAMESPACE, "containers", prefix + "-plain")
+    look_alike.mkdir()  # a plain tree slot, no pod: the prefix names one pod still
+    try:
+        created = ctrs.create(prefix, container_config(["true"]))
+        assert ctrs.status(created).metadata.name.startswith("ctr-")
+        assert listed(runtime, pod_sandbox_id=pod) == [created]
+        url = runtime.PortForward(pb.PortForwardRequest(pod_sandbox_id=prefix, port=[80])).url
+        assert "/portforward/" in url
+        assert code_of(lambda: ctrs.create("", container_config(["true"]))
+                       ) == grpc.StatusCode.INVALID_ARGUMENT
+    finally:
+        look_alike.rmdir()
+
+
 def test_a_log_path_outside_the_pods_log_directory_is_refused(
         cri: CriServer, pods: Pods, ctrs: Containers, tmp_path: Path) -> None:
     pod = pods.run(pod_config(log_directory=str(tmp_path / "pods" / "uid")))

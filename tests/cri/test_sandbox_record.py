@@ -6,10 +6,12 @@ import json
 from dataclasses import replace
 from pathlib import Path
 
+import grpc
 import pytest
 
 from cdfs.client.tree import Tree, TreeError
 from cdfs.cri import labels
+from cdfs.cri.errors import CriError
 from cdfs.cri.sandbox_record import (
     Metadata,
     NamespaceMode,
@@ -53,7 +55,9 @@ def test_labels_round_trip_every_field() -> None:
     assert stored[labels.KIND] == labels.SANDBOX_KIND
     assert all(key.startswith(labels.PREFIX) for key in stored)
     assert all("\n" not in value for value in stored.values())
-    back = SandboxRecord.from_labels(SANDBOX_ID, stored, status="running", pause_pid=42)
+    assert labels.PREFIX + "created-at" not in stored  # the tree's info says it
+    back = SandboxRecord.from_labels(SANDBOX_ID, stored, status="running", pause_pid=42,
+                                     created_at=record.created_at)
     assert back == replace(record, status="running", pause_pid=42)
     assert back.ready
     assert back.namespace_path("ipc") == "/proc/42/ns/ipc"
@@ -82,8 +86,7 @@ def test_not_a_sandbox_is_not_found() -> None:
 def test_damaged_labels_give_defaults() -> None:
     stored = {**full_record().to_labels(),
               labels.PREFIX + "metadata": "{not json",
-              labels.PREFIX + "port-mappings": '"a string"',
-              labels.PREFIX + "created-at": "soon"}
+              labels.PREFIX + "port-mappings": '"a string"'}
     record = SandboxRecord.from_labels(SANDBOX_ID, stored)
     assert record.metadata == Metadata("", "", "")
     assert record.port_mappings == ()
@@ -91,11 +94,21 @@ def test_damaged_labels_give_defaults() -> None:
     assert record.ip == "10.223.0.5"
 
 
+def test_the_creation_time_is_the_trees() -> None:
+    """As a CRI container's: info's `created`, to the nanosecond, not a label."""
+    info = {"id": SANDBOX_ID, "status": "running", "pid": 7,
+            "created": "2026-12-01T12:00:00.123456789Z",
+            "labels": {**full_record().to_labels(), labels.PREFIX + "created-at": "1"}}
+    record = SandboxRecord.from_info(info)
+    assert record.created_at == 1_796_126_400_123_456_789
+    assert (record.status, record.pause_pid) == ("running", 7)
+
+
 def test_a_line_break_in_a_string_field_is_refused() -> None:
-    record = SandboxRecord(SANDBOX_ID, Metadata("a", "b", "c"), 1, hostname="a\nb")
-    with pytest.raises(TreeError) as caught:
+    record = SandboxRecord(SANDBOX_ID, Metadata("a", "b", "c"), hostname="a\nb")
+    with pytest.raises(CriError) as caught:
         record.to_labels()
-    assert caught.value.errno == errno.EINVAL
+    assert caught.value.code == grpc.StatusCode.INVALID_ARGUMENT
 
 
 def test_a_name_that_is_a_path_names_no_sandbox(tmp_path: Path) -> None:

@@ -14,6 +14,7 @@ from support import listed
 
 from cdfs.cri.api import runtime_v1_pb2 as pb
 from cdfs.cri.api import runtime_v1_pb2_grpc as pb_grpc
+from cdfs.cri.container_record import nanoseconds
 from cdfs.cri.sandboxes import netns_name
 
 
@@ -188,6 +189,55 @@ def test_refused_pods_leave_nothing(cri: CriServer, pods: Pods,
                  if p.name[0].isdigit()]
     assert allocated == [pods.status(listed_ids(runtime)[0]).network.ip]
     assert sorted(p.name for p in (cri.root / "sandboxes").iterdir()) == listed_ids(runtime)
+
+
+def test_the_creation_time_is_the_trees(cri: CriServer, pods: Pods,
+                                      runtime: pb_grpc.RuntimeServiceStub) -> None:
+    """As a container's: info's `created`, one clock for one fact, in status and list."""
+    sandbox_id = pods.run()
+    info = json.loads((tree_container(cri, sandbox_id) / "info").read_text())
+    created = nanoseconds(info["created"])
+    assert pods.status(sandbox_id).created_at == created
+    [item] = runtime.ListPodSandbox(pb.ListPodSandboxRequest()).items
+    assert item.created_at == created
+
+
+def test_a_netns_name_from_the_labels_is_checked(cri: CriServer, pods: Pods) -> None:
+    """Labels may be edited by hand: a netns name that climbs out of netns/ is refused
+    before it becomes a path, and the stop changes nothing."""
+    sandbox_id = pods.run()
+    victim = cri.daemon.path("namespaces", "victim")
+    victim.mkdir()
+    labels = tree_container(cri, sandbox_id) / "labels"
+    original = labels.read_text()
+    key = "io.cdfs.cri.netns="
+    edited = "".join(f"{key}../namespaces/victim\n" if line.startswith(key) else line
+                     for line in original.splitlines(keepends=True))
+    assert edited != original
+    labels.write_text(edited)
+    with pytest.raises(grpc.RpcError) as caught:
+        pods.stop(sandbox_id)
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "netns name" in str(caught.value.details())
+    assert victim.is_dir()
+    assert pods.status(sandbox_id).state == pb.SANDBOX_READY  # nothing was stopped
+    labels.write_text(original)
+    victim.rmdir()
+
+
+def test_a_host_path_failure_is_a_status_not_a_traceback(cri: CriServer, pods: Pods,
+                                                         runtime: pb_grpc.RuntimeServiceStub
+                                                         ) -> None:
+    """An OSError of the server's own files (here: --root/sandboxes is no directory)
+    answers through the one error mapping, naming the path, and leaves nothing."""
+    (cri.root / "sandboxes").write_text("not a directory\n")
+    with pytest.raises(grpc.RpcError) as caught:
+        pods.run()
+    assert caught.value.code() == grpc.StatusCode.UNKNOWN
+    assert str(caught.value.details()).startswith(str(cri.root / "sandboxes"))
+    assert "Not a directory" in str(caught.value.details())
+    assert "Traceback" not in cri.log.read_text()
+    assert listed_ids(runtime) == []
 
 
 def test_a_restarted_server_knows_its_pods(cri: CriServer, pods: Pods) -> None:

@@ -304,10 +304,12 @@ def test_refused_requests(runtime: pb_grpc.RuntimeServiceStub, containers: Conta
                                            stdout=stdout, stderr=stderr, tty=tty))
 
     assert code_of(lambda: exec_("nope")) == grpc.StatusCode.NOT_FOUND
-    # an id that is a path, even one leading back to the same container, is no id
-    assert code_of(lambda: exec_(f"../containers/{web}")) == grpc.StatusCode.INVALID_ARGUMENT
+    # an id that is a path, even one leading back to the same container, names none
+    # (as for the container calls: only a listed name, or a prefix of one, names one)
+    assert code_of(lambda: exec_(f"../containers/{web}")) == grpc.StatusCode.NOT_FOUND
     assert code_of(lambda: runtime.Attach(pb.AttachRequest(
-        container_id=f"../containers/{web}", stdout=True))) == grpc.StatusCode.INVALID_ARGUMENT
+        container_id=f"../containers/{web}", stdout=True))) == grpc.StatusCode.NOT_FOUND
+    assert code_of(lambda: exec_("")) == grpc.StatusCode.INVALID_ARGUMENT
     assert code_of(lambda: exec_(done)) == grpc.StatusCode.FAILED_PRECONDITION
     assert code_of(lambda: exec_(web, cmd=())) == grpc.StatusCode.INVALID_ARGUMENT
     assert code_of(lambda: exec_(web, tty=True, stderr=True)) == \

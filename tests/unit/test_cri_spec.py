@@ -21,7 +21,7 @@ PASSWD = "root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000::/home/app:/bin/sh\n" \
          "nobody:x:65534:65534::/:/bin/false\n"
 GROUP = "root:x:0:\napp:x:1000:\nstaff:x:50:app\nwheel:x:10:root,app\n"
 SANDBOX = SandboxRecord(
-    id="a" * 64, metadata=Metadata("web", "uid-1", "default"), created_at=1,
+    id="a" * 64, metadata=Metadata("web", "uid-1", "default"),
     netns_path="/run/netns/pod1", hostname="web-pod", pause_pid=4242,
     files=SandboxFiles(hostname="/cri/pod/hostname", hosts="/cri/pod/hosts",
                        resolv_conf="/cri/pod/resolv.conf"),

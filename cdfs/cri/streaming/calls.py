@@ -7,14 +7,14 @@ from typing import Any
 import grpc
 
 from base.errors import Unavailable
-from cdfs.client.tree import Tree, TreeError
+from cdfs.client.tree import Tree
 from cdfs.cri import ids
 from cdfs.cri.api import runtime_v1_pb2 as pb
 from cdfs.cri.calls import Calls
 from cdfs.cri.config import CriConfig
 from cdfs.cri.container_record import RUNNING
 from cdfs.cri.errors import CriError, invalid
-from cdfs.cri.sandbox_record import read_sandbox
+from cdfs.cri.sandbox_record import find_sandbox
 from cdfs.cri.streaming.backend import TreeBackend
 from cdfs.cri.streaming.remotecommand import Options
 from cdfs.cri.streaming.server import (
@@ -50,29 +50,26 @@ class StreamingCalls(Calls):
 
     def PortForward(self, request: pb.PortForwardRequest, context: Any
                     ) -> pb.PortForwardResponse:
-        sandbox = read_sandbox(self.tree, request.pod_sandbox_id)  # NOT_FOUND when unknown
+        sandbox = find_sandbox(self.tree, request.pod_sandbox_id)  # NOT_FOUND when unknown
         if not sandbox.ready:
             raise CriError(grpc.StatusCode.FAILED_PRECONDITION,
                            f'pod sandbox "{sandbox.id}" is not ready')
         return pb.PortForwardResponse(url=self._url(PortForwardRequest(sandbox.id)))
 
     def _running(self, container_id: str) -> str:
-        """The id of the container `container_id` names, itself or the one whose id it
-        begins (crictl's users name containers by a prefix, and containerd takes it),
-        checked to run: NOT_FOUND, FAILED_PRECONDITION otherwise."""
-        if not container_id:
-            raise invalid("container_id is empty")
-        if not self.tree.container(container_id).is_dir():
-            try:
-                names = [p.name for p in self.tree.containers.iterdir() if p.is_dir()]
-            except OSError as exc:
-                raise TreeError(f"{self.tree.containers}: {exc.strerror}", exc.errno) from None
-            container_id = ids.resolve(container_id, names, "container")
-        status = self.tree.read(self.tree.container(container_id) / "status").strip()
-        if status != RUNNING:
-            raise CriError(grpc.StatusCode.FAILED_PRECONDITION,
-                           f'container "{container_id}" is not running ({status})')
-        return container_id
+        """The id of the tree container `container_id` names, itself or the one whose
+        name it begins (crictl's users name containers by a prefix, and containerd
+        takes it), checked to run: NOT_FOUND, FAILED_PRECONDITION otherwise. Any
+        container of the namespace may be named, not only CRI's: a session is plain
+        file I/O on its directory."""
+        def running(found: str) -> str:
+            status = self.tree.read(self.tree.container(found) / "status").strip()
+            if status != RUNNING:
+                raise CriError(grpc.StatusCode.FAILED_PRECONDITION,
+                               f'container "{found}" is not running ({status})')
+            return found
+
+        return ids.find(container_id, "container", running, self.tree.container_names)
 
     def _url(self, request: Request) -> str:
         try:
