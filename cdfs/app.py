@@ -66,7 +66,7 @@ class App:
         images.reclaim = app.collect_garbage
         app.containers = Containers(db, bus, TaskService(config.state / "runtime",
                                                       log_size_max=config.log_size_max),
-                                    namespaces, images, snapshots, leases)
+                                    namespaces, images, snapshots, leases, config.root)
         app.metrics = Metrics(bus, app.containers.cgroups_path)
         app.containers.before_exit = app.metrics.before_exit
         app.containers.own_mount = config.mount

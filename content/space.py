@@ -41,6 +41,13 @@ def require_room(fd: int, size: int) -> None:
         raise NoSpace(f"{size} bytes needed, {free} free, {kept} kept in reserve")
 
 
+def no_space_message(path: Path, doing: str) -> str:
+    """What a refusal for a full disk says: where, while doing what, and how much was
+    free then (blocking: statvfs)."""
+    st = os.statvfs(path)
+    return f"no space left on {path} while {doing}: {st.f_bavail * st.f_frsize} bytes free"
+
+
 def is_out_of_space(exc: BaseException) -> bool:
     """Whether `exc`, or what caused it, says the disk is full: NoSpace, ENOSPC or
     EDQUOT from a system call, or sqlite's SQLITE_FULL."""

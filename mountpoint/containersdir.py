@@ -315,7 +315,9 @@ CONTAINER = Table(
               "is absolute brings your own rootfs (no image needed). It is acted on\n"
               "as soon as the JSON object written closes (at most 4 MiB); a bad spec,\n"
               "or bytes that cannot become an object, fail the write with EINVAL,\n"
-              "`err` saying what and where, and create nothing. Reading gives the\n"
+              "`err` saying what and where, and create nothing. A full disk fails it\n"
+              "with ENOSPC (`err`: `no space left on ROOT while preparing the snapshot\n"
+              "of container ID: N bytes free`), leaving nothing. Reading gives the\n"
               "final spec",
               read=show(lambda app, s: app.containers.config_json(s["ns"], s["id"]), _spec),
               write=lambda app, s, data: app.containers.create(s["ns"], s["id"], data),

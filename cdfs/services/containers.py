@@ -29,7 +29,7 @@ import trio
 
 from base import identifiers
 from base.clock import rfc3339, seconds_to_ns
-from base.errors import AlreadyExists, Busy, CdfsError, InvalidArgument, NotFound
+from base.errors import AlreadyExists, Busy, CdfsError, InvalidArgument, NoSpace, NotFound
 from base.mount import Mount
 from cdfs.db import Database, dumps
 from cdfs.events import EventBus
@@ -46,6 +46,7 @@ from cdfs.services.namespaces import Namespaces
 from cdfs.services.snapshots import Snapshots
 from cdfs.services.task_states import TaskStates
 from content.rootfs import RootView, read_from_layers
+from content.space import is_out_of_space, no_space_message
 from runtime import netns, runc, spec
 from runtime.logs import LogIndex
 from runtime.state import LIVE, Status, parse_signal
@@ -139,8 +140,9 @@ class Containers:
 
     def __init__(self, db: Database, bus: EventBus, tasks: TaskService,
                  namespaces: Namespaces, images: Images, snapshots: Snapshots,
-                 leases: Leases) -> None:
+                 leases: Leases, root: Path) -> None:
         self._namespaces = namespaces
+        self.root = root  # the daemon's --root, named when its disk is full
         self._leases = leases
         self._images = images
         self._snapshots = snapshots
@@ -464,19 +466,22 @@ class Containers:
                 hold.snapshots.add(image.chain_id)
             mounts: list[Mount] = []
             snapshot = ""
+            stage = (self.root, "preparing the snapshot of")
             try:
                 if image is not None and not _own_root(user):
+                    mounts = await self._snapshots.prepare(namespace, container_id,
+                                                           parent=image.chain_id)
                     snapshot = container_id
-                    mounts = await self._snapshots.prepare(namespace, snapshot,
-                                                               parent=image.chain_id)
                 passwd, group = await self._read_users(namespace, snapshot, user)
                 final = container_config.build_spec(
                     namespace, container_id, user, spec.host_rlimits(),
                     image_config=_image_config(image), passwd=passwd, group=group,
                     netns_path=netns_path)
+                stage = (self.tasks.state_dir, "writing the bundle of")
                 info, created = await self._thread(self._create_task, namespace, container_id,
                                                    final, mounts, container.runtime,
                                                    container.log_path)
+                stage = (self.root, "recording")
                 try:
                     await self._db.execute(
                         "UPDATE containers SET spec = ?, snapshot = ? WHERE namespace = ? "
@@ -484,10 +489,17 @@ class Containers:
                 except BaseException:
                     await self._thread(self.tasks.delete, namespace, container_id, True)
                     raise
+            except Exception as exc:
+                with trio.CancelScope(shield=True):
+                    await self._discard_snapshot(namespace, snapshot)
+                if not is_out_of_space(exc):
+                    raise
+                where, doing = stage
+                raise NoSpace(await self._thread(
+                    no_space_message, where, f"{doing} container {container_id}")) from exc
             except BaseException:
-                if snapshot:
-                    with trio.CancelScope(shield=True):
-                        await self._snapshots.remove(namespace, snapshot)
+                with trio.CancelScope(shield=True):
+                    await self._discard_snapshot(namespace, snapshot)
                 raise
             container.spec, container.snapshot = created, snapshot
             self._states.forget(namespace, container_id, every_exec=True)
@@ -497,6 +509,17 @@ class Containers:
             self._bus.publish(namespace, "/tasks/create", container_id,
                               container_id=container_id, pid=info.pid or 0,
                               bundle=str(self.tasks.bundle(namespace, container_id)))
+
+    async def _discard_snapshot(self, namespace: str, snapshot: str) -> None:
+        """Remove the snapshot of a creation that failed. On a full disk even that may
+        fail to be recorded: the error that stopped the creation is what the user must
+        see, and gc frees the snapshot once no slot is named so."""
+        if not snapshot:
+            return
+        try:
+            await self._snapshots.remove(namespace, snapshot)
+        except Exception as exc:
+            log.warning("removing the snapshot of %s/%s: %r", namespace, snapshot, exc)
 
     def _create_task(self, namespace: str, container_id: str, oci_spec: dict[str, Any],
                      mounts: list[Mount], runtime: str, log_path: str

@@ -2,6 +2,7 @@
 err line, leaves the root as it was, and the daemon goes on serving: it runs a
 container afterwards and frees space at once when the user deletes something."""
 
+import contextlib
 import errno
 import json
 import os
@@ -105,3 +106,46 @@ def test_a_pull_that_fills_the_disk_says_so_and_leaves_the_root_as_it_was(
     assert _ctl(daemon, f"{images}/ctl", f"rm {registry}/medium:1") == 0
     assert _ctl(daemon, "ctl", "gc") == 0  # frees at once what the user deleted
     assert _free(small_root) - free_before > 20 * MB
+
+
+def _fill(root: Path) -> Path:
+    """A file taking every free byte of `root`'s filesystem."""
+    filler = root / "filler"
+    fd = os.open(filler, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        for size in (MB, 65536, 4096, 1):  # down to the last partial block
+            with contextlib.suppress(OSError):
+                while os.write(fd, bytes(size)):
+                    pass
+    finally:
+        os.close(fd)
+    assert _free(root) == 0
+    return filler
+
+
+def test_a_container_whose_snapshot_finds_the_disk_full_says_so_and_leaves_nothing(
+        small_root: Path, make_daemon: Callable[..., Daemon]) -> None:
+    daemon = make_daemon(root=small_root)
+    containers = daemon.path("namespaces", "default", "containers")
+    container = containers / "full"
+    container.mkdir()
+    _write(container / "image", "cdfs.local/busybox:latest\n")
+    snapshots = set(os.listdir(daemon.path("namespaces", "default", "snapshots")))
+    on_disk = _layout(small_root)
+    filler = _fill(small_root)
+
+    config = '{"process": {"args": ["echo", "made"]}}'
+    assert write_errno(container / "config.json", config) == errno.ENOSPC
+    err = (container / "err").read_text()
+    assert f"no space left on {small_root} while preparing the snapshot of container " \
+           f"full: " in err and "bytes free" in err, err
+    assert (container / "status").read_text() == "empty\n"
+    assert set(os.listdir(daemon.path("namespaces", "default", "snapshots"))) == snapshots
+    assert _layout(small_root) == on_disk  # no snapshot directory is left either
+
+    filler.unlink()  # the daemon went on serving: with room, the same write creates it
+    _write(container / "config.json", config)
+    _write(container / "ctl", "start\n")
+    status = subprocess.run(["timeout", "30", "cat", str(container / "wait")],
+                            capture_output=True, text=True, timeout=40).stdout.strip()
+    assert status == "0" and (container / "stdout").read_text() == "made\n"
