@@ -14,7 +14,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from base.errors import InvalidArgument, NotFound
+from base.errors import AlreadyExists, InvalidArgument, NotFound
 from content import mediatypes
 from content.archive_source import (
     ArchiveSource,
@@ -126,8 +126,9 @@ def _add_bytes(tar: tarfile.TarFile, name: str, data: bytes) -> None:
 
 def export_layout(store: ContentStore, root: Descriptor, name: str, path: Path) -> None:
     """Write `root` and everything it refers to as an OCI layout tar at `path`, named
-    `name` (a reference) in index.json. The tar is written beside `path` and renamed,
-    so `path` is never seen half written. NotFound if the store lacks a blob."""
+    `name` (a reference) in index.json. The tar is written beside `path` and linked
+    there, so `path` is never seen half written, and a file that appeared at `path`
+    meanwhile is never replaced (AlreadyExists). NotFound if the store lacks a blob."""
     index_bytes = _index_json(root, name)
     if not path.parent.is_dir():
         raise NotFound(f'no directory "{path.parent}" to export into')
@@ -150,6 +151,9 @@ def export_layout(store: ContentStore, root: Descriptor, name: str, path: Path) 
             tar.close()
             out.flush()
             os.fsync(out.fileno())
-        os.replace(temp, path)
+        try:
+            os.link(temp, path)  # no-replace: unlike rename, fails if `path` exists
+        except FileExistsError:
+            raise AlreadyExists(f'"{path}" exists; export does not overwrite') from None
     finally:
         temp.unlink(missing_ok=True)

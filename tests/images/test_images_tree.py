@@ -13,8 +13,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support import Daemon
+from support import Daemon, wait_until
 
+from content.archive import export_archive
 from content.build import BuildConfig, Entry, Layer, build_image, build_index
 from content.reference import parse_reference
 from content.registry.push import push
@@ -280,3 +281,37 @@ def test_verbs_do_not_wait_for_a_pull_in_flight(daemon: Daemon, registry: str,
         big.communicate(timeout=30)
     for ref in (f"{held.address}/big:1", f"{registry}/small:1", "example.com/during:1"):
         assert (image_dir(daemon, ref) / "digest").is_file()
+
+
+def test_export_never_replaces_a_file_that_appears_at_its_destination(
+        daemon: Daemon, tmp_path: Path) -> None:
+    """The existence check comes long before the tar is whole: a file made at PATH
+    meanwhile (here as soon as the temporary tar appears beside it) is kept, and the
+    export fails with EEXIST, leaving no temporary file."""
+    store = ContentStore(tmp_path / "build-large")
+    root = build_image(store, [Layer([Entry.file("big", os.urandom(48 << 20))], "none")],
+                       BuildConfig(cmd=("sh",)))
+    source = tmp_path / "large.tar"
+    export_archive(store, root, "example.com/large:1", source)
+    assert ctl(daemon, f"import {source}").returncode == 0
+    out = tmp_path / "out"
+    out.mkdir()
+    target = out / "large.tar"
+    export = subprocess.Popen(
+        ["bash", "-c", f'echo "export example.com/large:1 {target}" > '
+                       f'"$M/namespaces/default/images/ctl"'],
+        env={**os.environ, "M": str(daemon.mount)}, stderr=subprocess.PIPE, text=True)
+    try:
+        assert wait_until(lambda: any(out.iterdir()), timeout=60, interval=0.001)
+        assert not target.exists()  # what appeared is the temporary tar
+        target.write_text("mine\n")
+        _, stderr = export.communicate(timeout=120)
+    finally:
+        if export.poll() is None:
+            export.kill()
+            export.wait(timeout=10)
+    assert export.returncode == 1 and "File exists" in stderr
+    assert target.read_text() == "mine\n"
+    assert os.listdir(out) == ["large.tar"]
+    err = daemon.path("namespaces", "default", "images", "err").read_text()
+    assert f'"{target}" exists; export does not overwrite' in err
