@@ -78,10 +78,11 @@ class App:
 
     async def collect_garbage(self) -> Collected:
         """Free the blobs, snapshots and ingests that no image, container or lease uses."""
-        labels = self.cas.all_labels()
-        live = gc.roots(self.images.all_records(), self.containers.snapshots(),
-                        self.leases.roots(), labels)
-        collected = await gc.collect(self.cas.store, self.snapshots, live)
+        async with self.leases.collecting():
+            labels = self.cas.all_labels()
+            live = gc.roots(self.images.all_records(), self.containers.snapshots(),
+                            self.leases.roots(), labels)
+            collected = await gc.collect(self.cas.store, self.snapshots, live)
         await self.cas.forget_labels(
             set(labels) - set(await self.cas.digests()))
         self.bus.publish("", "/gc", "", blobs=collected.blobs, bytes=collected.bytes,

@@ -10,7 +10,6 @@ or a removed tenant left (`collect` sweeps them).
 """
 
 import logging
-import os
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
@@ -97,18 +96,16 @@ def live_blobs(store: ContentStore, roots: Iterable[Descriptor]) -> set[str]:
 
 def sweep_blobs(store: ContentStore, live: set[str], covered_since: float | None = None
                 ) -> tuple[int, int]:
-    """Delete the blobs not in `live` and not committed since `covered_since` (the
-    commit's rename sets the ctime); count them."""
+    """Delete the blobs not in `live` and not changed since `covered_since` (a commit's
+    rename, or a writer reusing the blob, sets the ctime); count them."""
     count = size = 0
     for blob in list(store.list()):
         if blob.digest in live:
             continue
         try:
-            if covered_since is not None and \
-                    os.stat(store.blob_path(blob.digest)).st_ctime >= covered_since:
+            if not store.delete_unchanged_since(blob.digest, covered_since):
                 continue
-            store.delete(blob.digest)
-        except (NotFound, FileNotFoundError):
+        except NotFound:
             continue
         count, size = count + 1, size + blob.size
     return count, size

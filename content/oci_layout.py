@@ -67,7 +67,7 @@ def image_name(annotations: dict[str, str]) -> str | None:
 def _ingest(store: ContentStore, source: ArchiveSource, digest: str,
             size: int | None = None) -> None:
     """Make sure the store holds `digest` (of `size` bytes), copying it from the archive."""
-    if store.has(digest):
+    if store.reuse(digest):
         held = store.info(digest).size
         if size is not None and held != size:
             raise InvalidArgument(f'blob "{digest}" has {held} bytes, descriptor says {size}')

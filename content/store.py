@@ -68,6 +68,18 @@ class ContentStore:
     def has(self, digest: str) -> bool:
         return (self.blobs / digest_hex(digest)).exists()
 
+    def reuse(self, digest: str) -> bool:
+        """Whether the store has `digest`, asked by a writer that will use the blob
+        instead of writing it: the blob's change time becomes now, so gc keeps it for
+        the lease in flight of the work that found it (a lease covers everything that
+        changed since it began; see `delete_unchanged_since`)."""
+        with self._lock:
+            try:
+                os.utime(self.blobs / digest_hex(digest))
+            except FileNotFoundError:
+                return False
+            return True
+
     def info(self, digest: str) -> BlobInfo:
         return BlobInfo(digest, self.blob_path(digest).stat().st_size)
 
@@ -98,11 +110,26 @@ class ContentStore:
         except FileNotFoundError:
             raise NotFound(f'no blob "{digest}"') from None
 
+    def delete_unchanged_since(self, digest: str, since: float | None) -> bool:
+        """gc's delete: remove `digest` unless it changed at or after `since` (epoch
+        seconds; None: whenever), in one step under the lock `reuse` takes, so that a
+        blob a writer has just found is never removed between the finding and its use.
+        Whether it was removed; NotFound if it is gone."""
+        path = self.blobs / digest_hex(digest)
+        with self._lock:
+            try:
+                if since is not None and os.stat(path).st_ctime >= since:
+                    return False
+                path.unlink()
+            except FileNotFoundError:
+                raise NotFound(f'no blob "{digest}"') from None
+            return True
+
     def add(self, data: bytes, expected: str | None = None) -> str:
         """Store `data` as a blob (through an ingest, so with the same checks) and
         return its digest."""
         digest = expected or "sha256:" + hashlib.sha256(data).hexdigest()
-        if self.has(digest) and expected is None:
+        if expected is None and self.reuse(digest):
             return digest
         writer = self.writer(f"add-{digest_hex(digest)}-{threading.get_ident()}",
                              expected=digest, total=len(data))
@@ -251,7 +278,7 @@ class Writer:
             raise InvalidArgument(
                 f'ingest "{self.ref}": content is {digest}, expected {expected}')
         target = self.store.blobs / digest_hex(digest)
-        if target.exists():
+        if self.store.reuse(digest):
             os.unlink(self.path)
         else:
             os.fsync(self._fd)

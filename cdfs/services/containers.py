@@ -445,7 +445,7 @@ class Containers:
         snapshot chain until the container's snapshot names it). Any refusal leaves the
         slot as it was."""
         container = self.get(namespace, container_id)
-        with self._leases.hold(namespace) as hold:
+        async with self._leases.hold(namespace) as hold:
             await self._create(container, data, hold)
 
     async def _create(self, container: Container, data: bytes, hold: Hold) -> None:
@@ -462,8 +462,8 @@ class Containers:
                 if container.netns else None
             image = await self._images.get(namespace, container.image) \
                 if container.image else None
-            if image is not None:
-                hold.snapshots.add(image.chain_id)
+            if image is not None:  # named before the prepare looks for it
+                await hold.name(snapshots=[image.chain_id])
             mounts: list[Mount] = []
             snapshot = ""
             stage = (self.root, "preparing the snapshot of")

@@ -302,10 +302,10 @@ class Images:
 
         image: PullResult | None = None
         try:
-            with self._leases.hold(namespace) as hold:
+            async with self._leases.hold(namespace) as hold:
                 image = await trio.to_thread.run_sync(
                     lambda: resolve(ref, self._store, platform, report, registries))
-                _name_in(hold, image.root, image.manifest, image.image, image.config)
+                await _name_in(hold, image.root, image.manifest, image.image, image.config)
                 chain_id = await trio.to_thread.run_sync(fetch_and_unpack, image)
                 record = await self._record(namespace, name, image.root, image.manifest,
                                             image.image, image.config, chain_id)
@@ -396,7 +396,7 @@ class Images:
         if not path.is_absolute():
             raise InvalidArgument(f'import needs an absolute host path: "{path_text}"')
         try:
-            with self._leases.hold(namespace) as hold:
+            async with self._leases.hold(namespace) as hold:
                 return await self._import(namespace, path, path_text, ref_text, hold)
         except Exception as exc:
             failure: Exception = exc
@@ -412,7 +412,7 @@ class Images:
     async def _import(self, namespace: str, path: Path, path_text: str, ref_text: str | None,
                       hold: Hold) -> list[ImageRecord]:
         imported = await trio.to_thread.run_sync(archive.import_archive, self._store, path)
-        hold.content.update(image.descriptor.digest for image in imported)
+        await hold.name(image.descriptor.digest for image in imported)
         if ref_text is not None and len(imported) != 1:
             raise InvalidArgument(f'"{path_text}" holds {len(imported)} images; '
                                   "name them in the archive instead of with REF")
@@ -440,12 +440,12 @@ class Images:
 
     async def add_local(self, namespace: str, name: str, root: Descriptor) -> ImageRecord:
         """Name an image whose blobs are in the store already, and unpack it."""
-        with self._leases.hold(namespace) as hold:
-            hold.content.add(root.digest)
+        async with self._leases.hold(namespace) as hold:
+            await hold.name([root.digest])
             manifest_desc, image = await trio.to_thread.run_sync(self._choose_manifest, root)
             config = await trio.to_thread.run_sync(
                 lambda: parse_config(self._store.read(image.config.digest, MAX_CONFIG_SIZE)))
-            _name_in(hold, root, manifest_desc, image, config)
+            await _name_in(hold, root, manifest_desc, image, config)
             self._busy.add((namespace, name))
             try:
                 return await self._unpack_and_save(namespace, name, root, manifest_desc, image,
@@ -519,13 +519,14 @@ class Images:
                           digest=record.target.digest)
 
 
-def _name_in(hold: Hold, root: Descriptor, manifest: Descriptor, image: ImageManifest,
-             config: ImageConfig) -> None:
+async def _name_in(hold: Hold, root: Descriptor, manifest: Descriptor, image: ImageManifest,
+                   config: ImageConfig) -> None:
     """Make a lease in flight keep an image's blobs and layer snapshots, those found
-    already there included, until the image's record names them."""
-    hold.content.update({root.digest, manifest.digest, image.config.digest,
-                         *(layer.digest for layer in image.layers)})
-    hold.snapshots.update(chain_ids(list(config.diff_ids)))
+    already there included, until the image's record names them: before unpacking
+    asks which layers' snapshots exist."""
+    await hold.name({root.digest, manifest.digest, image.config.digest,
+                     *(layer.digest for layer in image.layers)},
+                    chain_ids(list(config.diff_ids)))
 
 
 def parse_pull_options(words: list[str]) -> dict[str, str]:

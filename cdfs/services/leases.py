@@ -5,6 +5,14 @@ and container creation while it is in flight (`hold`): such a lease covers every
 and snapshot made since it was taken, so gc can free unreferenced things at once
 without ever freeing what a pull has fetched but not yet named. These leases live in
 memory only: after a crash nothing is in flight, and what a killed pull left is free.
+
+What work in flight finds already there must not be freed between the finding and its
+use. gc runs under one lock (`collecting`), taken too to begin a hold and to name
+things in it (`Hold.name`): a hold is either in gc's roots or begun after gc ended,
+and work names a snapshot before asking whether it exists, so what it finds is kept.
+A blob found is kept by the store itself: finding it (ContentStore.reuse) makes its
+change time now, which the hold covers, and gc's delete re-checks that time under the
+store's lock.
 Users make leases with mkdir leases/NAME: they live in sqlite, carry labels, and keep
 what their `containerd.io/gc.ref.content*` and `containerd.io/gc.ref.snapshot*` labels
 name until they are removed or their `expires` time passes.
@@ -13,8 +21,8 @@ name until they are removed or their `expires` time passes.
 import itertools
 import json
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Iterable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -55,8 +63,18 @@ class Hold:
 
     namespace: str
     since: float
+    gc_lock: trio.Lock = field(repr=False)
     content: set[str] = field(default_factory=set)
     snapshots: set[str] = field(default_factory=set)
+
+    async def name(self, content: Iterable[str] = (), snapshots: Iterable[str] = ()
+                   ) -> None:
+        """Keep these blobs and snapshots (chain IDs or keys) until the hold ends; call
+        it before asking whether they exist. Waits while gc runs: once it returns, gc
+        either saw the names or freed what it freed before."""
+        async with self.gc_lock:
+            self.content.update(content)
+            self.snapshots.update(snapshots)
 
 
 @dataclass(frozen=True)
@@ -99,6 +117,7 @@ class Leases:
         self._leases: dict[tuple[str, str], Lease] = {}
         self._in_flight: dict[int, Hold] = {}
         self._tickets = itertools.count()
+        self._gc_lock = trio.Lock()
         self._changed = trio.Event()
 
     async def load(self) -> None:
@@ -108,17 +127,26 @@ class Leases:
                 float(row["expires"]) if row["expires"] else None, json.loads(row["labels"]))
 
     # -- the daemon's own leases ---------------------------------------------------
-    @contextmanager
-    def hold(self, namespace: str) -> Iterator[Hold]:
+    @asynccontextmanager
+    async def hold(self, namespace: str) -> AsyncIterator[Hold]:
         """Hold a lease while a pull, import or container creation runs: everything
         made meanwhile, and what it names, is kept by gc until it ends (by then an
-        image or container names what it made)."""
+        image or container names what it made). Begins after a gc that is running."""
         ticket = next(self._tickets)
-        self._in_flight[ticket] = Hold(namespace, time.time() - COVER_MARGIN)
+        async with self._gc_lock:
+            self._in_flight[ticket] = Hold(namespace, time.time() - COVER_MARGIN,
+                                           self._gc_lock)
         try:
             yield self._in_flight[ticket]
         finally:
             del self._in_flight[ticket]
+
+    @asynccontextmanager
+    async def collecting(self) -> AsyncIterator[None]:
+        """gc's turn, from reading its roots to its last removal: no hold begins and
+        nothing is named meanwhile."""
+        async with self._gc_lock:
+            yield
 
     # -- users' leases ---------------------------------------------------------------
     def names(self, namespace: str) -> list[str]:
@@ -193,4 +221,5 @@ class Leases:
             self._changed = trio.Event()
             with trio.move_on_after(max(0.0, min(upcoming, default=now + 3600) - now)):
                 await self._changed.wait()
+
 

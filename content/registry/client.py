@@ -289,7 +289,7 @@ class RegistryClient:
         another pull is fetching is waited for (taken over if that one fails)."""
         ref = f"fetch-{digest_hex(desc.digest)}"
         while True:
-            if store.has(desc.digest):
+            if store.reuse(desc.digest):
                 if progress:
                     progress(desc.digest, desc.size, desc.size)
                 return

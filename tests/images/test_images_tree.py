@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import threading
+import time
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -15,6 +16,7 @@ from typing import Any
 import pytest
 from support import Daemon, wait_until
 
+from cdfs.services.leases import COVER_MARGIN
 from content.archive import export_archive
 from content.build import BuildConfig, Entry, Layer, build_image, build_index
 from content.reference import parse_reference
@@ -54,12 +56,12 @@ def publish(tmp_path: Path, registry: str, name: str, layers: list[Layer],
 
 class HeldRegistry:
     """A loopback proxy in front of a docker-registry that holds back the blobs of one
-    repository until `release()`: a pull of it is provably in flight meanwhile
-    (`reached` is set once it waits)."""
+    repository (or what else `what` starts its path with) until `release()`: a pull of
+    it is provably in flight meanwhile (`reached` is set once it waits)."""
 
-    def __init__(self, upstream: str, repository: str) -> None:
+    def __init__(self, upstream: str, repository: str, what: str = "blobs/") -> None:
         self.reached, self.released = threading.Event(), threading.Event()
-        held = f"/v2/{repository}/blobs/"
+        held = f"/v2/{repository}/{what}"
         proxy = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -315,3 +317,36 @@ def test_export_never_replaces_a_file_that_appears_at_its_destination(
     assert os.listdir(out) == ["large.tar"]
     err = daemon.path("namespaces", "default", "images", "err").read_text()
     assert f'"{target}" exists; export does not overwrite' in err
+
+
+def test_gc_during_a_pull_keeps_what_the_pull_found_already_there(
+        daemon: Daemon, registry: str, tmp_path: Path) -> None:
+    """An image removed but not yet collected is pulled again: the pull finds its index
+    in the store and, before naming it, waits for the platform's manifest; gc runs
+    then. What the pull found is kept (finding it counts as making it, for the pull's
+    lease), and the image pulled is whole."""
+    digest = publish(tmp_path, registry, "again:1", [Layer([Entry.file("data", b"x" * 5000)])],
+                     platforms=("linux/amd64",))
+    assert ctl(daemon, f"pull {registry}/again:1").returncode == 0
+    assert ctl(daemon, f"rm {registry}/again:1").returncode == 0
+    time.sleep(COVER_MARGIN + 0.1)  # the blobs are older than any lease's margin
+    held = HeldRegistry(registry, "again", "manifests/sha256:")
+    ref = f"{held.address}/again:1"
+    pull = subprocess.Popen(
+        ["bash", "-c", f'echo "pull {ref}" > "$M/namespaces/default/images/ctl"'],
+        env={**os.environ, "M": str(daemon.mount)}, stderr=subprocess.PIPE, text=True)
+    try:
+        assert held.reached.wait(30)  # the index is in the store, the pull waits
+        daemon.sh('echo gc > "$M/ctl"')
+        held.release()
+        _, stderr = pull.communicate(timeout=60)
+    finally:
+        held.close()
+        if pull.poll() is None:
+            pull.kill()
+            pull.wait(timeout=10)
+    assert pull.returncode == 0, stderr
+    assert (image_dir(daemon, ref) / "digest").read_text().strip() == digest
+    assert digest[7:] in os.listdir(daemon.path("content", "blobs", "sha256"))
+    for link in (image_dir(daemon, ref) / "blobs").iterdir():
+        assert hashlib.sha256(link.read_bytes()).hexdigest() == link.name
