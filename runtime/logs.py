@@ -92,7 +92,10 @@ class LogIndex:
     so the index knows exactly how many bytes of each output were dropped; each output
     then begins with `dropped_marker`. Only what was indexed while the daemon ran is
     counted: a rotation while no daemon watched is not seen. Thread-safe; blocking
-    (run it in a worker thread).
+    (run it in a worker thread), but for `note_change` and `known_size`, which never
+    block: a watcher that sees conmon write calls `note_change`, and until the next
+    `update` has read what was written, `known_size` knows nothing (so a size it gives
+    includes every write the watcher has seen).
     """
 
     def __init__(self, path: Path, cap: int) -> None:
@@ -108,12 +111,28 @@ class LogIndex:
         self._checkpoints = [_Checkpoint(0, 0, 0)]
         self._dropped = dict.fromkeys(OUTPUTS, 0)
         self._cuts = 0  # new logs conmon started, as the daemon's watcher counted them
+        self._changes = 0  # writes the watcher saw (note_change)
+        self._indexed = -1  # the changes an update has read through; -1: none yet
 
     def note_cuts(self, cuts: int) -> None:
         """conmon started its log afresh `cuts` times so far: those this index did not
         read through (more than one cut between two looks) are dropped whole."""
         with self._lock:
             self._cuts = max(self._cuts, cuts)
+
+    def note_change(self) -> None:
+        """conmon wrote to (or started afresh) the log since the last look."""
+        self._changes += 1
+
+    def known_size(self, output: str) -> int | None:
+        """The size of `output` without reading the log, if every change noted so far
+        is indexed and no update is under way; else None (ask `size`)."""
+        if self._indexed != self._changes or not self._lock.acquire(blocking=False):
+            return None
+        try:
+            return len(self._marker(output)) + self._length(output)
+        finally:
+            self._lock.release()
 
     def update(self) -> None:
         with self._lock:
@@ -158,9 +177,11 @@ class LogIndex:
         return dropped_marker(output, self._dropped[output], self.cap, unread)
 
     def _update(self) -> None:
+        seen = self._changes  # before the stat: what is written after may not be read
         try:
             status = os.stat(self.path)
         except FileNotFoundError:
+            self._indexed = seen
             return
         if self._fd >= 0 and status.st_ino != self._inode:
             self._scan()  # the rest of the old log, through our descriptor
@@ -178,6 +199,7 @@ class LogIndex:
             self._rotated(keep_fd=True)
         self._scan()
         self.mtime_ns = status.st_mtime_ns
+        self._indexed = seen
 
     def _rotated(self, keep_fd: bool = False) -> None:
         for stream in STREAMS:

@@ -243,6 +243,8 @@ class Containers:
         index = self._indexes.get(path)
         if index is not None and "log" in names:
             index.note_cuts(self._watcher.moved_in(path, "log"))
+        if names & {"log", "log.tmp"} and index is not None:
+            index.note_change()  # its sizes are asked of the log until indexed again
         if names & {"log", "log.tmp"} and index is not None and path not in self._indexing:
             assert self._nursery is not None
             self._indexing.add(path)

@@ -21,6 +21,18 @@ def test_sizes_and_content_of_a_stopped_containers_output(tree: Tree) -> None:
     assert (tree.stopped / "stdout").stat().st_mtime_ns == host_log.stat().st_mtime_ns
 
 
+def test_a_stat_after_the_exit_counts_all_the_output(tree: Tree) -> None:
+    """stat's size of an output comes from memory only while the index has read
+    every write the watcher saw (tests/runtime/test_logs.py): after a burst of output
+    and the exit (`wait` returns), the size is all of it at once."""
+    burst = make_container(tree.daemon, "burst", "echo first; sleep 0.5; seq 1 200000")
+    assert wait_until(lambda: (burst / "stdout").stat().st_size > 0)
+    assert tree.run("timeout", "20", "cat", burst / "wait").stdout == "0\n"
+    size = (burst / "stdout").stat().st_size
+    assert size == len("first\n") + sum(len(f"{i}\n") for i in range(1, 200001))
+    assert size == len((burst / "stdout").read_bytes())
+
+
 def test_head_tail_grep_less_on_output(tree: Tree) -> None:
     for directory in (tree.stopped, tree.running):  # a running one never blocks them
         out = directory / "stdout"

@@ -111,3 +111,21 @@ def test_a_rotated_log_says_how_much_was_dropped(tmp_path: Path) -> None:
     assert (generation, data) == (1, marker + b"new\n")
     assert index.size("stdout") == len(marker) + 4
     assert index.read("stderr", 0, 1000)[1] == dropped_marker("stderr", 8, 100)
+
+
+def test_known_size_is_withheld_from_a_noted_change_until_indexed(tmp_path: Path) -> None:
+    """The size the tree answers without a thread: never one that misses a write the
+    watcher has seen (an index read before the change, or none yet)."""
+    path = tmp_path / "log"
+    path.write_bytes(f"{TS} stdout F hello\n".encode())
+    index = LogIndex(path, cap=1 << 30)
+    assert index.known_size("stdout") is None  # nothing indexed yet: the log may hold some
+    index.update()
+    assert index.known_size("stdout") == len(b"hello\n")
+    with path.open("ab") as log:
+        log.write(f"{TS} stdout F again\n".encode())
+    index.note_change()
+    assert index.known_size("stdout") is None  # the old size would miss "again"
+    assert index.size("stdout") == len(b"hello\nagain\n")
+    assert index.known_size("stdout") == len(b"hello\nagain\n")
+    assert index.known_size("log") == path.stat().st_size
