@@ -23,7 +23,7 @@ from typing import Any
 import pyfuse3
 import trio
 
-from base.errors import NotFound, PermissionDenied
+from base.errors import CdfsError, NotFound, PermissionDenied
 from mountpoint import hosttree
 from mountpoint.attributes import Attributes, Owner
 from mountpoint.handles import (
@@ -114,9 +114,14 @@ class Filesystem(pyfuse3.Operations):
         """What readdir tells of a node. The kernel trusts these as long as a
         getattr's answer, so for a value or output, whose attributes it never keeps,
         the first stat asks getattr anyway: rendering each value here too would
-        make `ls -l` render every value twice."""
+        make `ls -l` render every value twice. So for a host tree's own directory
+        (rootfs), which a stat would lstat a second time in a worker thread: the
+        listing says only that it is a directory, once its tree is there."""
         if isinstance(node.entry, Value | Ctl | Err | Output):
             return self.attributes.of(node)
+        if hosttree.is_host(node) and not node.sub:
+            await hosttree.view(self.services, node)
+            return hosttree.listed_attrs(node)
         return await self._node_attrs(node)
 
     @staticmethod
@@ -249,6 +254,8 @@ class Filesystem(pyfuse3.Operations):
                 attrs = await self._listed_attrs(node)
             except (NotFound, FileNotFoundError):
                 continue  # vanished since the listing was taken (a blob: its file)
+            except CdfsError:
+                continue  # not there yet (an empty slot's rootfs): its lookup says why
             if not pyfuse3.readdir_reply(token, os.fsencode(name), attrs, index + 1):
                 return
             self.nodes.remember(node)

@@ -74,6 +74,19 @@ def attrs(node: Node, info: os.stat_result) -> pyfuse3.EntryAttributes:
     return out
 
 
+def listed_attrs(node: Node) -> pyfuse3.EntryAttributes:
+    """What a listing tells of the tree's own directory: a directory, whose real
+    attributes a stat asks for (the kernel keeps none of these)."""
+    out = pyfuse3.EntryAttributes()
+    out.st_ino = node.ino
+    out.generation = 0
+    out.entry_timeout = CACHE_TIMEOUT
+    out.attr_timeout = 0
+    out.st_mode = stat.S_IFDIR | 0o755
+    out.st_nlink = 2
+    return out
+
+
 async def node_attrs(services: Services, node: Node) -> pyfuse3.EntryAttributes:
     tree = await view(services, node)
     info = await run(tree.lstat, node.sub)
