@@ -319,7 +319,7 @@ CONTAINER = Table(
               "with ENOSPC (`err`: `no space left on ROOT while preparing the snapshot\n"
               "of container ID: N bytes free`), leaving nothing. Reading gives the\n"
               "final spec",
-              read=show(lambda app, s: app.containers.config_json(s["ns"], s["id"]), _spec),
+              read=show(lambda app, s: app.containers.config_json(s["ns"], s["id"])),
               write=lambda app, s, data: app.containers.create(s["ns"], s["id"], data),
               json=True, limit=JSON_LIMIT),
         Ctl("ctl", "the container's verbs", CONTAINER_VERBS),

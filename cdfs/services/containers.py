@@ -17,6 +17,7 @@ each task's events come in containerd's order.
 
 import contextlib
 import functools
+import json
 import logging
 import os
 import signal
@@ -99,6 +100,16 @@ class Container:
     execs: set[str] = field(default_factory=set)  # every exec id, created or not
     pending_execs: set[str] = field(default_factory=set)  # mkdir'ed, no process.json yet
     lock: trio.Lock = field(default_factory=trio.Lock, repr=False)
+    oom_killed: bool | None = None  # the init's, once read or seen by the watcher
+    _spec_text: tuple[object, str] = field(default=(None, ""), repr=False, compare=False)
+
+    def spec_text(self) -> str:
+        """config.json as read: the spec rendered once for each spec it is given
+        (a spec is replaced whole, never changed in place)."""
+        if self._spec_text[0] is not self.spec:
+            text = json.dumps(self.spec, indent=2) + "\n" if self.spec is not None else ""
+            self._spec_text = (self.spec, text)
+        return self._spec_text[1]
 
     def require_empty(self, what: str) -> None:
         if self.spec is not None:
@@ -217,6 +228,8 @@ class Containers:
         path = self.tasks.files(namespace, container_id, exec_id).dir
         task = _Task(namespace, container_id, exec_id, ready, exit_published)
         self._watched[path] = task
+        if exec_id is None:
+            self.get(namespace, container_id).oom_killed = None  # a new task: ask its files
         self._watcher.watch(path)
         log_path = self.get(namespace, container_id).log_path if exec_id is None else ""
         if log_path:
@@ -250,6 +263,9 @@ class Containers:
             self._indexing.add(path)
             self._nursery.start_soon(self._index_update, path)
         task = self._watched.get(path)
+        if task is not None and task.exec_id is None and "oom" in names:
+            with contextlib.suppress(NotFound):  # conmon's record of an OOM kill
+                self.get(task.namespace, task.id).oom_killed = True
         if task is not None and names - _OUTPUT_NAMES:
             self._states.forget(task.namespace, task.id, task.exec_id)
         if task is not None and "exit" in names and task.ready and not task.exit_published:
@@ -598,13 +614,19 @@ class Containers:
 
     async def _oom_killed(self, container: Container, info: TaskInfo | None) -> bool | None:
         """Whether the kernel OOM-killed in the container (conmon's record, which
-        outlives the daemon); None before config.json or once its files are lost."""
+        outlives the daemon); None before config.json or once its files are lost. Read
+        once per task, then kept: the watcher sees conmon write the record."""
         if info is None:
             return None
+        if container.oom_killed is not None:
+            return container.oom_killed
         try:
-            return await self._thread(self.tasks.oom_killed, container.namespace, container.id)
+            found = await self._thread(self.tasks.oom_killed, container.namespace, container.id)
         except NotFound:
             return None
+        if container.oom_killed is None:  # unless the watcher saw it meanwhile
+            container.oom_killed = found
+        return container.oom_killed
 
     async def rootfs(self, namespace: str, container_id: str) -> RootView:
         """The container's live root, writable, while it is there: its mounted snapshot
@@ -613,8 +635,9 @@ class Containers:
         mounted = Path(spec_root) == self.tasks.bundle(namespace, container_id) / "rootfs"
         return RootView([Path(spec_root)], writable=True, mounted=mounted)
 
-    def config_json(self, namespace: str, container_id: str) -> dict[str, Any] | None:
-        return self.get(namespace, container_id).spec
+    def config_json(self, namespace: str, container_id: str) -> str:
+        """The spec as config.json reads (empty before it is created)."""
+        return self.get(namespace, container_id).spec_text()
 
     # --- verbs --------------------------------------------------------------------------
 

@@ -152,6 +152,26 @@ def test_lifecycle_output_exit_and_events_in_order(daemon: Daemon) -> None:
         events.close()
 
 
+def test_ls_l_of_an_empty_slot_lists_no_rootfs(daemon: Daemon) -> None:
+    """A listing skips a rootfs that is not there yet (its refusal escaped readdir
+    and ended the daemon) and says of a mounted one only that it is a directory,
+    whose real attributes stat gives."""
+    c = Container(daemon, "slot")
+    c.dir.mkdir()
+    listing = subprocess.run(["ls", "-l", str(c.dir)], capture_output=True, text=True,
+                             timeout=10)
+    assert listing.returncode == 0, listing.stderr
+    assert " rootfs" not in listing.stdout and " status" in listing.stdout
+    write(c / "image", "cdfs.local/busybox\n")
+    write(c / "config.json", json.dumps({"process": {"args": ["true"]}}))
+    listed = subprocess.run(["ls", "-l", "--time-style=+%s", str(c.dir)], capture_output=True,
+                            text=True, timeout=10, check=True).stdout
+    rootfs = next(line for line in listed.splitlines() if line.endswith(" rootfs"))
+    real = daemon.state / "runtime" / "tasks" / "default" / "slot" / "rootfs"
+    assert rootfs.startswith("d") and f" {int(real.stat().st_mtime)} " in rootfs
+    c.dir.rmdir()
+
+
 def test_exit_codes_of_signals(daemon: Daemon) -> None:
     killed = run(daemon, "killed", ["sleep", "100"])
     trapping = run(daemon, "trapping", ["sh", "-c", "trap 'exit 143' TERM; echo ready; "
@@ -437,6 +457,8 @@ def test_joining_a_named_network_namespace(daemon: Daemon) -> None:
 
 def test_update_changes_limits(daemon: Daemon) -> None:
     c = run(daemon, "limited", ["sleep", "100"])
+    before = json.loads((c / "config.json").read_text())  # rendered once per spec
+    assert before["linux"]["resources"].get("memory", {}).get("limit") != 67108864
     c.ctl('update {"memory": {"limit": 67108864}, "pids": {"limit": 50}}')
     spec = json.loads((c / "config.json").read_text())
     assert spec["linux"]["resources"]["memory"]["limit"] == 67108864

@@ -92,6 +92,7 @@ def test_oom_killed_is_told_and_kept_across_a_restart(daemon: Daemon) -> None:
     c = Container(daemon, "hog")
     c.make(["dd", "if=/dev/zero", "of=/dev/null", "bs=64M", "count=1"],
            linux={"resources": {"memory": {"limit": 16 << 20, "swap": 16 << 20}}})
+    assert json.loads((c / "info").read_text())["oom_killed"] is False  # now kept in memory
     c.ctl("start")
     assert c.wait() == 137
     assert wait_until(lambda: json.loads((c / "info").read_text())["oom_killed"] is True)
