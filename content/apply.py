@@ -22,11 +22,12 @@ import shutil
 import stat
 import tarfile
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Literal
+from typing import Literal
 
 from base.errors import InvalidArgument
-from content.compression import LayerStream, Limits
+from content.compression import LayerStream, Limits, Source
 from content.space import require_room
 
 WhiteoutMode = Literal["overlay", "delete"]
@@ -65,7 +66,7 @@ def whiteout_target(parts: Parts) -> str | None:
     return victim
 
 
-def apply_layer(source: BinaryIO, target: Path, media_type: str, whiteouts: WhiteoutMode,
+def apply_layer(source: Source, target: Path, media_type: str, whiteouts: WhiteoutMode,
                 limits: Limits | None = None, lowers: Sequence[Path] = ()) -> str:
     """Apply the layer read from `source` (compressed as `media_type` says) onto
     `target` and return its diff_id, the sha256 of the uncompressed tar.
@@ -74,6 +75,51 @@ def apply_layer(source: BinaryIO, target: Path, media_type: str, whiteouts: Whit
     upper dir created for `tmp/.wh.x` does not turn a 1777 /tmp into 0755.
     InvalidArgument for a malformed, hostile or over-limit layer; the target may
     then hold part of the layer, so callers apply into a snapshot they can drop."""
+    return _apply(source, target, media_type, whiteouts, limits, lowers).diff_id
+
+
+@dataclass(frozen=True)
+class Applied:
+    """A layer applied before its lowers were there: its diff_id and the directories
+    it implied without listing them (for adopt_lower_dirs)."""
+
+    diff_id: str
+    implied: tuple[Parts, ...]
+
+
+def apply_layer_detached(source: Source, target: Path, media_type: str,
+                         limits: Limits | None = None) -> Applied:
+    """Apply an overlay layer whose parents are still being applied elsewhere: an
+    upper dir holds only the layer's own changes, so only the implied directories'
+    metadata depends on the lowers, and adopt_lower_dirs gives it to them later."""
+    return _apply(source, target, media_type, "overlay", limits, ())
+
+
+def adopt_lower_dirs(target: Path, implied: Sequence[Parts], lowers: Sequence[Path]) -> None:
+    """Give the directories a detached apply implied the owner, mode and times of the
+    same directories in `lowers` (nearest first), as apply_layer would have with
+    them. Resolved like every other name: one component at a time, O_NOFOLLOW."""
+    root_fd = os.open(target, _PATH_DIR)
+    lower_fds: list[int] = []
+    try:
+        lower_fds.extend(os.open(lower, _PATH_DIR) for lower in lowers)
+        for parts in implied:
+            fd = _lookup_dir(root_fd, parts)
+            if fd is None:  # a later entry of the layer removed or replaced it
+                continue
+            try:
+                times = _take_lower_metadata(lower_fds, parts, fd)
+                if times is not None:
+                    os.utime(f"/proc/self/fd/{fd}", ns=times)
+            finally:
+                os.close(fd)
+    finally:
+        for fd in (root_fd, *lower_fds):
+            os.close(fd)
+
+
+def _apply(source: Source, target: Path, media_type: str, whiteouts: WhiteoutMode,
+           limits: Limits | None, lowers: Sequence[Path]) -> Applied:
     if whiteouts not in ("overlay", "delete"):
         raise InvalidArgument(f'unknown whiteout mode: "{whiteouts}"')
     limits = limits or Limits()
@@ -99,7 +145,7 @@ def apply_layer(source: BinaryIO, target: Path, media_type: str, whiteouts: Whit
                 raise InvalidArgument(f"layer is not a valid tar: {exc}") from None
             finally:
                 extractor.close()
-            return stream.finish()
+            return Applied(stream.finish(), tuple(extractor.implied))
     finally:
         for fd in (root_fd, *lower_fds):
             os.close(fd)
@@ -116,6 +162,8 @@ class _Extractor:
         self._cached: tuple[Parts, int] | None = None
         self._dir_times: dict[Parts, tuple[int, int]] = {}
         self._unpacked: set[Parts] = set()
+        #: directories created for an entry below them, never listed (an ordered set)
+        self.implied: dict[Parts, None] = {}
 
     # -- resolution --------------------------------------------------------------
     def _open_dir(self, parts: Parts, create: bool) -> int | None:
@@ -135,7 +183,10 @@ class _Extractor:
                         return None
                     os.mkdir(part, 0o755, dir_fd=fd)
                     next_fd = os.open(part, _PATH_DIR, dir_fd=fd)
-                    self._inherit_from_lowers(parts[: depth + 1], next_fd)
+                    self.implied[parts[: depth + 1]] = None
+                    times = _take_lower_metadata(self.lower_fds, parts[: depth + 1], next_fd)
+                    if times is not None:
+                        self._dir_times[parts[: depth + 1]] = times
                 except OSError as exc:
                     if exc.errno not in (errno.ENOTDIR, errno.ELOOP):
                         raise
@@ -149,22 +200,6 @@ class _Extractor:
             raise
         self._cached = (parts, fd)
         return fd
-
-    def _inherit_from_lowers(self, parts: Parts, fd: int) -> None:
-        """Give an implied directory the metadata of the same directory below."""
-        for lower_fd in self.lower_fds:
-            below = _lookup_dir(lower_fd, parts)
-            if below is None:
-                continue
-            try:
-                info = os.fstat(below)
-            finally:
-                os.close(below)
-            path = f"/proc/self/fd/{fd}"
-            os.chown(path, info.st_uid, info.st_gid)
-            os.chmod(path, stat.S_IMODE(info.st_mode))
-            self._dir_times[parts] = (info.st_atime_ns, info.st_mtime_ns)
-            return
 
     def _keep_times(self, parts: Parts, fd: int) -> None:
         """A directory the layer changes without listing keeps its times (as in the
@@ -224,6 +259,7 @@ class _Extractor:
             finally:
                 os.close(fd)
             self._dir_times[parts] = _times(member)
+            self.implied.pop(parts, None)
         else:
             if existing is not None:
                 self._remove(parent, name, existing, parts)
@@ -364,6 +400,25 @@ class _Extractor:
                 continue
             if fd is not None:
                 os.utime(f"/proc/self/fd/{fd}", ns=times)
+
+
+def _take_lower_metadata(lower_fds: Sequence[int], parts: Parts,
+                         fd: int) -> tuple[int, int] | None:
+    """Give directory `fd` (at `parts`) the owner and mode of the same directory in
+    the nearest lower that has it, and return that one's times (None if none has)."""
+    for lower_fd in lower_fds:
+        below = _lookup_dir(lower_fd, parts)
+        if below is None:
+            continue
+        try:
+            info = os.fstat(below)
+        finally:
+            os.close(below)
+        path = f"/proc/self/fd/{fd}"
+        os.chown(path, info.st_uid, info.st_gid)
+        os.chmod(path, stat.S_IMODE(info.st_mode))
+        return info.st_atime_ns, info.st_mtime_ns
+    return None
 
 
 def _lookup_dir(root_fd: int, parts: Parts) -> int | None:

@@ -22,7 +22,7 @@ import queue
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import BinaryIO, Literal
+from typing import Literal, Protocol
 
 import zstandard
 from isal import isal_zlib
@@ -31,6 +31,12 @@ from base.errors import InvalidArgument
 from content import mediatypes
 
 Compression = Literal["gzip", "zstd", "none"]
+
+
+class Source(Protocol):
+    """What a layer is read from: an open blob, or anything that reads like one."""
+
+    def read(self, size: int = -1, /) -> bytes: ...
 
 _CHUNK = 1 << 20
 _QUEUE_DEPTH = 8
@@ -123,7 +129,7 @@ class LayerStream:
     `finish` drains what the tar parser left (the end-of-archive padding is part
     of the diff_id) and returns the diff_id."""
 
-    def __init__(self, source: BinaryIO, media_type: str, limits: Limits | None = None) -> None:
+    def __init__(self, source: Source, media_type: str, limits: Limits | None = None) -> None:
         self.limits = limits or Limits()
         self.compression = compression_for(media_type)
         self._source = source

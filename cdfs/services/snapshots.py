@@ -95,12 +95,22 @@ class NamespaceSnapshots:
     def apply_lowers(self, key: str) -> builtins.list[Path]:
         return self._raw.apply_lowers(self._prefix + key)
 
-    def commit(self, name: str, key: str) -> None:
-        """Commit active `key` as the shared layer `name`. AlreadyExists if another
-        unpack (of any namespace) committed `name` first; the namespace then holds
-        theirs, and `key` is the caller's to remove."""
+    @property
+    def detached_layers(self) -> bool:
+        return self._raw.detached_layers
+
+    def layers(self, name: str) -> builtins.list[Path]:
+        """The directories of the namespace's committed layer `name`, top first."""
+        return self._raw.layers(self.raw_key(name))
+
+    def commit(self, name: str, key: str, parent: str | None = None) -> None:
+        """Commit active `key` as the shared layer `name` (onto committed `parent`
+        if given, for a key prepared without one). AlreadyExists if another unpack
+        (of any namespace) committed `name` first; the namespace then holds theirs,
+        and `key` is the caller's to remove."""
         try:
-            self._raw.commit(name, self._prefix + key)
+            self._raw.commit(name, self._prefix + key,
+                             parent=self.raw_key(parent) if parent is not None else None)
         except AlreadyExists:
             if not self._raw.reuse(name, self._namespace):
                 raise NotFound(f'snapshot "{name}" was removed meanwhile') from None

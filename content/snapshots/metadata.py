@@ -179,6 +179,9 @@ class Metadata:
         self._db.execute("UPDATE snapshots SET key = ?, kind = 'committed', labels = ? "
                          "WHERE id = ?", (name, json.dumps(merged), row.id))
 
+    def set_parent(self, row: Row, parent: Row) -> None:
+        self._db.execute("UPDATE snapshots SET parent = ? WHERE id = ?", (parent.id, row.id))
+
     def add_owner(self, snapshot_id: int, owner: str) -> None:
         self._db.execute("INSERT OR IGNORE INTO owners (snapshot, owner) VALUES (?, ?)",
                          (snapshot_id, owner))

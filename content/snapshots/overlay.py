@@ -19,6 +19,7 @@ class OverlaySnapshotter(Snapshotter):
     options; runtime.mounts.mount_all shortens them when they pass a page."""
 
     whiteouts = "overlay"
+    detached_layers = True
 
     def __init__(self, root: Path) -> None:
         if any(c in str(root) for c in ",:"):

@@ -45,6 +45,9 @@ class Snapshotter(ABC):
 
     #: how unpack.apply_layer must write whiteouts into apply_dir()
     whiteouts: WhiteoutMode
+    #: whether a layer can be applied before its parent is committed (commit's
+    #: `parent`): true where a snapshot's directory does not start as a parent's copy
+    detached_layers: bool = False
 
     def __init__(self, root: Path) -> None:
         self.root = root
@@ -76,14 +79,25 @@ class Snapshotter(ABC):
             raise InvalidArgument(f'snapshot "{key}" is committed and cannot be mounted')
         return self._mounts(row)
 
-    def commit(self, name: str, key: str, labels: dict[str, str] | None = None) -> None:
+    def commit(self, name: str, key: str, labels: dict[str, str] | None = None,
+               parent: str | None = None) -> None:
         """Turn active snapshot `key` into committed, immutable `name`. AlreadyExists
-        if `name` is taken (another unpack won the race); the active one stays."""
+        if `name` is taken (another unpack won the race); the active one stays.
+        `parent` puts a snapshot prepared without one onto committed `parent`: a layer
+        applied while its parents were still being applied. Only where a snapshot's
+        directory holds its own changes alone (`detached_layers`)."""
         check_key(name)
         with self._meta.transaction():
             row = self._meta.get(key)
             if row.info.kind != "active":
                 raise InvalidArgument(f'snapshot "{key}" is {row.info.kind}, not active')
+            if parent is not None:
+                if not self.detached_layers:
+                    raise InvalidArgument("this snapshotter copies parents: it cannot "
+                                          "commit a snapshot onto a new parent")
+                if row.ancestors:
+                    raise InvalidArgument(f'snapshot "{key}" has a parent already')
+                self._meta.set_parent(row, self._committed(parent))
             self._meta.commit(row, name, labels or {})
 
     def remove(self, key: str) -> None:

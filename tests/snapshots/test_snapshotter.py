@@ -113,6 +113,37 @@ def test_lifecycle_rules(snapshotter: Snapshotter) -> None:
         snapshotter.remove("A")
 
 
+def test_commit_onto_a_parent(snapshotter: Snapshotter, mounted) -> None:
+    """A layer applied before its parent was committed is committed onto it: overlay
+    only (native snapshots start as a copy of their parent), onto a committed parent,
+    and only for a snapshot prepared without one; a refused commit changes nothing."""
+    snapshotter.prepare("a")
+    (snapshotter.apply_dir("a") / "low").write_text("low")
+    snapshotter.prepare("b")
+    (snapshotter.apply_dir("b") / "high").write_text("high")
+    with pytest.raises(InvalidArgument,
+                       match="not committed" if snapshotter.detached_layers else "copies"):
+        snapshotter.commit("B", "b", parent="a")
+    snapshotter.commit("A", "a")
+    if not snapshotter.detached_layers:
+        with pytest.raises(InvalidArgument, match="copies"):
+            snapshotter.commit("B", "b", parent="A")
+        assert snapshotter.stat("b").kind == "active"
+        return
+    with pytest.raises(NotFound):
+        snapshotter.commit("B", "b", parent="missing")
+    snapshotter.prepare("c", "A")
+    with pytest.raises(InvalidArgument, match="has a parent"):
+        snapshotter.commit("C", "c", parent="A")
+    assert snapshotter.stat("b").kind == "active" and snapshotter.stat("b").parent is None
+    snapshotter.commit("B", "b", parent="A")
+    assert snapshotter.stat("B").parent == "A"
+    with pytest.raises(Busy):
+        snapshotter.remove("A")
+    with mounted(snapshotter.view("v", "B")) as root:
+        assert sorted(os.listdir(root)) == ["high", "low"]
+
+
 def test_usage_counts_own_files(snapshotter: Snapshotter, mounted) -> None:
     with mounted(snapshotter.prepare("a")) as root:
         (root / "big").write_bytes(os.urandom(1 << 20))

@@ -14,7 +14,7 @@ from cdfs.services.snapshots import NamespaceSnapshots
 from content.descriptor import Descriptor
 from content.snapshots import Snapshotter
 from content.store import ContentStore
-from content.unpacker import chain_ids, unpack
+from content.unpacker import EXTRACT_MARK, PARALLEL_LAYERS, chain_ids, unpack
 
 
 @pytest.fixture
@@ -196,13 +196,69 @@ def test_implied_directories_keep_the_lower_metadata(
 
 def test_unpack_waits_for_each_layer_it_applies(store: ContentStore, snapshotter: Snapshotter,
                                                 layers) -> None:
-    """`ready` is asked, in order, for exactly the layers still to apply, before each is
-    read: a pull's download can still be bringing the later ones in."""
+    """`ready` is asked for exactly the layers still to apply, before each is read (a
+    pull's download can still be bringing the later ones in), in order where layers
+    are applied one at a time."""
     base = add_layer(store, layers, [layers.file("base", b"b")])
     one = add_layer(store, layers, [layers.file("one", b"1")])
     two = add_layer(store, layers, [layers.file("two", b"2")])
     unpack(store, snapshotter, [base[0]], [base[1]])
     asked: list[str] = []
+    chain = dict(zip((base[0].digest, one[0].digest, two[0].digest),
+                     chain_ids([base[1], one[1], two[1]]), strict=True))
+
+    def ready(layer: Descriptor) -> None:
+        assert not any(i.name.startswith(chain[layer.digest] + EXTRACT_MARK)
+                       for i in snapshotter.list())
+        asked.append(layer.digest)
+
     unpack(store, snapshotter, [base[0], one[0], two[0]], [base[1], one[1], two[1]],
-           ready=lambda layer: asked.append(layer.digest))
-    assert asked == [one[0].digest, two[0].digest]
+           ready=ready)
+    expected = [one[0].digest, two[0].digest]
+    assert (sorted(asked) == sorted(expected) if snapshotter.detached_layers
+            else asked == expected)
+
+
+def test_overlay_layers_apply_side_by_side(store: ContentStore, snapshotter: Snapshotter,
+                                           layers, mounted) -> None:
+    """Overlay layers are applied at the same time (each waits in `ready` until the
+    other has started), committed in order onto their parents, and a directory a top
+    layer implies takes its metadata from a layer two below."""
+    if not snapshotter.detached_layers:
+        pytest.skip("native snapshots start as copies of their parent")
+    image = [
+        add_layer(store, layers, [layers.dir("srv", mode=0o750, uid=3, gid=4, mtime=1_500_000_000),
+                                  layers.file("srv/a", b"a")]),
+        add_layer(store, layers, [layers.file("etc/b", b"b")]),
+        add_layer(store, layers, [layers.file("srv/c", b"c"), layers.file("srv/.wh.a")]),
+    ]
+    both = threading.Barrier(PARALLEL_LAYERS, timeout=30)
+    top = unpack(store, snapshotter, [d for d, _ in image], [i for _, i in image],
+                 ready=lambda layer: both.wait() if layer != image[-1][0] else None)
+    chain = chain_ids([i for _, i in image])
+    assert [snapshotter.stat(name).parent for name in chain] == [None, *chain[:-1]]
+    assert [i.kind for i in snapshotter.list()] == ["committed"] * 3
+    with mounted(snapshotter.view("v", top)) as root:
+        srv = (root / "srv").stat()
+        assert (stat.S_IMODE(srv.st_mode), srv.st_uid, srv.st_gid) == (0o750, 3, 4)
+        assert srv.st_mtime == 1_500_000_000
+        assert os.listdir(root / "srv") == ["c"]
+        assert (root / "etc/b").read_bytes() == b"b"
+
+
+@pytest.mark.parametrize("bad", [0, 1, 2])
+def test_one_bad_layer_drops_every_uncommitted_one(store: ContentStore, snapshotter: Snapshotter,
+                                                  layers, bad: int) -> None:
+    """A hostile layer among layers applied side by side: the pull fails with its
+    error, the layers below it stay committed, and nothing else is left on disk, even
+    a big layer still being applied beside it."""
+    image = [add_layer(store, layers, [layers.file(f"l{i}/{j}", os.urandom(50_000))
+                                       for j in range(200)]) for i in range(3)]
+    image[bad] = add_layer(store, layers, [layers.file("ok", b"x"),
+                                          layers.file("../escape", b"x")])
+    with pytest.raises(InvalidArgument, match="escapes"):
+        unpack(store, snapshotter, [d for d, _ in image], [i for _, i in image])
+    chain = chain_ids([i for _, i in image])
+    assert [i.name for i in snapshotter.list()] == chain[:bad]
+    assert len(os.listdir(snapshotter.snapshots_dir)) == bad
+    assert not (snapshotter.root.parent / "escape").exists()
