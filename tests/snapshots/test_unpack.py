@@ -3,12 +3,14 @@
 import io
 import os
 import stat
+import subprocess
 import tarfile
+import threading
 from pathlib import Path
 
 import pytest
 
-from base.errors import InvalidArgument
+from base.errors import InvalidArgument, NoSpace
 from content.apply import apply_layer, entry_parts, whiteout_target
 from content.compression import Limits
 
@@ -109,6 +111,58 @@ def test_hardlink_replacement_does_not_write_through_the_link(layers, tmp_path: 
                            layers.file("b", b"replaced")])
     assert (target / "a").read_bytes() == b"original"
     assert (target / "b").read_bytes() == b"replaced"
+
+
+def test_files_in_flight_meet_later_entries(layers, tmp_path: Path) -> None:
+    """Small files are created by worker threads while parsing goes on; every later
+    entry that meets one waits for it: a second copy, a link to it, a whiteout of it,
+    a directory in its place, a file beneath it."""
+    target = tmp_path / "t"
+    target.mkdir()
+    many = [layers.file(f"bulk/{i}", os.urandom(3000)) for i in range(300)]
+    apply(layers, target, [
+        *many, layers.file("twice", b"first"), layers.file("twice", b"second"),
+        layers.file("f", b"linked"), layers.hardlink("g", "f"),
+        layers.file("gone", b"x"), layers.file(".wh.gone"),
+        layers.file("d", b"file"), layers.dir("d"), layers.file("d/in", b"in"),
+    ])
+    assert [(target / "bulk" / str(i)).read_bytes() for i in range(300)] == [
+        data for _, data in many]
+    assert (target / "twice").read_bytes() == b"second"
+    assert (target / "g").stat().st_ino == (target / "f").stat().st_ino
+    assert not (target / "gone").exists()
+    assert (target / "d/in").read_bytes() == b"in"
+    with pytest.raises(InvalidArgument, match="non-directory"):
+        apply(layers, tmp_path, [layers.file("x", b"x"), layers.file("x/y", b"y")])
+    assert not (tmp_path / "x" / "y").exists()
+
+
+def test_a_failing_file_in_flight_fails_the_layer_and_stops_every_thread(
+        layers, tmp_path: Path) -> None:
+    target = tmp_path / "t"
+    target.mkdir()
+    entries = [layers.file(f"f{i}", b"x" * 100) for i in range(200)]
+    entries[50] = layers.file("bad", b"x", xattrs={"bogus.name": b"v"})
+    with pytest.raises(InvalidArgument, match='"bad"'):
+        apply(layers, target, entries)
+    assert not [t for t in threading.enumerate() if t.name.startswith("cdfs-create")]
+
+
+def test_small_files_keep_the_reserve(layers, tmp_path: Path) -> None:
+    """The room check counts the files in flight: a layer of small files on a nearly
+    full filesystem stops with the reserve (1 MiB on 16 MiB) still free."""
+    target = tmp_path / "small"
+    target.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(target)],
+                   check=True, timeout=30)
+    try:
+        with pytest.raises(NoSpace):
+            apply(layers, target, [layers.file(f"f{i}", os.urandom(200_000))
+                                   for i in range(100)], compression="none")
+        st = os.statvfs(target)
+        assert st.f_bavail * st.f_frsize >= 1 << 20
+    finally:
+        subprocess.run(["umount", str(target)], check=True, timeout=30)
 
 
 # -- whiteouts ----------------------------------------------------------------------
