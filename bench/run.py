@@ -17,7 +17,7 @@ from pathlib import Path
 from fleet import open_fleet
 from harness import Row, Stack, against_targets, say, table
 from monitors import bench_monitors
-from pull import LAYER_SOURCES, bench_pull
+from pull import DEBIAN_LAYERS, LAYER_SOURCES, MB, Trimmed, bench_pull
 from run_exit import bench_run_exit
 from scale import bench_scale
 from stats import bench_reads, bench_stream_cpu
@@ -44,14 +44,14 @@ def fleet_benchmarks(count: int, rounds: int, seconds: float) -> list[Row]:
 def benchmarks(quick: bool) -> dict[str, Callable[[], list[Row]]]:
     if quick:
         return {
-            "pull": lambda: bench_pull(1, SMALL),
+            "pull": lambda: bench_pull(1, (Trimmed(SMALL, MB, 100_000),), "trimmed"),
             "tenants": lambda: bench_tenants(SMALL, SMALL, pull_seconds=3),
             "run": lambda: bench_run_exit(2),
             "scale": lambda: bench_scale(3, 1),
             "fleet": lambda: fleet_benchmarks(2, 1, 0.5),
         }
     return {
-        "pull": lambda: bench_pull(3, LAYER_SOURCES),
+        "pull": lambda: bench_pull(3, LAYER_SOURCES) + bench_pull(3, DEBIAN_LAYERS, "Debian-like"),
         "tenants": lambda: bench_tenants(LAYER_SOURCES, SMALL),
         "run": lambda: bench_run_exit(20),
         "scale": lambda: bench_scale(110, 10),
