@@ -51,7 +51,7 @@ _NEW_FILE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 # and at most this many bytes (and files) in flight.
 _SMALL_FILE = 1 << 20
 _CREATORS = 2
-_IN_FLIGHT_BYTES = 16 << 20
+_IN_FLIGHT_BYTES = 8 << 20
 _IN_FLIGHT_FILES = 64  # each holds a dup of its parent fd
 
 Parts = tuple[str, ...]
