@@ -162,17 +162,18 @@ async def _kill(app: Services, scope: Scope, args: list[str]) -> None:
 
 
 async def _stop(app: Services, scope: Scope, args: list[str]) -> None:
-    await app.containers.stop(scope["ns"], scope["id"], parse_grace(args), _exec_id(scope))
+    await app.containers.stop(scope["ns"], scope["id"], parse_grace(args), _exec_id(scope),
+                              args[1] if len(args) > 1 else None)
 
 
 _START = Verb("start", "", "run the program (the task was created stopped before it)",
               lambda app, s, args: app.containers.start(s["ns"], s["id"], _exec_id(s)))
 _KILL = Verb("kill", "[SIGNAL]", "send SIGNAL (a name such as KILL or a number; default TERM)",
              _kill)
-_STOP = Verb("stop", "[SECONDS]",
-             "the image's StopSignal (TERM without one, and for an exec), then KILL after\n"
-             "SECONDS (default 10); returns once it has exited (a signal releases\n"
-             "the writer with EINTR; the stop goes on)", _stop)
+_STOP = Verb("stop", "[SECONDS] [SIGNAL]",
+             "SIGNAL, else the image's StopSignal (TERM without one, and for an exec), then\n"
+             "KILL after SECONDS (default 10); returns once it has exited (a signal\n"
+             "releases the writer with EINTR; the stop goes on)", _stop)
 _CLOSEIO = Verb("closeio", "", "close its stdin: the program reads end of file (a terminal's\n"
                 "input stays open: type ^D into tty instead)",
                 lambda app, s, args: app.containers.close_stdin(s["ns"], s["id"], _exec_id(s)))

@@ -19,7 +19,7 @@ from pathlib import Path
 import grpc
 
 from cdfs.client.tree import Tree, TreeError
-from cdfs.cri import host_facts, ids, image_index
+from cdfs.cri import host_facts, ids, image_index, signals
 from cdfs.cri import labels as keys
 from cdfs.cri import spec as cri_spec
 from cdfs.cri.api import runtime_v1_pb2 as pb
@@ -47,6 +47,7 @@ def create_container(tree: Tree, request: pb.CreateContainerRequest) -> str:
         raise invalid("CreateContainer: the config has no metadata name")
     if not config.image.image:
         raise invalid("CreateContainer: the config names no image")
+    signals.name_of(config.stop_signal)  # an unknown one is refused before anything is made
     sandbox = find_sandbox(tree, request.pod_sandbox_id)
     if not sandbox.pause_pid:
         raise CriError(grpc.StatusCode.FAILED_PRECONDITION,
@@ -107,6 +108,7 @@ def _fill(tree: Tree, container_id: str, config: pb.ContainerConfig,
         attempt=config.metadata.attempt, labels=dict(config.labels),
         annotations=dict(config.annotations), image=config.image.image,
         image_ref=_image_ref(found_image), log_path=log_path,
+        stop_signal=signals.name_of(config.stop_signal) or image.stop_signal,
         mounts=tuple(MountRecord(m.container_path, m.host_path, m.readonly,
                                  m.selinux_relabel, m.propagation) for m in config.mounts))
     keys.write_labels(tree, container_id, record.to_labels())

@@ -72,6 +72,7 @@ class ContainerRecord:
     image_ref: str = ""  # the image's digest
     log_path: str = ""  # the absolute host path of its CRI log ("" for none)
     mounts: tuple[MountRecord, ...] = ()
+    stop_signal: str = ""  # the config's, else the image's StopSignal ("" for TERM)
     status: str = ""  # the tree's: empty, created, running, paused, stopped
     pid: int = 0
     created_at: int = 0  # nanoseconds since the epoch, 0 while unknown
@@ -110,6 +111,7 @@ class ContainerRecord:
             prefix + "image-ref": text(self.image_ref, "image ref"),
             prefix + "log-path": text(self.log_path, "log path"),
             prefix + "mounts": compact([m.to_json() for m in self.mounts]),
+            prefix + "stop-signal": text(self.stop_signal, "stop signal"),
         }
 
     @classmethod
@@ -137,6 +139,7 @@ class ContainerRecord:
             log_path=labels.get(prefix + "log-path", ""),
             mounts=tuple(MountRecord.from_json(m) for m in mounts if isinstance(m, dict))
             if isinstance(mounts, list) else (),
+            stop_signal=labels.get(prefix + "stop-signal", ""),
             status=str(info.get("status") or ""),
             pid=pid if isinstance(pid, int) else 0,
             created_at=nanoseconds(info.get("created")),

@@ -17,7 +17,7 @@ from typing import Any
 import grpc
 
 from cdfs.client.tree import Tree, TreeError
-from cdfs.cri import container_stats, ids
+from cdfs.cri import container_stats, ids, signals
 from cdfs.cri import spec as cri_spec
 from cdfs.cri.api import runtime_v1_pb2 as pb
 from cdfs.cri.calls import Calls
@@ -58,7 +58,8 @@ class ContainerCalls(Calls):
                       ) -> pb.StopContainerResponse:
         record = ids.or_none(lambda: find_container(self.tree, request.container_id))
         if record is not None:
-            stop_task(self.tree, record.id, min(max(request.timeout, 0), MAX_GRACE))
+            stop_task(self.tree, record.id, min(max(request.timeout, 0), MAX_GRACE),
+                      signals.for_tree(record.stop_signal))
         return pb.StopContainerResponse()
 
     def RemoveContainer(self, request: pb.RemoveContainerRequest, context: Any
@@ -82,7 +83,8 @@ class ContainerCalls(Calls):
             reason=record.reason, labels=dict(record.labels),
             annotations=dict(record.annotations),
             mounts=[m.to_proto() for m in record.mounts], log_path=record.log_path,
-            user=_user(spec))
+            user=_user(spec),
+            stop_signal=signals.value_of(record.stop_signal or "SIGTERM"))  # type: ignore[arg-type]
         info = {}
         if request.verbose:
             info["info"] = json.dumps({"sandboxID": record.sandbox_id, "pid": record.pid,

@@ -62,6 +62,7 @@ class ImageConfig:
     env: tuple[str, ...] = ()
     working_dir: str = ""
     user: str = ""
+    stop_signal: str = ""
 
     @classmethod
     def from_json(cls, document: Mapping[str, Any]) -> "ImageConfig":
@@ -73,7 +74,8 @@ class ImageConfig:
             return tuple(str(v) for v in value) if isinstance(value, list) else ()
 
         return cls(strings("Entrypoint"), strings("Cmd"), strings("Env"),
-                   str(config.get("WorkingDir") or ""), str(config.get("User") or ""))
+                   str(config.get("WorkingDir") or ""), str(config.get("User") or ""),
+                   str(config.get("StopSignal") or ""))
 
 
 @dataclass(frozen=True)

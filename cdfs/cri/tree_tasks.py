@@ -7,11 +7,11 @@ from cdfs.client.tree import Tree, TreeError
 from cdfs.cri.container_record import LIVE, PAUSED
 
 
-def stop_task(tree: Tree, container_id: str, grace: int) -> None:
-    """`stop GRACE` in the container's ctl (its image's stop signal, KILL after GRACE
-    seconds), resuming a paused one first. Nothing for a container that is gone or not
-    live, nor for one whose own exit won the race with the stop (the tree then refuses
-    the verb, and the status says it is over)."""
+def stop_task(tree: Tree, container_id: str, grace: int, signal: str = "") -> None:
+    """`stop GRACE [SIGNAL]` in the container's ctl (`signal`, else its image's stop
+    signal, then KILL after GRACE seconds), resuming a paused one first. Nothing for a
+    container that is gone or not live, nor for one whose own exit won the race with
+    the stop (the tree then refuses the verb, and the status says it is over)."""
     box = tree.container(container_id)
     try:
         status = _status(tree, container_id)
@@ -19,7 +19,7 @@ def stop_task(tree: Tree, container_id: str, grace: int) -> None:
             return
         if status == PAUSED:
             tree.write(box / "ctl", "resume\n")
-        tree.write(box / "ctl", f"stop {grace}\n")
+        tree.write(box / "ctl", f"stop {grace} {signal}".rstrip() + "\n")
     except TreeError as exc:
         if exc.errno == errno.ENOENT:
             return

@@ -685,12 +685,18 @@ class Containers:
             self._states.forget(namespace, container_id, exec_id)
 
     async def stop(self, namespace: str, container_id: str, grace: float,
-                   exec_id: str | None = None) -> None:
-        """The image's StopSignal (TERM without one, and for execs), then KILL after
-        `grace` seconds, as containerd's WithImageStopSignal; returns once it has exited."""
+                   exec_id: str | None = None, signal_name: str | None = None) -> None:
+        """`signal_name`, else the image's StopSignal (TERM without one, and for execs),
+        as containerd's WithImageStopSignal, then KILL after `grace` seconds; returns
+        once it has exited."""
+        named = parse_signal(signal_name) if signal_name else None
         self._task(namespace, container_id, exec_id)
-        signum = self._stop_signal(self.get(namespace, container_id)) if exec_id is None \
-            else signal.SIGTERM
+        if named is not None:
+            signum = named
+        elif exec_id is None:
+            signum = self._stop_signal(self.get(namespace, container_id))
+        else:
+            signum = signal.SIGTERM
         try:
             await self._thread(self.tasks.stop, namespace, container_id, grace, exec_id, signum)
         finally:

@@ -581,6 +581,19 @@ def test_stop_sends_the_images_stop_signal(daemon: Daemon, tmp_path: Path) -> No
     assert read_with_timeout(polite / "follow" / "stdout") == "got USR1\n"
 
 
+def test_stop_sends_the_signal_it_names(daemon: Daemon) -> None:
+    """`stop SECONDS SIGNAL` sends SIGNAL instead of the image's (CRI's stop_signal);
+    a signal that is none is refused and the container keeps running."""
+    polite = run(daemon, "named", ["sh", "-c", "trap 'echo got USR2; exit 9' USR2; "
+                                   "echo ready; while :; do sleep 0.1; done"])
+    assert first_line(polite / "follow" / "stdout") == "ready"
+    assert refused(polite / "ctl", "stop 5 NOSUCH\n") == errno.EINVAL
+    assert polite.value("status") == "running"
+    polite.ctl("stop 5 USR2")
+    assert polite.value("exit") == "9"
+    assert read_with_timeout(polite / "follow" / "stdout") == "ready\ngot USR2\n"
+
+
 # --- at a glance: created/started/exited, info and containers/list ----------------------
 
 STAMP = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{9}Z$")

@@ -130,6 +130,25 @@ def test_an_id_is_never_a_path(cri: CriServer, ctrs: Containers, short_dir: Path
                    ) == grpc.StatusCode.NOT_FOUND
 
 
+def test_the_configs_stop_signal(pods: Pods, ctrs: Containers,
+                                runtime: pb_grpc.RuntimeServiceStub) -> None:
+    """StopContainer sends the config's stop_signal (else the image's, else TERM), and
+    ContainerStatus says which, as containerd's."""
+    pod = pods.run()
+    usr1 = ["sh", "-c", "trap 'exit 7' USR1; trap 'exit 0' TERM; while :; do sleep 0.1; done"]
+    named = ctrs.run(pod, container_config(usr1, stop_signal=pb.SIGNAL_SIGUSR1))
+    plain = ctrs.run(pod, container_config(usr1))
+    assert ctrs.status(named).stop_signal == pb.SIGNAL_SIGUSR1
+    assert ctrs.status(plain).stop_signal == pb.SIGNAL_SIGTERM
+    time.sleep(0.5)  # the traps are set
+    for container_id in (named, plain):
+        runtime.StopContainer(pb.StopContainerRequest(container_id=container_id, timeout=10))
+    assert ctrs.status(named).exit_code == 7
+    assert ctrs.status(plain).exit_code == 0
+    assert code_of(lambda: ctrs.create(pod, container_config(["true"], stop_signal=999))
+                   ) == grpc.StatusCode.INVALID_ARGUMENT
+
+
 def test_a_pod_prefix_names_pods_only(cri: CriServer, pods: Pods, ctrs: Containers,
                                      runtime: pb_grpc.RuntimeServiceStub) -> None:
     """CreateContainer and PortForward take a unique prefix of a pod's id among pods
