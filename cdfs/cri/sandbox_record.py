@@ -120,15 +120,18 @@ class SandboxFiles:
     hostname: str = ""
     hosts: str = ""
     resolv_conf: str = ""
+    shm: str = ""
+    """the pod's /dev/shm, a tmpfs every container binds; none in the host's IPC"""
 
     def to_json(self) -> dict[str, str]:
-        return {"hostname": self.hostname, "hosts": self.hosts, "resolv_conf": self.resolv_conf}
+        return {"hostname": self.hostname, "hosts": self.hosts, "resolv_conf": self.resolv_conf,
+                "shm": self.shm}
 
     @classmethod
     def from_json(cls, value: Any) -> "SandboxFiles":
         value = value if isinstance(value, dict) else {}
         return cls(str(value.get("hostname") or ""), str(value.get("hosts") or ""),
-                   str(value.get("resolv_conf") or ""))
+                   str(value.get("resolv_conf") or ""), str(value.get("shm") or ""))
 
 
 @dataclass(frozen=True)

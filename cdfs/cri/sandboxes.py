@@ -145,8 +145,9 @@ class SandboxCalls(Calls):
         resolv = sandbox_files.resolv_conf(list(dns.servers), list(dns.searches),
                                            list(dns.options))
         undo.append(lambda: sandbox_files.remove_sandbox_files(self.root, record.id))
-        files = sandbox_files.write_sandbox_files(self.root, record.id, config.hostname,
-                                                  resolv)
+        files = sandbox_files.write_sandbox_files(
+            self.root, record.id, config.hostname, resolv,
+            shm=record.namespace_options.ipc != NamespaceMode.NODE)
         record = replace(record, files=files)
         if not record.namespace_options.host_network:
             record = self._attach_network(record, undo)
@@ -198,6 +199,7 @@ class SandboxCalls(Calls):
         for container_id in self._pod_containers(record.id):
             stop_task(self.tree, container_id, 0)
         stop_task(self.tree, record.id, PAUSE_STOP_SECONDS)
+        sandbox_files.release_shm(self.root, record.id)
         if netns is not None:
             if netns.is_dir() or self.cni.attached(record.id):
                 self.cni.delete(self._attachment(record))

@@ -252,8 +252,8 @@ def process_user(context: pb.LinuxContainerSecurityContext, image: ImageConfig,
 
 def pod_mounts(config: pb.ContainerConfig, sandbox: SandboxRecord) -> list[BindMount]:
     """The pod's files every container gets (/etc/hostname, /etc/hosts,
-    /etc/resolv.conf: read-only when the rootfs is), and the host's /dev/shm for a
-    container in the host's IPC namespace."""
+    /etc/resolv.conf: read-only when the rootfs is), and /dev/shm: the pod's, shared
+    by its containers, or the host's for a container in the host's IPC namespace."""
     context = config.linux.security_context
     found = []
     for name, target in POD_FILES:
@@ -262,6 +262,8 @@ def pod_mounts(config: pb.ContainerConfig, sandbox: SandboxRecord) -> list[BindM
             found.append(BindMount(target, source, context.readonly_rootfs))
     if context.namespace_options.ipc == NamespaceMode.NODE:
         found.append(BindMount("/dev/shm", "/dev/shm"))
+    elif sandbox.files.shm:
+        found.append(BindMount("/dev/shm", sandbox.files.shm))
     return found
 
 

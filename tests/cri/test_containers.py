@@ -12,7 +12,7 @@ import pytest
 from cri_containers import Containers, container_config, security
 from cri_pods import Pods, pod_config
 from cri_support import NAMESPACE, CriServer
-from support import wait_until
+from support import is_mounted, wait_until
 
 from cdfs.cri.api import runtime_v1_pb2 as pb
 from cdfs.cri.api import runtime_v1_pb2_grpc as pb_grpc
@@ -222,6 +222,29 @@ def test_two_containers_of_a_pod_share_its_network(pods: Pods, ctrs: Containers)
     assert wait_until(answered, 20)
     hostnames = {ctrs.exec(c, "hostname").stdout for c in (server, client)}
     assert len(hostnames) == 1  # one UTS namespace, the pod's
+
+
+def test_a_pods_containers_share_its_dev_shm(cri: CriServer, pods: Pods, ctrs: Containers
+                                             ) -> None:
+    """As containerd: one 64 MiB tmpfs per pod (not in the host's IPC), bound at each
+    container's /dev/shm, unmounted when the pod stops and gone with it."""
+    pod = pods.run()
+    shm = cri.root / "sandboxes" / pod / "shm"
+    assert is_mounted(shm)
+    writer = ctrs.run(pod, container_config(["sleep", "1000"]))
+    reader = ctrs.run(pod, container_config(["sleep", "1000"],
+                                            linux=security(readonly_rootfs=True)))
+    assert ctrs.exec(writer, "sh", "-c", "echo shared > /dev/shm/x").exit_code == 0
+    assert ctrs.exec(reader, "cat", "/dev/shm/x").stdout == b"shared\n"
+    assert (shm / "x").read_text() == "shared\n"
+    mounted = ctrs.exec(reader, "grep", " /dev/shm ", "/proc/mounts").stdout.decode()
+    assert mounted.split()[2] == "tmpfs" and "size=65536k" in mounted and "rw" in mounted
+    other = ctrs.run(pods.run(), container_config(["sleep", "1000"]))
+    assert ctrs.exec(other, "ls", "/dev/shm").stdout == b""  # another pod, its own
+    pods.stop(pod)
+    assert not is_mounted(shm)
+    pods.remove(pod)
+    assert not shm.exists()
 
 
 def test_security_contexts(pods: Pods, ctrs: Containers) -> None:
