@@ -186,12 +186,7 @@ def read_spec(tree: Tree, container_id: str) -> dict[str, Any]:
 def read_containers(tree: Tree) -> Iterator[ContainerRecord]:
     """Every CRI container of the namespace; those removed while being listed, pods
     and containers made by other means are passed over."""
-    for name in tree.container_names():
-        try:
-            yield read_container(tree, name)
-        except TreeError as exc:
-            if exc.errno != errno.ENOENT:
-                raise
+    return ids.each_found(lambda name: read_container(tree, name), tree.container_names())
 
 
 def find_container(tree: Tree, prefix: str) -> ContainerRecord:

@@ -5,7 +5,7 @@ the one way a request's id or prefix becomes an object."""
 import errno
 import re
 import secrets
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import TypeVar
 
 from cdfs.client.tree import TreeError
@@ -65,3 +65,12 @@ def or_none(find: Callable[[], T]) -> T | None:
         if exc.errno == errno.ENOENT:
             return None
         raise
+
+
+def each_found(read: Callable[[str], T], names: Iterable[str]) -> Iterator[T]:
+    """What `read` finds of each name, passing over those it finds none for (gone
+    while being listed, or of another kind: a pod is no CRI container)."""
+    for name in names:
+        found = or_none(lambda: read(name))  # noqa: B023 (called at once)
+        if found is not None:
+            yield found

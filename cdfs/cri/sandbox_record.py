@@ -270,12 +270,7 @@ def read_sandbox(tree: Tree, sandbox_id: str) -> SandboxRecord:
 def read_sandboxes(tree: Tree) -> Iterator[SandboxRecord]:
     """Every sandbox of the namespace; containers that go away while being listed, or
     that are not sandboxes, are passed over."""
-    for name in tree.container_names():
-        try:
-            yield read_sandbox(tree, name)
-        except TreeError as exc:
-            if exc.errno != errno.ENOENT:
-                raise
+    return ids.each_found(lambda name: read_sandbox(tree, name), tree.container_names())
 
 
 def find_sandbox(tree: Tree, prefix: str) -> SandboxRecord:
