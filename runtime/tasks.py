@@ -2,7 +2,10 @@
 
 Every fact lives in files under the state dir, so a new daemon on the same dir sees what
 the last one left (`recover`): runc's state, conmon's pid/exit/log files, and our own
-small records written atomically (write + rename).
+small records written atomically (write + rename). They are not fsynced: the state dir
+is runtime state (/run/cdfs, tmpfs by default) that lives no longer than the processes
+it describes, and a rename already survives a kill -9 of the daemon; an fsync cost a
+journal commit, over a millisecond, on the path of every container's create and start.
 
     <state>/runc/<namespace>/               runc --root: ids are unique per namespace
     <state>/sockets/                        conmon's links to attach-socket directories
@@ -78,12 +81,11 @@ def _inode(path: Path) -> int | None:
 
 
 def _write_json(path: Path, value: object) -> None:
-    """Write `value` so that readers see the old file or the new, never a part."""
+    """Write `value` so that readers see the old file or the new, never a part (not
+    fsynced: see the module doc)."""
     temporary = path.with_name(f".{path.name}.tmp")
     with open(temporary, "w") as f:
         json.dump(value, f, indent=1)
-        f.flush()
-        os.fsync(f.fileno())
     os.replace(temporary, path)
 
 

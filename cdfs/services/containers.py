@@ -44,7 +44,7 @@ from cdfs.services.container_streams import (
 from cdfs.services.images import Images
 from cdfs.services.leases import Hold, Leases
 from cdfs.services.namespaces import Namespaces
-from cdfs.services.snapshots import Snapshots
+from cdfs.services.snapshots import Snapshots, layer_dirs
 from cdfs.services.task_states import TaskStates
 from content.rootfs import RootView, read_from_layers
 from content.space import is_out_of_space, no_space_message
@@ -129,13 +129,15 @@ _OUTPUT_NAMES = {"log"}
 @dataclass
 class _Task:
     """A container's init or exec, as the exit watcher sees it. Its exit is published
-    once, and only when `ready`: not while its start is being published."""
+    once, and only when `ready`: not while its start is being published. `publishing`
+    is set while that is under way, for rmdir to wait on (its events come after)."""
 
     namespace: str
     id: str
     exec_id: str | None
     ready: bool = True
     exit_published: bool = False
+    publishing: trio.Event | None = None
 
 
 # Awaited with (namespace, container id) before a container's /tasks/exit is published:
@@ -293,8 +295,18 @@ class Containers:
         exit `found` at start-up (it happened while no daemon ran) is told with its OOM
         kill, which conmon recorded, through the bus's start-up replay."""
         if task.exit_published:
+            if task.publishing is not None:
+                await task.publishing.wait()
             return
         task.exit_published = True
+        publishing = task.publishing = trio.Event()
+        try:
+            await self._tell_exit(task, found)
+        finally:
+            publishing.set()
+            task.publishing = None
+
+    async def _tell_exit(self, task: _Task, found: bool) -> None:
         generation = self._states.generation
         try:
             info = await self._thread(self.tasks.state, task.namespace, task.id, task.exec_id)
@@ -490,7 +502,7 @@ class Containers:
                     mounts = await self._snapshots.prepare(namespace, container_id,
                                                            parent=image.chain_id)
                     snapshot = container_id
-                passwd, group = await self._read_users(namespace, snapshot, user)
+                passwd, group = await self._read_users(mounts, user)
                 final = container_config.build_spec(
                     namespace, container_id, user, spec.host_rlimits(),
                     image_config=_image_config(image), passwd=passwd, group=group,
@@ -548,21 +560,23 @@ class Containers:
                                  runtime=runtime, log_path=Path(log_path) if log_path else None)
         return info, self.tasks.config(namespace, container_id)
 
-    async def _read_users(self, namespace: str, snapshot: str, user: dict[str, Any]
+    async def _read_users(self, mounts: list[Mount], user: dict[str, Any]
                           ) -> tuple[str | None, str | None]:
-        """The root's /etc/passwd and /etc/group, to resolve user and group names: the
-        image's snapshot, or the user's own root.path (read inside that root, as an
-        image's files are)."""
-        texts = []
-        for path in ("/etc/passwd", "/etc/group"):
-            if snapshot:
-                data = await self._snapshots.read_file(namespace, snapshot, path)
-            elif _own_root(user):
-                data = await self._thread(read_from_layers, [Path(user["root"]["path"])], path)
-            else:
-                data = None
-            texts.append(data.decode(errors="replace") if data is not None else None)
-        return texts[0], texts[1]
+        """The root's /etc/passwd and /etc/group, to resolve user and group names: read
+        from the layers of the image's snapshot (`mounts`, as prepared), or inside the
+        user's own root.path, in one worker thread."""
+        if mounts:
+            layers = layer_dirs(mounts)
+        elif _own_root(user):
+            layers = [Path(user["root"]["path"])]
+        else:
+            return None, None
+
+        def read(path: str) -> str | None:
+            data = read_from_layers(layers, path)
+            return data.decode(errors="replace") if data is not None else None
+
+        return await self._thread(lambda: (read("/etc/passwd"), read("/etc/group")))
 
     # --- state --------------------------------------------------------------------------
 
@@ -671,7 +685,15 @@ class Containers:
         finally:
             task.ready = True
             self._states.forget(namespace, container_id, exec_id)
-        exit_file = self.tasks.files(namespace, container_id, exec_id).exit
+        # An exit the watcher saw while the start was being published: told after it,
+        # without keeping the writer of `start` waiting for it.
+        if self._nursery is not None:
+            self._nursery.start_soon(self._publish_if_exited, task)
+        else:
+            await self._publish_if_exited(task)
+
+    async def _publish_if_exited(self, task: _Task) -> None:
+        exit_file = self.tasks.files(task.namespace, task.id, task.exec_id).exit
         if await self._thread(exit_file.exists):
             await self._publish_exit(task)
 

@@ -21,7 +21,6 @@ import trio
 from base.errors import AlreadyExists, NotFound
 from base.mount import Mount
 from content.apply import WhiteoutMode
-from content.rootfs import read_from_layers
 from content.snapshots import Info, Snapshotter, open_snapshotter
 from content.space import Space, space_of
 from content.unpacker import EXTRACT_MARK
@@ -216,12 +215,6 @@ class Snapshots:
         def find() -> builtins.list[Path]:
             return self.raw.layers(self.of(namespace).raw_key(name))
         return await trio.to_thread.run_sync(find)
-
-    async def read_file(self, namespace: str, key: str, path: str) -> bytes | None:
-        """A file of the snapshot as the container will see it (e.g. /etc/passwd for
-        resolving a user), read from its layers without mounting them."""
-        mounts = await self.mounts(namespace, key)
-        return await trio.to_thread.run_sync(read_from_layers, layer_dirs(mounts), path)
 
     def close(self) -> None:
         self.raw.close()
