@@ -77,7 +77,9 @@ class App:
         return app
 
     async def collect_garbage(self) -> Collected:
-        """Free the blobs, snapshots and ingests that no image, container or lease uses."""
+        """Free the blobs, snapshots and ingests that no image, container or lease uses
+        (removed containers' snapshots included: their teardown is waited for)."""
+        await self.containers.torn_down()
         async with self.leases.collecting():
             labels = self.cas.all_labels()
             live = gc.roots(self.images.all_records(), self.containers.snapshots(),
@@ -95,6 +97,7 @@ class App:
         self.namespaces.check(name)
         if self.images.names(name):
             raise Busy(f'namespace "{name}" holds images')
+        await self.containers.torn_down(name)
         await self.namespaces.remove(name)
         await self.snapshots.remove_all(name)
 

@@ -222,6 +222,26 @@ class TaskService:
                 for cid in sorted(os.listdir(root / ns))
                 if (root / ns / cid / "task.json").exists()]
 
+    def bundles(self) -> builtins.list[tuple[str, str]]:
+        """(namespace, id) of every container directory, with or without its record (a
+        create killed before writing task.json leaves one without)."""
+        root = self.state_dir / "tasks"
+        return [(ns, cid) for ns in sorted(os.listdir(root)) if (root / ns).is_dir()
+                for cid in sorted(os.listdir(root / ns))]
+
+    def discard(self, namespace: str, container_id: str) -> None:
+        """Remove whatever a container left, its process killed if it runs: for what a
+        daemon killed while creating or removing a container leaves behind."""
+        bundle = self._path(namespace, container_id, None)
+        if (bundle / "task.json").exists():
+            with contextlib.suppress(NotFound, ValueError):  # a record cut short
+                self.delete(namespace, container_id, force=True)
+                return
+        self._runc(namespace).delete(container_id, force=True)
+        unmount_all(bundle / "rootfs")
+        self._drop_stdin(bundle)
+        shutil.rmtree(bundle, ignore_errors=True)
+
     def list_execs(self, namespace: str, container_id: str) -> builtins.list[str]:
         execs = self._dir(namespace, container_id, None) / "execs"
         if not execs.is_dir():

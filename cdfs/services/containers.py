@@ -48,6 +48,7 @@ from cdfs.services.snapshots import Snapshots, layer_dirs
 from cdfs.services.task_states import TaskStates
 from content.rootfs import RootView, read_from_layers
 from content.space import is_out_of_space, no_space_message
+from content.unpacker import EXTRACT_MARK
 from runtime import netns, runc, spec
 from runtime.logs import LogIndex
 from runtime.state import LIVE, Status, parse_signal
@@ -172,12 +173,18 @@ class Containers:
         self._indexes: dict[Path, LogIndex] = {}  # per task directory, while watched
         self._indexing: set[Path] = set()  # an index update is under way or due
         self._nursery: trio.Nursery | None = None
+        # Removed containers whose task and snapshot are still being deleted: their
+        # name is taken again only once that is done.
+        self._teardowns: dict[tuple[str, str], tuple[Container, trio.Event]] = {}
 
     def snapshots(self) -> dict[str, set[str]]:
         """Per namespace, the snapshots containers use (a container's own id included:
-        its snapshot is named so while it is being created)."""
+        its snapshot is named so while it is being created), and those of removed
+        containers until their teardown is done."""
         found: dict[str, set[str]] = {}
-        for (namespace, container_id), container in self._containers.items():
+        containers = [*self._containers.items(),
+                      *((key, container) for key, (container, _) in self._teardowns.items())]
+        for (namespace, container_id), container in containers:
             found.setdefault(namespace, set()).update({container_id, container.snapshot} - {""})
         return found
 
@@ -212,6 +219,33 @@ class Containers:
                                    exit_published=told)
                 if info.status == Status.STOPPED and not told:
                     self._found_exits.append(task)
+        await self._reclaim()
+
+    async def _reclaim(self) -> None:
+        """At start-up, what a daemon killed in the middle of a create or a removal
+        left: task directories of containers without a row or without config.json (the
+        process killed, the rootfs unmounted) and active snapshots no container uses
+        (rmdir deletes the row first and the task and snapshot after it)."""
+        created = {key for key, container in self._containers.items()
+                   if container.spec is not None}
+        for namespace, container_id in await self._thread(self.tasks.bundles):
+            if (namespace, container_id) not in created:
+                log.info("removing the leftover task of %s/%s", namespace, container_id)
+                try:
+                    await self._thread(self.tasks.discard, namespace, container_id)
+                except (CdfsError, OSError) as e:
+                    log.warning("leftover task %s/%s: %s", namespace, container_id, e)
+        used = {namespace: {c.snapshot for (ns, _), c in self._containers.items()
+                            if ns == namespace and c.spec is not None}
+                for namespace in await self._snapshots.namespaces()}
+        leased = self._leases.roots().snapshots
+        for namespace, keys in used.items():
+            for info in await self._snapshots.list(namespace):
+                if info.kind == "active" and EXTRACT_MARK not in info.key \
+                        and info.key not in keys | leased.get(namespace, set()):
+                    log.info("removing the leftover snapshot %s/%s", namespace, info.key)
+                    with contextlib.suppress(NotFound, Busy):
+                        await self._snapshots.remove(namespace, info.key)
 
     async def run(self) -> None:
         """The exit and output watcher; runs for the daemon's life."""
@@ -354,9 +388,11 @@ class Containers:
                                              container_id)
 
     async def make(self, namespace: str, container_id: str) -> None:
-        """mkdir: an empty slot, a row in the database."""
+        """mkdir: an empty slot, a row in the database; a name just removed is taken
+        once its teardown is done."""
         self._namespaces.check(namespace)
         identifiers.validate(container_id, "container id")
+        await self.torn_down(namespace, container_id)
         if self.exists(namespace, container_id):
             raise AlreadyExists(f'container "{container_id}" exists in "{namespace}"')
         container = Container(namespace, container_id, rfc3339())
@@ -370,42 +406,73 @@ class Containers:
             raise
 
     async def remove(self, namespace: str, container_id: str) -> None:
-        """rmdir: delete the task, the snapshot and the row. Busy while the task runs or
-        is paused (stop it first)."""
+        """rmdir: Busy while the task runs or is paused (stop it first). The row goes at
+        once, so the name is free; the task (runc's state, cgroups, the rootfs mount,
+        the bundle) and the snapshot are deleted after rmdir returns, and a new
+        container of the same name waits for that (`torn_down`). A daemon killed before
+        the teardown is done leaves what start-up reclaims (`_reclaim`)."""
         container = self.get(namespace, container_id)
         async with container.lock:
             info: TaskInfo | None = None
             if container.spec is not None:
-                info = await self._delete_task(container)
-            if container.snapshot:
-                await self._snapshots.remove(namespace, container.snapshot)
+                info = await self._end_task(container)
             await self._db.execute("DELETE FROM containers WHERE namespace = ? AND id = ?",
                                     (namespace, container_id))
             del self._containers[(namespace, container_id)]
+            done = trio.Event()
+            self._teardowns[(namespace, container_id)] = (container, done)
         if info is not None:
             self._bus.publish(namespace, "/tasks/delete", container_id,
                               container_id=container_id, pid=info.pid or 0,
                               exit_status=info.exit_status, exited_at=_exited_at(info))
         if container.spec is not None:
             self._bus.publish(namespace, "/containers/delete", container_id)
+        if self._nursery is not None:
+            self._nursery.start_soon(self._tear_down, container, info is not None, done)
+        else:
+            await self._tear_down(container, info is not None, done)
 
-    async def _delete_task(self, container: Container) -> TaskInfo | None:
+    async def torn_down(self, namespace: str | None = None, container_id: str | None = None
+                        ) -> None:
+        """Return once the removed container `container_id` (or every one of the
+        namespace, or every one) is deleted from disk."""
+        for (ns, cid), (_, done) in list(self._teardowns.items()):
+            if namespace in (None, ns) and container_id in (None, cid):
+                await done.wait()
+
+    async def _end_task(self, container: Container) -> TaskInfo | None:
+        """The task's last state, once its exit is told and nothing watches it any more;
+        Busy while it runs or is paused. None when its state was lost (a reboot)."""
         namespace, container_id = container.namespace, container.id
         try:
             info = await self._thread(self.tasks.state, namespace, container_id)
         except NotFound:
-            return None  # its state was lost (a reboot)
+            return None
         if info.status in (Status.RUNNING, Status.PAUSED):
             raise Busy(f'container "{container_id}" is {info.status}: stop it first')
         for watched in list(self._watched.values()):
             if (watched.namespace, watched.id) == (namespace, container_id) and watched.ready:
                 await self._publish_exit(watched)
-        try:
-            await self._thread(self.tasks.delete, namespace, container_id)
-        finally:
-            self._states.forget(namespace, container_id, every_exec=True)
         self._unwatch(namespace, container_id, None)
+        self._states.forget(namespace, container_id, every_exec=True)
         return info
+
+    async def _tear_down(self, container: Container, has_task: bool, done: trio.Event) -> None:
+        """Delete a removed container's task, then its snapshot; a failure is logged and
+        left to start-up's reclaim."""
+        namespace = container.namespace
+        try:
+            with trio.CancelScope(shield=True):
+                if has_task:
+                    await self._thread(self.tasks.delete, namespace, container.id)
+                if container.snapshot:
+                    await self._snapshots.remove(namespace, container.snapshot)
+        except (CdfsError, OSError) as e:
+            log.warning("removing container %s/%s: %s (left for the next start)",
+                        namespace, container.id, e)
+        finally:
+            del self._teardowns[(namespace, container.id)]
+            done.set()
 
     # --- the settings written before config.json --------------------------------------
 

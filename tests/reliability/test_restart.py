@@ -5,9 +5,11 @@ import contextlib
 import errno
 import json
 import os
+import sqlite3
 import subprocess
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 from support import Daemon, is_mounted, wait_until
 
@@ -124,3 +126,85 @@ def test_stdin_stays_open_and_writable_across_restarts(
                             capture_output=True, text=True, timeout=30).stdout.strip()
     assert status == "0"
     assert (container / "stdout").read_text() == "got one\ngot two\ngot last\neof\n"
+
+
+def _run_true(daemon: Daemon, name: str) -> Path:
+    """A container `name` that ran `true` to its exit; its directory."""
+    container = daemon.path("namespaces", "default", "containers", name)
+    container.mkdir()
+    _write(container / "image", "cdfs.local/busybox:latest\n")
+    _write(container / "config.json", json.dumps({"process": {"args": ["true"]}}))
+    _write(container / "ctl", "start\n")
+    status = subprocess.run(["timeout", "20", "cat", str(container / "wait")],
+                            capture_output=True, text=True, timeout=30).stdout.strip()
+    assert status == "0"
+    return container
+
+
+def _left_of(daemon: Daemon, name: str) -> list[str]:
+    """What is still on the host of container `name`: its task directory, runc's
+    state, a mount under the daemon's state dir, its snapshot."""
+    runtime = daemon.state / "runtime"
+    left = [str(p) for p in (runtime / "tasks" / "default" / name,
+                             runtime / "runc" / "default" / name) if p.exists()]
+    with open("/proc/self/mountinfo") as mountinfo:
+        left += [line.split()[4] for line in mountinfo
+                 if line.split()[4].startswith(f"{runtime}/")]
+    if name in os.listdir(daemon.path("namespaces", "default", "snapshots")):
+        left.append(f"snapshot {name}")
+    return left
+
+
+def test_a_kill_right_after_rmdir_leaves_nothing_after_the_restart(
+        make_daemon: Callable[..., Daemon]) -> None:
+    """rmdir returns before the task and snapshot are deleted from disk; a daemon
+    killed at once leaves them to the next start, which reclaims them."""
+    daemon = make_daemon()
+    _run_true(daemon, "brief").rmdir()
+    daemon.kill9()
+    daemon.force_unmount()
+    daemon = daemon.start()
+    assert "brief" not in os.listdir(daemon.path("namespaces", "default", "containers"))
+    assert _left_of(daemon, "brief") == []
+    _run_true(daemon, "brief").rmdir()  # the name is free
+
+
+def test_start_up_reclaims_a_removal_cut_short_after_its_row(
+        make_daemon: Callable[..., Daemon]) -> None:
+    """What a daemon killed between deleting the row and deleting the task leaves: a
+    task directory (with its mounted rootfs and runc's state) and an active snapshot
+    that no container names. The next start deletes them."""
+    daemon = make_daemon()
+    _run_true(daemon, "cut")
+    daemon.kill9()
+    daemon.force_unmount()
+    with contextlib.closing(sqlite3.connect(daemon.root / "metadata.db")) as db, db:
+        db.execute("DELETE FROM containers WHERE id = 'cut'")
+    daemon = daemon.start()
+    assert _left_of(daemon, "cut") == []
+    _run_true(daemon, "cut").rmdir()
+    assert wait_until(lambda: _left_of(daemon, "cut") == [], timeout=10)
+
+
+def test_start_up_reclaims_a_create_cut_short(make_daemon: Callable[..., Daemon]) -> None:
+    """A daemon killed while creating a container (the task made, its spec not yet in
+    the row) leaves a task and a snapshot the slot does not name: the next start
+    deletes them (the process killed) and config.json can be written again."""
+    daemon = make_daemon()
+    container = daemon.path("namespaces", "default", "containers", "half")
+    container.mkdir()
+    _write(container / "image", "cdfs.local/busybox:latest\n")
+    _write(container / "config.json", json.dumps({"process": {"args": ["sleep", "300"]}}))
+    daemon.kill9()
+    daemon.force_unmount()
+    with contextlib.closing(sqlite3.connect(daemon.root / "metadata.db")) as db, db:
+        db.execute("UPDATE containers SET spec = '', snapshot = '' WHERE id = 'half'")
+    daemon = daemon.start()
+    assert _left_of(daemon, "half") == []
+    container = daemon.path("namespaces", "default", "containers", "half")
+    assert (container / "status").read_text().strip() == "empty"
+    _write(container / "config.json", json.dumps({"process": {"args": ["true"]}}))
+    _write(container / "ctl", "start\n")
+    status = subprocess.run(["timeout", "20", "cat", str(container / "wait")],
+                            capture_output=True, text=True, timeout=30).stdout.strip()
+    assert status == "0"
