@@ -403,8 +403,9 @@ CONTAINERS = Table(
     children=collection(
         "id", "a container. mkdir ID makes an empty slot; write image, netns,\n"
         "runtime, logpath and labels as needed, then config.json to create it, then\n"
-        "`start` in ctl. rmdir deletes the container, its snapshot and its state\n"
-        "(EBUSY while it runs or is paused: stop it first)",
+        "`start` in ctl. rmdir deletes the container (EBUSY while it runs or is\n"
+        "paused: stop it first); its task, snapshot and state go from disk just after\n"
+        "rmdir returns, and a mkdir of the same name waits for that",
         CONTAINER,
         names=lambda app, s: app.containers.names(s["ns"]),
         exists=lambda app, s, name: app.containers.exists(s["ns"], name),
