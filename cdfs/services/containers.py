@@ -467,7 +467,7 @@ class Containers:
                     await self._thread(self.tasks.delete, namespace, container.id)
                 if container.snapshot:
                     await self._snapshots.remove(namespace, container.snapshot)
-        except (CdfsError, OSError) as e:
+        except Exception as e:  # nobody waits for it: the daemon goes on serving
             log.warning("removing container %s/%s: %s (left for the next start)",
                         namespace, container.id, e)
         finally:
