@@ -1,6 +1,7 @@
 """The one clock: every time cdfs shows (events, records, stats, files) is RFC 3339
 UTC with nanoseconds, as containerd stamps its events."""
 
+import functools
 import time
 from datetime import UTC, datetime
 
@@ -23,9 +24,11 @@ def seconds_to_ns(seconds: float) -> int:
     return int(seconds * 1e9)
 
 
+@functools.lru_cache(maxsize=4096)
 def parse_rfc3339(text: str) -> int:
     """An RFC 3339 UTC time as `rfc3339` writes it (fraction optional), in nanoseconds
-    since the epoch: how a record's stamp becomes a file's mtime."""
+    since the epoch: how a record's stamp becomes a file's mtime (the same few times,
+    a container's, are parsed at each stat of its files: they are remembered)."""
     seconds, _, fraction = text.rstrip("Z").partition(".")
     # fromisoformat, not strptime: a stat of a value file parses one of these, and
     # strptime costs ten times as much.
