@@ -17,7 +17,7 @@ import pyfuse3
 
 from base.clock import now_ns, parse_rfc3339
 from mountpoint.nodes import Node
-from mountpoint.table import Ctl, HostFile, Link, Services, access
+from mountpoint.table import Ctl, HostFile, Input, Link, Services, Stream, Value, access
 
 CACHE_TIMEOUT = 5.0  # seconds the kernel may keep a name or attributes it may cache
 _WRITTEN = -1  # the digest of a value just written: whatever it renders next is new
@@ -46,13 +46,22 @@ def name_cached(node: Node) -> bool:
         and table.children.removed is not None
 
 
+def dated(node: Node) -> bool:
+    """Whether the node's attributes change only with its object's time: a
+    directory's, and a stream's or input's (always empty)."""
+    return node.table is not None or isinstance(node.entry, Stream | Input)
+
+
 def attrs_cached(node: Node) -> bool:
     """Whether the kernel may keep the attributes: a file's when its bytes never
-    change (a blob, a link) and its path is fixed; a directory's when its time, from
-    the nearest table above that has one, never moves or moves only at the events
-    that table names (`Table.changed_by`). A file whose bytes change (values, err,
-    output) is asked afresh at each stat."""
-    if node.table is None:
+    change (a blob, a link) and its path is fixed; a dated node's (`dated`) when its
+    time, from the nearest table above that has one, never moves or moves only at
+    the events that table names (`Table.changed_by`). A file whose bytes change
+    (values, err, output) is asked afresh at each stat, but for a value of a task's
+    state, whose every change the containers service tells (`Value.task_state`)."""
+    if not dated(node):
+        if isinstance(node.entry, Value):
+            return node.entry.task_state
         return isinstance(node.entry, HostFile | Link) and not node.volatile
     current: Node | None = node
     while current is not None:

@@ -218,17 +218,18 @@ def _task_files(stdin_doc: str) -> tuple[Value | Stream | Output | Input | Dir, 
     """The files a container and an exec both have, about their process."""
     return (
         Value("status", "created | running | paused | stopped; `empty` until it is created",
-              read=show(_state, _status)),
+              read=show(_state, _status), task_state=True),
         Value("pid", "the host pid of the process (empty unless it is created, running or "
-              "paused)", read=show(_state, _pid)),
+              "paused)", read=show(_state, _pid), task_state=True),
         Value("exit", "the exit status once stopped (128+N when killed by signal N: 137 "
-              "for KILL)", read=show(_state, _exit)),
+              "for KILL)", read=show(_state, _exit), task_state=True),
         Value("created", "when the task was created (config.json or process.json), RFC 3339\n"
-              "UTC; empty before", read=show(_times, lambda times: line(times.created))),
+              "UTC; empty before", read=show(_times, lambda times: line(times.created)),
+              task_state=True),
         Value("started", "when `start` ran the program; empty before",
-              read=show(_times, lambda times: line(times.started))),
+              read=show(_times, lambda times: line(times.started)), task_state=True),
         Value("exited", "when the program exited; empty before",
-              read=show(_times, lambda times: line(times.exited))),
+              read=show(_times, lambda times: line(times.exited)), task_state=True),
         Stream("wait", "blocks until the process has exited, then gives its exit status",
                opens(lambda app, s: app.containers.wait(s["ns"], s["id"], _exec_id(s)))),
         Input("stdin", stdin_doc, _stdin),

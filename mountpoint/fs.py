@@ -85,6 +85,7 @@ class Filesystem(pyfuse3.Operations):
         """Once mounted: from now on, tell the kernel to forget what it caches of what
         each event changes (kernelcache.py)."""
         self.services.bus.listen(self.kernel_cache.listen)
+        self.services.containers.on_state_change(self.kernel_cache.task_changed)
 
     # -- attributes -----------------------------------------------------------
     async def _node_attrs(self, node: Node) -> pyfuse3.EntryAttributes:
@@ -114,10 +115,13 @@ class Filesystem(pyfuse3.Operations):
         """What readdir tells of a node. The kernel trusts these as long as a
         getattr's answer, so for a value or output, whose attributes it never keeps,
         the first stat asks getattr anyway: rendering each value here too would
-        make `ls -l` render every value twice. So for a host tree's own directory
+        make `ls -l` render every value twice (a value of a task's state, which
+        the kernel keeps, is rendered here, and asked no more). So for a host tree's own directory
         (rootfs), which a stat would lstat a second time in a worker thread: the
         listing says only that it is a directory, once its tree is there."""
-        if isinstance(node.entry, Value | Ctl | Err | Output):
+        entry = node.entry
+        if isinstance(entry, Value | Ctl | Err | Output) \
+                and not (isinstance(entry, Value) and entry.task_state):
             return self.attributes.of(node)
         if hosttree.is_host(node) and not node.sub:
             await hosttree.view(self.services, node)

@@ -5,14 +5,22 @@ The kernel keeps a name for its `entry_timeout` and a node's attributes for its
 things are kept because their services announce every change with an event:
 the names of the children of a collection with `Children.removed` (namespaces,
 containers: a walk to containers/X/status asks nothing about X), and the attributes
-of directories dated by a table with `Table.changed_by` (a container's directory and
-those below it, whose mtime is the container's). At each such event this module
+of directories, streams and inputs dated by a table with `Table.changed_by` (a
+container's directory, those below it, its wait, tty and stdin: their mtime is the
+container's). At each such event this module
 tells the kernel to forget the name, or to ask again for the attributes.
 
 An rmdir through the mount needs none of it (the kernel drops the name itself); the
 events matter for what the daemon changes on its own (an exit, a removal that came
 another way). A removal that publishes nothing must not happen to a child of such a
 collection: an empty container slot is removed only by rmdir.
+
+The attributes of the values that show a task's state (status, pid, exit, created,
+started, exited: `Value.task_state`) are kept too, and withdrawn at each change of
+that state the containers service tells (`on_state_change`: each time it forgets
+what it knew, at its verbs and the watcher's exits, and when a fresh answer differs
+from the one before, which no event reports); a stat made in between a change no event
+reports and the next open of the value may see the old size for up to the timeout.
 
 Attributes are withdrawn at once, inside the publish (`invalidate_inode` with
 `attr_only` takes no lock in the kernel but a spinlock, and bumps the inode's
@@ -31,8 +39,10 @@ from typing import NamedTuple
 
 import pyfuse3
 
+from mountpoint.attributes import dated
 from mountpoint.nodes import Node, NodeTable
 from mountpoint.services import BusEvent
+from mountpoint.table import Value
 
 
 class Withdrawal(NamedTuple):
@@ -64,12 +74,22 @@ def withdrawals(nodes: NodeTable, event: BusEvent) -> list[Withdrawal]:
         if node.table is not None and event.topic in node.table.changed_by \
                 and _names(node, children.param, event, event.container_id):
             found += [Withdrawal(below.ino) for below in nodes
-                      if below.table is not None and below.path[:len(node.path)] == node.path]
+                      if dated(below) and below.path[:len(node.path)] == node.path]
     return found
 
 
+def task_values(nodes: NodeTable, namespace: str, container_id: str, exec_id: str | None,
+                every_exec: bool) -> list[int]:
+    """The inodes of the values that show this task's state (`Value.task_state`)."""
+    return [node.ino for node in nodes
+            if isinstance(node.entry, Value) and node.entry.task_state
+            and node.scope.get("id") == container_id and node.scope.get("ns") == namespace
+            and (every_exec or node.scope.get("exec") == exec_id)]
+
+
 class KernelCache:
-    """A bus listener that sends the kernel the withdrawals of each event."""
+    """A bus listener that sends the kernel the withdrawals of each event, and a
+    listener of task state changes that withdraws the attributes of their values."""
 
     def __init__(self, nodes: NodeTable) -> None:
         self._nodes = nodes
@@ -79,5 +99,15 @@ class KernelCache:
             if name is not None:
                 pyfuse3.invalidate_entry_async(ino, os.fsencode(name), ignore_enoent=True)
                 continue
-            with contextlib.suppress(FileNotFoundError):  # the kernel forgot it first
-                pyfuse3.invalidate_inode(ino, attr_only=True)
+            _drop_attrs(ino)
+
+    def task_changed(self, namespace: str, container_id: str, exec_id: str | None,
+                     every_exec: bool) -> None:
+        for ino in task_values(self._nodes, namespace, container_id, exec_id, every_exec):
+            _drop_attrs(ino)
+
+
+def _drop_attrs(ino: int) -> None:
+    """At once, from anywhere (even a handler of the same inode): see the module doc."""
+    with contextlib.suppress(FileNotFoundError):  # the kernel forgot it first
+        pyfuse3.invalidate_inode(ino, attr_only=True)

@@ -237,6 +237,9 @@ class ContainerService(Protocol):
     async def state(self, namespace: str, container_id: str, exec_id: str | None = None
                     ) -> TaskInfo | None: ...
 
+    def on_state_change(self, listener: Callable[[str, str, str | None, bool], None]
+                        ) -> None: ...
+
     async def start(self, namespace: str, container_id: str, exec_id: str | None = None
                     ) -> None: ...
 

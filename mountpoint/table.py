@@ -39,7 +39,10 @@ class Value:
     afresh at each open. What one open file is written is one value, at most `limit`
     bytes, stored whole each time it is complete (at each line end; a `json` value
     once its object closes) and at close if it was not, so a refused value fails
-    the write() that completed it (mountpoint/writes.py)."""
+    the write() that completed it (mountpoint/writes.py). A `task_state` value shows
+    only its task's state (of `scope["id"]`, and `scope["exec"]` for an exec), so the
+    kernel may keep its attributes: they are withdrawn at each change of that state
+    (mountpoint/kernelcache.py)."""
 
     name: str
     doc: str
@@ -47,6 +50,7 @@ class Value:
     write: Store | None = None
     json: bool = False
     limit: int = VALUE_LIMIT
+    task_state: bool = False
 
 
 @dataclass(frozen=True)

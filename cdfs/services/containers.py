@@ -45,7 +45,7 @@ from cdfs.services.images import Images
 from cdfs.services.leases import Hold, Leases
 from cdfs.services.namespaces import Namespaces
 from cdfs.services.snapshots import Snapshots, layer_dirs
-from cdfs.services.task_states import TaskStates
+from cdfs.services.task_states import ChangeListener, TaskStates
 from content.rootfs import RootView, read_from_layers
 from content.space import is_out_of_space, no_space_message
 from content.unpacker import EXTRACT_MARK
@@ -65,6 +65,7 @@ def _exited_at(info: TaskInfo) -> str:
     return _stamp(info.exited_at)
 
 
+@functools.lru_cache(maxsize=4096)  # a task's few times, formatted at each stat
 def _stamp(seconds: float | None) -> str:
     return "" if seconds is None else rfc3339(seconds_to_ns(seconds))
 
@@ -673,6 +674,11 @@ class Containers:
     async def times(self, namespace: str, container_id: str, exec_id: str | None = None
                     ) -> Times:
         return Times.of(await self.state(namespace, container_id, exec_id))
+
+    def on_state_change(self, listener: ChangeListener) -> None:
+        """Call `listener` whenever what `state` answers of a task may have changed
+        (task_states.py)."""
+        self._states.on_change = listener
 
     async def info(self, namespace: str, container_id: str) -> dict[str, Any]:
         """Everything about a container at a glance, as one JSON-ready object: absent

@@ -11,17 +11,24 @@ What no event reports (a monitor killed with -9 before writing the exit file) is
 by asking again once a remembered live state is older than `LIVE_SECONDS`; a stopped
 task with its exit status is final and kept until forgotten.
 
+`on_change` hears of every change: each forget, and an answer that differs from the
+one it replaces (the case no event reports). The tree lets the kernel keep the
+attributes of the files that show a task's state, and withdraws them there.
+
 Forgetting anything bumps one generation: an answer computed across a change (in a
 thread already running when it happened) is returned but not remembered. One counter
 for all tasks keeps nothing behind for deleted ones.
 """
 
 import time
+from collections.abc import Callable
 
 from runtime.state import Status
 from runtime.tasks import TaskInfo
 
 TaskKey = tuple[str, str, str | None]  # namespace, container id, exec id (None: the init)
+# Told (namespace, container id, exec id, every exec of the container) at each change.
+ChangeListener = Callable[[str, str, str | None, bool], None]
 LIVE_SECONDS = 1.0
 
 
@@ -32,6 +39,7 @@ class TaskStates:
         self._live_seconds = live_seconds
         self._known: dict[TaskKey, tuple[TaskInfo, float]] = {}
         self._generation = 0
+        self.on_change: ChangeListener | None = None
 
     def get(self, key: TaskKey) -> TaskInfo | None:
         """The remembered state, if it is still to be trusted."""
@@ -50,8 +58,12 @@ class TaskStates:
         return self._generation
 
     def remember(self, key: TaskKey, info: TaskInfo, generation: int) -> None:
-        if generation == self._generation:
-            self._known[key] = (info, time.monotonic())
+        if generation != self._generation:
+            return
+        before = self._known.get(key)
+        self._known[key] = (info, time.monotonic())
+        if before is not None and before[0] != info and self.on_change is not None:
+            self.on_change(*key, False)
 
     def forget(self, namespace: str, container_id: str, exec_id: str | None = None,
                every_exec: bool = False) -> None:
@@ -61,3 +73,5 @@ class TaskStates:
         for key in keys:
             self._known.pop(key, None)
         self._generation += 1
+        if self.on_change is not None:
+            self.on_change(namespace, container_id, exec_id, every_exec)

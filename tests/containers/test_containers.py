@@ -172,6 +172,60 @@ def test_ls_l_of_an_empty_slot_lists_no_rootfs(daemon: Daemon) -> None:
     c.dir.rmdir()
 
 
+STATE_VALUES = ("status", "pid", "exit", "created", "started", "exited")
+
+
+def _sizes(directory: Path) -> dict[str, int]:
+    """st_size of each value of the task's state, by stat alone (a read would make
+    the kernel ask for the attributes again anyway: it marks their atime stale)."""
+    return {name: (directory / name).stat().st_size for name in STATE_VALUES}
+
+
+def _read_sizes(directory: Path) -> dict[str, int]:
+    return {name: len((directory / name).read_bytes()) for name in STATE_VALUES}
+
+
+def test_a_stat_of_state_values_is_current_after_each_change(daemon: Daemon) -> None:
+    """The kernel keeps the attributes of status, pid, exit and the times (and of
+    wait, stdin and tty, dated by the container), and the tree withdraws them at each
+    change of the task: the stat right after the write that made the change (or after
+    `wait`) gives the new size and time, for execs too."""
+    c = Container(daemon, "kept")
+    c.dir.mkdir()
+    assert _sizes(c.dir)["status"] == len("empty\n")
+    write(c / "image", "cdfs.local/busybox\n")
+    write(c / "config.json", json.dumps({"process": {"args": ["sleep", "100"]}}))
+    created = _sizes(c.dir)
+    assert created["status"] == len("created\n") and created["started"] == 0
+    assert created == _read_sizes(c.dir)
+    assert _sizes(c.dir)["started"] == 0  # kept by the kernel from here
+    dated = {name: (c / name).stat().st_mtime_ns for name in ("wait", "stdin", "tty")}
+    c.ctl("start")
+    started = _sizes(c.dir)
+    assert started["started"] > 0 and started["exit"] == 0
+    for name, mtime in dated.items():  # dated by the container, which just started
+        assert (c / name).stat().st_mtime_ns > mtime, name
+    run_exec = c / "exec" / "e"
+    run_exec.mkdir()
+    assert _sizes(run_exec)["status"] == len("empty\n")
+    write(run_exec / "process.json", json.dumps({"args": ["true"]}))
+    assert _sizes(run_exec)["exit"] == 0
+    write(run_exec / "ctl", "start\n")
+    assert read_with_timeout(run_exec / "wait") == "0\n"
+    ran = _sizes(run_exec)
+    assert ran["exit"] == 2 and ran["exited"] > 0 and ran == _read_sizes(run_exec)
+    c.ctl("kill KILL")
+    assert c.wait() == 137
+    stopped = _sizes(c.dir)
+    assert stopped["exit"] == len("137\n") and stopped["pid"] == 0 and stopped["exited"] > 0
+    assert stopped == _read_sizes(c.dir)
+    run_exec.rmdir()
+    c.dir.rmdir()
+    c.dir.mkdir()  # a new slot of the same name: empty again
+    assert _sizes(c.dir) == {**dict.fromkeys(STATE_VALUES, 0), "status": len("empty\n")}
+    c.dir.rmdir()
+
+
 def test_exit_codes_of_signals(daemon: Daemon) -> None:
     killed = run(daemon, "killed", ["sleep", "100"])
     trapping = run(daemon, "trapping", ["sh", "-c", "trap 'exit 143' TERM; echo ready; "

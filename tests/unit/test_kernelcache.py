@@ -7,7 +7,7 @@ from typing import Any
 from unit.harness import FakeServices, Tree
 
 from mountpoint.attributes import CACHE_TIMEOUT
-from mountpoint.kernelcache import Withdrawal, withdrawals
+from mountpoint.kernelcache import Withdrawal, task_values, withdrawals
 from mountpoint.table import Dir, Table, Value, collection, show
 
 
@@ -26,6 +26,7 @@ class Event:
 BOXES = {"ns1": {"a", "b"}, "ns2": {"a"}}
 BOX = Table("one box", time=lambda app, s: _stamp(), changed_by=("/boxes/start",), entries=(
     Value("state", "changes", read=show(lambda app, s: "on")),
+    Value("status", "its task's state", read=show(lambda app, s: "running"), task_state=True),
     Dir("parts", "dated by the box", Table("parts")),
 ))
 SHELF = Table("one shelf", time=lambda app, s: _stamp(), entries=(
@@ -49,7 +50,7 @@ async def _stamp() -> str:
 async def _tree() -> Tree:
     tree = Tree(FakeServices(), ROOT)
     for path in ("ns1/boxes/a/parts", "ns1/boxes/b/parts", "ns2/boxes/a/parts",
-                 "ns1/shelves/s/state"):
+                 "ns1/shelves/s/state", "ns1/boxes/a/status", "ns2/boxes/a/status"):
         await tree.stat(path)
     return tree
 
@@ -82,3 +83,13 @@ async def test_a_change_withdraws_the_attributes_of_the_directories_it_dates() -
     found = {w.ino for w in withdrawals(tree.fs.nodes, event)}
     assert found == {await tree.inode("ns1/boxes/a"), await tree.inode("ns1/boxes/a/parts")}
     assert withdrawals(tree.fs.nodes, Event("ns1", "/boxes/stop", "a")) == []
+
+
+async def test_a_task_change_withdraws_the_attributes_of_that_tasks_values() -> None:
+    tree = await _tree()
+    status = await tree.stat("ns1/boxes/a/status")
+    assert status.attr_timeout == CACHE_TIMEOUT  # kept until the task changes
+    assert task_values(tree.fs.nodes, "ns1", "a", None, False) == [status.st_ino]
+    assert task_values(tree.fs.nodes, "ns1", "a", "exec1", False) == []  # another task
+    assert task_values(tree.fs.nodes, "ns1", "a", "exec1", True) == [status.st_ino]
+    assert task_values(tree.fs.nodes, "ns1", "b", None, True) == []

@@ -46,3 +46,21 @@ def test_forgetting_a_container_forgets_its_execs() -> None:
     states.forget("default", "c1", every_exec=True)
     assert states.get(KEY) is None and states.get(("default", "c1", "e1")) is None
     assert states.get(("default", "c2", None)) is not None
+
+
+def test_every_change_is_told_even_one_no_event_reports() -> None:
+    """The tree withdraws the kernel's attributes of status, pid and exit at each:
+    a forget, and a fresh answer unlike the one it replaces (a monitor killed -9)."""
+    states = TaskStates(live_seconds=0.01)
+    told: list[tuple[str, str, str | None, bool]] = []
+    states.on_change = lambda *change: told.append(change)
+    states.remember(KEY, _info(Status.RUNNING), states.generation)
+    assert told == []  # the first answer after a forget: the forget told it
+    time.sleep(0.02)
+    states.remember(KEY, _info(Status.RUNNING), states.generation)
+    assert told == []  # asked again, the same
+    time.sleep(0.02)
+    states.remember(KEY, _info(Status.STOPPED), states.generation)
+    assert told == [("default", "c1", None, False)]
+    states.forget("default", "c1", every_exec=True)
+    assert told[-1] == ("default", "c1", None, True)
