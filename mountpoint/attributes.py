@@ -58,10 +58,11 @@ def attrs_cached(node: Node) -> bool:
     time, from the nearest table above that has one, never moves or moves only at
     the events that table names (`Table.changed_by`). A file whose bytes change
     (values, err, output) is asked afresh at each stat, but for a value of a task's
-    state, whose every change the containers service tells (`Value.task_state`)."""
+    state, whose every change the containers service tells, and a setting, which
+    only its writes change (`Value.kept`)."""
     if not dated(node):
         if isinstance(node.entry, Value):
-            return node.entry.task_state
+            return node.entry.kept
         return isinstance(node.entry, HostFile | Link) and not node.volatile
     current: Node | None = node
     while current is not None:

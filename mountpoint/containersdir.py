@@ -290,13 +290,15 @@ CONTAINER = Table(
               "rootfs on; written before config.json (ENOENT when the namespace\n"
               "lacks the image); reads back the image's full name",
               read=show(lambda app, s: _settings(app, s).image),
-              write=take(lambda app, s, text: app.containers.set_image(s["ns"], s["id"], text))),
+              write=take(lambda app, s, text: app.containers.set_image(s["ns"], s["id"], text)),
+              written_only=True),
         Value("netns", "a network namespace to join, by name (netns/<name>/, i.e.\n"
               "/run/netns/<name>) or as an absolute path to a namespace file; written\n"
               "before config.json. Without it the container gets a new network\n"
               "namespace of its own with only loopback, up",
               read=show(lambda app, s: _settings(app, s).netns),
-              write=take(lambda app, s, text: app.containers.set_netns(s["ns"], s["id"], text))),
+              write=take(lambda app, s, text: app.containers.set_netns(s["ns"], s["id"], text)),
+              written_only=True),
         Value("logpath", "an absolute host path where conmon writes the output log,\n"
               "instead of inside the daemon's state: the path kubelet gives (CRI\n"
               "log_directory/log_path), whose format, `<RFC3339Nano> stdout|stderr\n"
@@ -305,7 +307,8 @@ CONTAINER = Table(
               "follow/ read it; the file is left when the container is deleted",
               read=show(lambda app, s: _settings(app, s).log_path),
               write=take(lambda app, s, text: app.containers.set_log_path(s["ns"], s["id"],
-                                                                          text))),
+                                                                          text)),
+              written_only=True),
         Value("config.json", "writing it creates the container. Either a full OCI runtime\n"
               "spec (it has `ociVersion`; used as written) or a partial one, merged\n"
               "over the default spec and the image's config (Entrypoint+Cmd as args,\n"
@@ -355,11 +358,12 @@ CONTAINER = Table(
               "written through the open file",
               read=show(lambda app, s: format_labels(_settings(app, s).labels)),
               write=take(lambda app, s, text: app.containers.set_labels(s["ns"], s["id"], text),
-                         strip=False)),
+                         strip=False), written_only=True),
         Value("runtime", "the OCI runtime binary (default runc); written before\n"
               "config.json", read=show(lambda app, s: _settings(app, s).runtime),
               write=take(lambda app, s, text: app.containers.set_runtime(s["ns"], s["id"],
-                                                                         text))),
+                                                                         text)),
+              written_only=True),
         Err(),
     ),
 )

@@ -72,7 +72,7 @@ class Filesystem(pyfuse3.Operations):
         self.owner = owner
         self.attributes = Attributes(services, owner)
         self.refusals = Refusals()
-        self.values = ValueFiles(services, self.refusals, self.attributes)
+        self.values = ValueFiles(services, self.refusals, self.attributes, self.kernel_cache)
         self._handles: dict[int, Handle] = {}
         self._listings: dict[int, list[tuple[str, Node]]] = {}
         self._next_fh = 1
@@ -84,6 +84,7 @@ class Filesystem(pyfuse3.Operations):
     def withdraw_cached(self) -> None:
         """Once mounted: from now on, tell the kernel to forget what it caches of what
         each event changes (kernelcache.py)."""
+        self.kernel_cache.enabled = True
         self.services.bus.listen(self.kernel_cache.listen)
         self.services.containers.on_state_change(self.kernel_cache.task_changed)
 
@@ -115,13 +116,13 @@ class Filesystem(pyfuse3.Operations):
         """What readdir tells of a node. The kernel trusts these as long as a
         getattr's answer, so for a value or output, whose attributes it never keeps,
         the first stat asks getattr anyway: rendering each value here too would
-        make `ls -l` render every value twice (a value of a task's state, which
-        the kernel keeps, is rendered here, and asked no more). So for a host tree's own directory
+        make `ls -l` render every value twice (a value the kernel keeps,
+        `Value.kept`, is rendered here, and asked no more). So for a host tree's own directory
         (rootfs), which a stat would lstat a second time in a worker thread: the
         listing says only that it is a directory, once its tree is there."""
         entry = node.entry
         if isinstance(entry, Value | Ctl | Err | Output) \
-                and not (isinstance(entry, Value) and entry.task_state):
+                and not (isinstance(entry, Value) and entry.kept):
             return self.attributes.of(node)
         if hosttree.is_host(node) and not node.sub:
             await hosttree.view(self.services, node)

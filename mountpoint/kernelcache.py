@@ -93,6 +93,7 @@ class KernelCache:
 
     def __init__(self, nodes: NodeTable) -> None:
         self._nodes = nodes
+        self.enabled = False  # once mounted (Filesystem.withdraw_cached)
 
     def listen(self, event: BusEvent) -> None:
         for ino, name in withdrawals(self._nodes, event):
@@ -105,6 +106,13 @@ class KernelCache:
                      every_exec: bool) -> None:
         for ino in task_values(self._nodes, namespace, container_id, exec_id, every_exec):
             _drop_attrs(ino)
+
+    def value_stored(self, node: Node) -> None:
+        """A value the kernel keeps was stored (`Value.written_only`): the kernel
+        dropped its attributes at the write, but a stat since may have fetched the
+        old ones (a value stored at close, or after a signal released its writer)."""
+        if self.enabled and isinstance(node.entry, Value) and node.entry.kept:
+            _drop_attrs(node.ino)
 
 
 def _drop_attrs(ino: int) -> None:

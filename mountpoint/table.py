@@ -42,7 +42,10 @@ class Value:
     the write() that completed it (mountpoint/writes.py). A `task_state` value shows
     only its task's state (of `scope["id"]`, and `scope["exec"]` for an exec), so the
     kernel may keep its attributes: they are withdrawn at each change of that state
-    (mountpoint/kernelcache.py)."""
+    (mountpoint/kernelcache.py). So may it a `written_only` value's, which changes
+    only when it is written through the mount (a setting): the kernel drops them at
+    each write, and the tree once more when the value is stored (at a line end or at
+    close)."""
 
     name: str
     doc: str
@@ -51,6 +54,12 @@ class Value:
     json: bool = False
     limit: int = VALUE_LIMIT
     task_state: bool = False
+    written_only: bool = False
+
+    @property
+    def kept(self) -> bool:
+        """Whether the kernel may keep its attributes (see above)."""
+        return self.task_state or self.written_only
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ from mountpoint.attributes import Attributes
 from mountpoint.ctl import WRITER_UID
 from mountpoint.errors import errno_of
 from mountpoint.handles import ValueHandle
+from mountpoint.kernelcache import KernelCache
 from mountpoint.nodes import Node
 from mountpoint.refusals import Refusals, quietly
 from mountpoint.table import Ctl, Err, Services, Value
@@ -23,10 +24,12 @@ from mountpoint.writes import JsonObject, Whole, quote
 class ValueFiles:
     """Opens, renders, writes and flushes the value, ctl and err files of the tree."""
 
-    def __init__(self, services: Services, refusals: Refusals, attributes: Attributes) -> None:
+    def __init__(self, services: Services, refusals: Refusals, attributes: Attributes,
+                 kernel_cache: KernelCache) -> None:
         self.services = services
         self.refusals = refusals
         self.attributes = attributes
+        self.kernel_cache = kernel_cache
 
     async def open(self, node: Node, pid: int, uid: int, reading: bool, writing: bool
                    ) -> ValueHandle:
@@ -109,9 +112,13 @@ class ValueFiles:
         assert isinstance(entry, Value) and entry.write is not None and value is not None
         data, value.pending = bytes(value.data), False
         store = entry.write
+
+        async def stored() -> None:
+            await store(self.services, node.scope, data)
+            self.kernel_cache.value_stored(node)  # when done, even after an EINTR
+
         try:
-            finished = await self.refusals.act(
-                handle.pid, lambda: store(self.services, node.scope, data), node, node.name)
+            finished = await self.refusals.act(handle.pid, stored, node, node.name)
         except Exception as exc:
             handle.refused, value.data = errno_of(exc), bytearray()
             self.refusals.refuse(exc, node, node.name)

@@ -226,6 +226,25 @@ def test_a_stat_of_state_values_is_current_after_each_change(daemon: Daemon) -> 
     c.dir.rmdir()
 
 
+def test_a_stat_of_a_setting_is_current_after_its_store(daemon: Daemon) -> None:
+    """The kernel keeps the attributes of image, netns, logpath, labels and runtime
+    (only their writes change them) and drops them at each write; a value stored at
+    close, after a stat fetched the old size in between, is withdrawn by the store."""
+    c = Container(daemon, "settings")
+    c.dir.mkdir()
+    write(c / "labels", "a=1\n")
+    assert (c / "labels").stat().st_size == len("a=1\n")
+    with open(c / "labels", "w") as labels:
+        labels.write("longer=2")  # no line end: stored at close
+        labels.flush()
+        assert (c / "labels").stat().st_size == len("a=1\n")  # not stored yet
+    assert (c / "labels").stat().st_size == len("longer=2\n")
+    assert (c / "labels").read_text() == "longer=2\n"
+    write(c / "image", "cdfs.local/busybox\n")
+    assert (c / "image").stat().st_size == len(BUSYBOX + "\n")  # the name it resolved to
+    c.dir.rmdir()
+
+
 def test_exit_codes_of_signals(daemon: Daemon) -> None:
     killed = run(daemon, "killed", ["sleep", "100"])
     trapping = run(daemon, "trapping", ["sh", "-c", "trap 'exit 143' TERM; echo ready; "
