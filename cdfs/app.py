@@ -66,7 +66,8 @@ class App:
         images.reclaim = app.collect_garbage
         app.containers = Containers(db, bus, TaskService(config.state / "runtime",
                                                       log_size_max=config.log_size_max),
-                                    namespaces, images, snapshots, leases, config.root)
+                                    namespaces, images, snapshots, leases, config.root,
+                                    config.cgroup_parent)
         app.metrics = Metrics(bus, app.containers.cgroups_path)
         app.containers.before_exit = app.metrics.before_exit
         app.containers.own_mount = config.mount

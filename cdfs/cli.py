@@ -58,6 +58,11 @@ def _add_serve(commands: "argparse._SubParsersAction[argparse.ArgumentParser]") 
                        help="cap of each container's log; at the cap it starts afresh and\n"
                        "the output files say how much was dropped (CDFS_LOG_SIZE_MAX,\n"
                        f"default {DEFAULT_LOG_SIZE_MAX})")
+    serve.add_argument("--cgroup-parent", metavar="PATH",
+                       help="the cgroup of containers whose spec names none, as\n"
+                       "/PATH/NAMESPACE/ID (CDFS_CGROUP_PARENT, default cdfs for the\n"
+                       "default root, cdfs-<hash of the root's path> for any other, so\n"
+                       "daemons on other roots never share a cgroup)")
     serve.add_argument("--banner", action="store_true", help="print what to try once mounted")
 
 
@@ -194,8 +199,13 @@ def main(argv: list[str] | None = None) -> int:
 
     logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    config = Config.from_env(args.mount, args.root, args.state, log_level=args.log_level,
-                             allow_group=args.allow_group, log_size_max=args.log_size_max)
+    try:
+        config = Config.from_env(args.mount, args.root, args.state, log_level=args.log_level,
+                                 allow_group=args.allow_group, log_size_max=args.log_size_max,
+                                 cgroup_parent=args.cgroup_parent)
+    except ValueError as exc:  # a flag or CDFS_* variable out of range
+        print(f"cdfs: {exc}", file=sys.stderr)
+        return 2
     banner = BANNER.format(version=__version__, mount=config.mount) if args.banner else None
     try:
         trio.run(serve, config, banner)

@@ -40,6 +40,7 @@ NAMESPACES = ("pid", "ipc", "uts", "mount", "network")
 KNOWN_NAMESPACES = frozenset(NAMESPACES) | {"user", "cgroup", "time"}
 DEFAULT_RLIMITS = {"RLIMIT_NOFILE": 1024}
 HOST_NAME_MAX = 64  # bytes sethostname(2) takes; an id may have 76 characters
+DEFAULT_CGROUP_PARENT = "cdfs"  # the cgroup of the default root's daemon (cdfs.config)
 
 
 def host_rlimits() -> dict[str, int]:
@@ -52,13 +53,16 @@ def host_rlimits() -> dict[str, int]:
     return result
 
 
-def default_cgroups_path(namespace: str, container_id: str) -> str:
+def default_cgroups_path(namespace: str, container_id: str,
+                         parent: str = DEFAULT_CGROUP_PARENT) -> str:
     """The cgroup cdfs gives a container whose spec names none (cgroupfs style; runc
-    creates it): one subtree per namespace, so a namespace's containers sit together."""
-    return f"/cdfs/{namespace}/{container_id}"
+    creates it): one subtree per daemon (`parent`) and in it one per namespace, so a
+    namespace's containers sit together."""
+    return f"/{parent}/{namespace}/{container_id}"
 
 
-def default_spec(namespace: str, container_id: str, hard_limits: Mapping[str, int]) -> Spec:
+def default_spec(namespace: str, container_id: str, hard_limits: Mapping[str, int],
+                 cgroup_parent: str = DEFAULT_CGROUP_PARENT) -> Spec:
     """A sane spec for a container, as containerd's populateDefaultUnixSpec: the rootfs
     at `<bundle>/rootfs`, `sh` as a placeholder command, proc/dev/devpts/shm/mqueue/sysfs
     mounts, default capabilities, masked and read-only /proc paths, new pid ipc uts mount
@@ -86,7 +90,7 @@ def default_spec(namespace: str, container_id: str, hard_limits: Mapping[str, in
         "hostname": container_id[:HOST_NAME_MAX],
         "mounts": _default_mounts(),
         "linux": {
-            "cgroupsPath": default_cgroups_path(namespace, container_id),
+            "cgroupsPath": default_cgroups_path(namespace, container_id, cgroup_parent),
             "resources": {"devices": [{"allow": False, "access": "rwm"}]},
             "namespaces": [{"type": kind} for kind in NAMESPACES],
             "maskedPaths": list(MASKED_PATHS),

@@ -4,7 +4,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from support import Daemon, Names, cleanup_runtime, start_registry
+from support import Daemon, Names, cleanup_runtime, remove_cgroups, start_registry
 
 
 @pytest.fixture
@@ -27,6 +27,7 @@ def make_daemon(tmp_path: Path) -> Iterator[Callable[..., Daemon]]:
     for daemon in made:
         daemon.stop()
         cleanup_runtime(daemon.state / "runtime")
+        remove_cgroups(daemon.cgroup_parent)
 
 
 @pytest.fixture

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from cdfs.config import default_cgroup_parent
 from runtime.logs import LogIndex
 from runtime.mounts import unmount_all
 from runtime.tasks import TaskService
@@ -115,6 +116,13 @@ class Daemon:
     def path(self, *parts: str) -> Path:
         return self.mount.joinpath(*parts)
 
+    @property
+    def cgroup_parent(self) -> str:
+        """The cgroup its containers go under (/PARENT/NAMESPACE/ID)."""
+        if "--cgroup-parent" in self.extra_args:
+            return self.extra_args[self.extra_args.index("--cgroup-parent") + 1].strip("/")
+        return default_cgroup_parent(self.root)
+
     def sh(self, script: str, timeout: float = 60, check: bool = True
            ) -> subprocess.CompletedProcess[str]:
         """Run a shell snippet with $M set to the mount."""
@@ -193,6 +201,19 @@ def cleanup_runtime(runtime: Path) -> None:
                 os.kill(pid, signal.SIGKILL)
     for rootfs in tasks.glob("*/*/rootfs"):
         unmount_all(rootfs)
+
+
+def remove_cgroups(parent: str) -> None:
+    """Remove the empty cgroups a daemon left under its cgroup parent (runc removes a
+    container's own, not the namespace's and the daemon's above it), in every
+    hierarchy, deepest first; one still in use stays (rmdir refuses it)."""
+    hierarchies = [Path("/sys/fs/cgroup"), *Path("/sys/fs/cgroup").iterdir()]
+    for top in (hierarchy / parent for hierarchy in hierarchies):
+        if not top.is_dir() or top.is_symlink():
+            continue
+        for directory, _, _ in sorted(os.walk(top), key=lambda entry: -len(entry[0])):
+            with contextlib.suppress(OSError):
+                os.rmdir(directory)
 
 
 IP_TIMEOUT = 60.0

@@ -34,13 +34,15 @@ def build_spec(namespace: str, container_id: str, user: Spec,
                hard_limits: Mapping[str, int],
                image_config: Mapping[str, Any] | None = None,
                passwd: str | None = None, group: str | None = None,
-               netns_path: str | None = None) -> Spec:
+               netns_path: str | None = None,
+               cgroup_parent: str = oci.DEFAULT_CGROUP_PARENT) -> Spec:
     """The spec to create the container with, validated. `netns_path` joins the
-    container to that network namespace; without it the container gets a new one."""
+    container to that network namespace; without it the container gets a new one. A
+    partial spec's default cgroup is under the daemon's `cgroup_parent`."""
     if is_full_spec(user):
         result = dict(user)
     else:
-        base = oci.default_spec(namespace, container_id, hard_limits)
+        base = oci.default_spec(namespace, container_id, hard_limits, cgroup_parent)
         if image_config is not None:
             # The image's Env (PATH included) comes first: the default spec's PATH is
             # only for images without one (with_image_config adds it then).
@@ -97,12 +99,14 @@ def with_network_namespace(spec: Spec, path: str) -> Spec:
     return {**spec, "linux": linux}
 
 
-def cgroups_path(spec: Mapping[str, Any], namespace: str, container_id: str) -> str:
-    """The container's cgroup: the spec's linux.cgroupsPath, else cdfs's default."""
+def cgroups_path(spec: Mapping[str, Any], namespace: str, container_id: str,
+                 cgroup_parent: str = oci.DEFAULT_CGROUP_PARENT) -> str:
+    """The container's cgroup: the spec's linux.cgroupsPath, else the daemon's
+    default (under `cgroup_parent`)."""
     path = (spec.get("linux") or {}).get("cgroupsPath")
     if isinstance(path, str) and path:
         return path
-    return oci.default_cgroups_path(namespace, container_id)
+    return oci.default_cgroups_path(namespace, container_id, cgroup_parent)
 
 
 def with_resources(spec: Spec, resources: Mapping[str, Any]) -> Spec:

@@ -155,9 +155,10 @@ class Containers:
 
     def __init__(self, db: Database, bus: EventBus, tasks: TaskService,
                  namespaces: Namespaces, images: Images, snapshots: Snapshots,
-                 leases: Leases, root: Path) -> None:
+                 leases: Leases, root: Path, cgroup_parent: str) -> None:
         self._namespaces = namespaces
         self.root = root  # the daemon's --root, named when its disk is full
+        self.cgroup_parent = cgroup_parent  # the default cgroupsPath is /PARENT/NS/ID
         self._leases = leases
         self._images = images
         self._snapshots = snapshots
@@ -386,7 +387,7 @@ class Containers:
         """The container's cgroup (the spec's linux.cgroupsPath), for stats/."""
         container = self.get(namespace, container_id)
         return container_config.cgroups_path(container.require_created("stats"), namespace,
-                                             container_id)
+                                             container_id, self.cgroup_parent)
 
     async def make(self, namespace: str, container_id: str) -> None:
         """mkdir: an empty slot, a row in the database; a name just removed is taken
@@ -574,7 +575,7 @@ class Containers:
                 final = container_config.build_spec(
                     namespace, container_id, user, spec.host_rlimits(),
                     image_config=_image_config(image), passwd=passwd, group=group,
-                    netns_path=netns_path)
+                    netns_path=netns_path, cgroup_parent=self.cgroup_parent)
                 stage = (self.tasks.state_dir, "writing the bundle of")
                 info, created = await self._thread(self._create_task, namespace, container_id,
                                                    final, mounts, container.runtime,

@@ -3,6 +3,7 @@
 import pytest
 
 from base.errors import InvalidArgument
+from cdfs.config import Config, default_cgroup_parent
 from cdfs.services import container_config as cc
 
 LIMITS = {"RLIMIT_NOFILE": 20000}
@@ -94,3 +95,18 @@ def test_grace_and_resources() -> None:
     spec = cc.with_resources(cc.build_spec("ns", "c", {}, LIMITS), {"pids": {"limit": 9}})
     assert spec["linux"]["resources"]["pids"] == {"limit": 9}
     assert spec["linux"]["resources"]["devices"]  # kept
+
+
+def test_the_cgroup_parent_is_the_daemons_own() -> None:
+    """cdfs for the default root, one per other root, or as configured (checked)."""
+    assert Config.from_env(root="/var/lib/cdfs").cgroup_parent == "cdfs"
+    one, two = (Config.from_env(root=root).cgroup_parent for root in ("/srv/a", "/srv/b"))
+    assert one != two and one.startswith("cdfs-") and one == default_cgroup_parent(
+        Config.from_env(root="/srv/a").root)
+    assert Config.from_env(root="/srv/a", cgroup_parent="/team/x/").cgroup_parent == "team/x"
+    for bad in ("../up", "a//b", "a/./b", "/"):
+        with pytest.raises(ValueError, match="bad cgroup parent"):
+            Config.from_env(cgroup_parent=bad)
+    spec = cc.build_spec("ns", "c1", {}, LIMITS, cgroup_parent="team/x")
+    assert spec["linux"]["cgroupsPath"] == "/team/x/ns/c1"
+    assert cc.cgroups_path({}, "ns", "c1", "team/x") == "/team/x/ns/c1"

@@ -487,7 +487,7 @@ def test_ids_of_76_characters_work_and_77_are_refused(daemon: Daemon) -> None:
     assert c.value("exit") == "7"
     assert c.value("stdout") == longest[:64]  # sethostname(2) takes 64 bytes
     assert json.loads((c / "config.json").read_text())["linux"]["cgroupsPath"] == (
-        f"/cdfs/default/{longest}")
+        f"/{daemon.cgroup_parent}/default/{longest}")
     c.dir.rmdir()
     too_long = longest + "d"
     with pytest.raises(OSError) as refusal:
@@ -535,11 +535,40 @@ def test_update_changes_limits(daemon: Daemon) -> None:
     c.ctl('update {"memory": {"limit": 67108864}, "pids": {"limit": 50}}')
     spec = json.loads((c / "config.json").read_text())
     assert spec["linux"]["resources"]["memory"]["limit"] == 67108864
-    limit = Path("/sys/fs/cgroup/memory/cdfs/default/limited/memory.limit_in_bytes")
+    limit = Path(f"/sys/fs/cgroup/memory/{daemon.cgroup_parent}/default/limited/"
+                 "memory.limit_in_bytes")
     if limit.exists():
         assert int(limit.read_text()) == 67108864
     assert refused(c / "ctl", "update {nope}\n") == errno.EINVAL
     c.ctl("stop 0")
+
+
+def test_daemons_on_two_roots_give_a_container_of_the_same_name_two_cgroups(
+        make_daemon: Callable[..., Daemon]) -> None:
+    """Two `cdfs serve` on one host, each on its own root, each run a container named
+    web: the cgroup parent comes from the root, so each container has a cgroup of its
+    own and a limit set through one daemon never reaches the other's container."""
+    daemons = [make_daemon("one"), make_daemon("two")]
+    webs = [run(daemon, "web", ["sleep", "300"]) for daemon in daemons]
+    paths = [json.loads((web / "config.json").read_text())["linux"]["cgroupsPath"]
+             for web in webs]
+    assert paths == [f"/{daemon.cgroup_parent}/default/web" for daemon in daemons]
+    assert paths[0] != paths[1]
+    for web, path in zip(webs, paths, strict=True):
+        lines = Path(f"/proc/{web.value('pid')}/cgroup").read_text().splitlines()
+        assert any(line.split(":", 2)[2] == path for line in lines), lines
+    for web, limit in zip(webs, (50, 60), strict=True):
+        web.ctl(f'update {{"pids": {{"limit": {limit}}}}}')
+    for web, path, limit in zip(webs, paths, (50, 60), strict=True):
+        pids_max = Path(f"/sys/fs/cgroup/pids{path}/pids.max")
+        if pids_max.exists():
+            assert pids_max.read_text() == f"{limit}\n"
+        assert json.loads((web / "config.json").read_text())["linux"]["resources"]["pids"] \
+            == {"limit": limit}
+    for web in webs:
+        web.ctl("kill 9")
+        assert web.wait() == 137
+    assert "1" not in {web.value("pid") for web in webs}
 
 
 def test_daemon_kill9_and_restart_keeps_containers(make_daemon: Callable[..., Daemon]
