@@ -350,7 +350,8 @@ class Filesystem(pyfuse3.Operations):
         try:
             info = await trio.to_thread.run_sync(os.fstat, fd)
         except BaseException:
-            os.close(fd)
+            with trio.CancelScope(shield=True):
+                await trio.to_thread.run_sync(os.close, fd)
             raise
         node = self.nodes.remember(self.nodes.add(parent, found))
         fh = self._add_handle(HostHandle(node, fd))
@@ -493,8 +494,8 @@ class Filesystem(pyfuse3.Operations):
             handle.node.writers -= 1
         if isinstance(handle, StreamHandle):
             handle.stream.close()
-        elif isinstance(handle, HostHandle):
-            os.close(handle.fd)
+        elif isinstance(handle, HostHandle):  # a close can wait on a slow filesystem
+            await trio.to_thread.run_sync(os.close, handle.fd)
         if isinstance(handle, SinkHandle | StreamHandle) and handle.sink is not None:
             try:
                 async with handle.order:

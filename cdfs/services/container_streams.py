@@ -10,7 +10,11 @@ wakeup can be lost between its read and its sleep.
 
 A container that logs outside its directory (a CRI log path) has its `log` there as a
 symlink; the watcher then also watches the log's own directory and counts changes to
-that file as changes to `log` in the task's directory (`follow_link`).
+that file as changes to `log` in the task's directory (`watch`'s `link`).
+
+Adding a watch walks its path, which can block (a log directory on a hung NFS or FUSE
+server), so it runs in a thread; the events are read under the same lock, so none
+comes before its watch is known (it would be dropped) and their order is the kernel's.
 
 Readers are cancel-safe (the filesystem cancels a waiting read every 0.2 s to look
 for signals): their position moves only when bytes are returned.
@@ -48,15 +52,22 @@ class DirWatcher:
         self._moved_in: dict[tuple[Path, str], int] = {}
         # Per directory watched for links: file name -> (task directory, its name there).
         self._links: dict[Path, dict[str, tuple[Path, str]]] = {}
+        self._adding = trio.Lock()  # held while watches are added, and while events are read
 
-    def watch(self, path: Path) -> None:
-        """Start counting changes in `path` (idempotent)."""
-        if path in self._wd:
-            return
-        wd = self._inotify.add_watch(path, _MASK)
-        self._by_wd[wd] = path
-        self._wd[path] = wd
-        self._version.setdefault(path, 0)
+    async def watch(self, path: Path, link: Path | None = None, name: str = "log") -> None:
+        """Start counting changes in `path` (idempotent); with `link`, count changes to
+        that file (in another directory, watched too, once for all the links into
+        it) as changes to `name` in `path`."""
+        async with self._adding:
+            for directory in (path, link.parent if link is not None else None):
+                if directory is None or directory in self._wd:
+                    continue
+                wd = await trio.to_thread.run_sync(self._inotify.add_watch, directory, _MASK)
+                self._by_wd[wd] = directory
+                self._wd[directory] = wd
+                self._version.setdefault(directory, 0)
+            if link is not None:
+                self._links.setdefault(link.parent, {})[link.name] = (path, name)
 
     def unwatch(self, path: Path) -> None:
         """Stop watching `path` and wake its readers, who then find it gone."""
@@ -68,15 +79,6 @@ class DirWatcher:
         for key in [key for key in self._moved_in if key[0] == path]:
             del self._moved_in[key]
         self._wake(path)
-
-    def follow_link(self, target: Path, path: Path, name: str) -> None:
-        """Count changes to the file `target` (in another directory) as changes to
-        `name` in `path`: the directory of `target` is watched too, once for all
-        the links into it."""
-        links = self._links.setdefault(target.parent, {})
-        if target.parent not in self._wd:
-            self.watch(target.parent)
-        links[target.name] = (path, name)
 
     def unfollow_link(self, target: Path) -> None:
         links = self._links.get(target.parent, {})
@@ -115,27 +117,32 @@ class DirWatcher:
         fd = self._inotify.fileno()
         while True:
             await trio.lowlevel.wait_readable(fd)
-            names: dict[Path, set[str]] = {}
-            for event in self._inotify.drain():
-                path = self._by_wd.get(event.wd)
-                if path is None:
-                    continue
-                if event.mask & IN_IGNORED:  # the directory is gone
-                    self._by_wd.pop(event.wd, None)
-                    self._wd.pop(path, None)
-                link = self._links.get(path, {}).get(event.name)
-                if link is not None:
-                    path, name = link
-                else:
-                    name = event.name
-                names.setdefault(path, set()).add(name)
-                if event.mask & IN_MOVED_TO:  # never coalesced: each rename has its cookie
-                    key = (path, name)
-                    self._moved_in[key] = self._moved_in.get(key, 0) + 1
-            for path, changed in names.items():
-                self._version[path] = self._version.get(path, 0) + 1
-                self._wake(path)
-                on_change(path, changed)
+            async with self._adding:  # a watch being added is known before its events
+                self._dispatch(on_change)
+
+    def _dispatch(self, on_change: ChangeCallback) -> None:
+        """The events queued now: counters, wakeups and `on_change`, in their order."""
+        names: dict[Path, set[str]] = {}
+        for event in self._inotify.drain():
+            path = self._by_wd.get(event.wd)
+            if path is None:
+                continue
+            if event.mask & IN_IGNORED:  # the directory is gone
+                self._by_wd.pop(event.wd, None)
+                self._wd.pop(path, None)
+            link = self._links.get(path, {}).get(event.name)
+            if link is not None:
+                path, name = link
+            else:
+                name = event.name
+            names.setdefault(path, set()).add(name)
+            if event.mask & IN_MOVED_TO:  # never coalesced: each rename has its cookie
+                key = (path, name)
+                self._moved_in[key] = self._moved_in.get(key, 0) + 1
+        for path, changed in names.items():
+            self._version[path] = self._version.get(path, 0) + 1
+            self._wake(path)
+            on_change(path, changed)
 
     def close(self) -> None:
         self._inotify.close()

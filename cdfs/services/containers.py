@@ -217,8 +217,8 @@ class Containers:
                                           exec_id)
                 told = info.status == Status.STOPPED and await self._thread(
                     self.tasks.exit_announced, container.namespace, container.id, exec_id)
-                task = self._watch(container.namespace, container.id, exec_id,
-                                   exit_published=told)
+                task = await self._watch(container.namespace, container.id, exec_id,
+                                         exit_published=told)
                 if info.status == Status.STOPPED and not told:
                     self._found_exits.append(task)
         await self._reclaim()
@@ -261,17 +261,15 @@ class Containers:
     def close(self) -> None:
         self._watcher.close()
 
-    def _watch(self, namespace: str, container_id: str, exec_id: str | None,
-               exit_published: bool = False, ready: bool = True) -> _Task:
+    async def _watch(self, namespace: str, container_id: str, exec_id: str | None,
+                     exit_published: bool = False, ready: bool = True) -> _Task:
         path = self.tasks.files(namespace, container_id, exec_id).dir
         task = _Task(namespace, container_id, exec_id, ready, exit_published)
         self._watched[path] = task
         if exec_id is None:
             self.get(namespace, container_id).oom_killed = None  # a new task: ask its files
-        self._watcher.watch(path)
         log_path = self.get(namespace, container_id).log_path if exec_id is None else ""
-        if log_path:
-            self._watcher.follow_link(Path(log_path), path, "log")
+        await self._watcher.watch(path, Path(log_path) if log_path else None)
         # From the start, so a log cut at its cap is counted even if nobody reads it.
         files = self.tasks.files(namespace, container_id, exec_id)
         self._indexes.setdefault(path, LogIndex(files.log, self.tasks.log_size_max))
@@ -604,7 +602,7 @@ class Containers:
             self._states.forget(namespace, container_id, every_exec=True)
             self._bus.publish(namespace, "/containers/create", container_id,
                               image=container.image, runtime=container.runtime)
-            self._watch(namespace, container_id, None)
+            await self._watch(namespace, container_id, None)
             self._bus.publish(namespace, "/tasks/create", container_id,
                               container_id=container_id, pid=info.pid or 0,
                               bundle=str(self.tasks.bundle(namespace, container_id)))
@@ -909,7 +907,7 @@ class Containers:
                                              exec_id, process, stdin=True))
         container.pending_execs.discard(exec_id)
         self._states.forget(namespace, container_id, exec_id)
-        self._watch(namespace, container_id, exec_id)
+        await self._watch(namespace, container_id, exec_id)
         self._bus.publish(namespace, "/tasks/exec-added", container_id,
                           container_id=container_id, exec_id=exec_id)
 
