@@ -12,11 +12,12 @@ inconsistency a crash can leave is a snapshot directory whose row never committe
 """
 
 import builtins
+import contextlib
 import json
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -91,15 +92,22 @@ class Metadata:
             self._db.close()
 
     @contextmanager
-    def transaction(self) -> Iterator[None]:
+    def transaction(self, undo: Callable[[], None] | None = None) -> Iterator[None]:
+        """One transaction under the lock. One that fails, in its body or at COMMIT (a
+        full disk), is rolled back and then `undo` runs, still under the lock: it
+        removes what the body made on disk before another transaction can take the
+        same row id (a rolled-back AUTOINCREMENT id is given out again)."""
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             try:
                 yield
+                self._db.execute("COMMIT")
             except BaseException:
-                self._db.execute("ROLLBACK")
+                with contextlib.suppress(sqlite3.Error):  # a failed COMMIT may have ended it
+                    self._db.execute("ROLLBACK")
+                if undo is not None:
+                    undo()
                 raise
-            self._db.execute("COMMIT")
 
     # -- reads -------------------------------------------------------------------
     def get(self, key: str) -> Row:

@@ -209,9 +209,10 @@ class Snapshotter(ABC):
         check_key(key)
         parent_row = self._committed(parent) if parent is not None else None
         new = Path(tempfile.mkdtemp(prefix="new-", dir=self.snapshots_dir))
+        made: list[Path] = []  # the snapshot's directory, once renamed into place
         try:
             self._populate(new, self._fs(parent_row.id) if parent_row else None)
-            with self._meta.transaction():
+            with self._meta.transaction(undo=lambda: _remove_trees(made)):
                 if parent_row is not None and self._committed(parent_row.info.name) != parent_row:
                     raise NotFound(f'parent snapshot "{parent}" was removed meanwhile')
                 snapshot_id = self._meta.insert(key, kind, parent_row, labels)
@@ -221,6 +222,7 @@ class Snapshotter(ABC):
                 if final.exists():  # an orphan from a crash before its row committed
                     shutil.rmtree(final)
                 os.rename(new, final)
+                made.append(final)
         except BaseException:
             shutil.rmtree(new, ignore_errors=True)
             raise
@@ -241,6 +243,11 @@ class Snapshotter(ABC):
         for entry in os.scandir(self.snapshots_dir):
             if entry.name not in known:
                 shutil.rmtree(entry.path, ignore_errors=True)
+
+
+def _remove_trees(paths: builtins.list[Path]) -> None:
+    for path in paths:
+        shutil.rmtree(path, ignore_errors=True)
 
 
 def _disk_usage(path: Path) -> Usage:

@@ -65,9 +65,11 @@ def _free(path: Path) -> int:
 
 
 def _layout(root: Path) -> dict[str, set[str]]:
-    """What a pull may leave under the root: blobs, ingests, snapshot directories."""
-    return {part: set(os.listdir(root / part)) if (root / part).exists() else set()
-            for part in ("content/blobs/sha256", "content/ingest", "snapshots/snapshots")}
+    """What a pull may leave under the root: blobs, ingests, snapshot directories (of
+    the snapshotter in use, overlay or native)."""
+    (snapshots,) = root.glob("snapshots/*/snapshots")
+    return {str(part): set(os.listdir(part))
+            for part in (root / "content/blobs/sha256", root / "content/ingest", snapshots)}
 
 
 
