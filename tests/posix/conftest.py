@@ -4,7 +4,7 @@ from collections.abc import Iterator
 
 import pytest
 from posix_tree import BUSYBOX, RUNNING, STOPPED_ERR, STOPPED_OUT, Tree, make_container
-from support import Daemon, cleanup_runtime, wait_until
+from support import Daemon, cleanup_runtime, remove_cgroups, wait_until
 
 
 @pytest.fixture(scope="module")
@@ -25,3 +25,4 @@ def tree(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Tree]:
     finally:
         daemon.stop()
         cleanup_runtime(daemon.state / "runtime")
+        remove_cgroups(daemon.cgroup_parent)
