@@ -170,6 +170,10 @@ class Images:
         self._records: dict[str, dict[str, ImageRecord]] = {}
         self._progress: dict[tuple[str, str], Progress] = {}
         self._busy: set[tuple[str, str]] = set()
+        # One change of the records at a time: a change looks a name up, then awaits the
+        # database, and verbs run side by side (each ctl writer has an inode of its own), so
+        # a second `rm` of a name must look after the first has finished.
+        self._changing = trio.Lock()
         self._root = root
         self._config_file = root / REGISTRIES_FILE
         self.registries = Registries()
@@ -381,10 +385,11 @@ class Images:
         await self._save(replace(record, name=str(new), created_at=now, updated_at=now))
 
     async def remove(self, namespace: str, ref_text: str) -> None:
-        record = await self.get(namespace, ref_text)
-        await self._db.execute("DELETE FROM images WHERE namespace = ? AND name = ?",
-                                (namespace, record.name))
-        del self._records[namespace][record.name]
+        async with self._changing:
+            record = await self.get(namespace, ref_text)
+            await self._db.execute("DELETE FROM images WHERE namespace = ? AND name = ?",
+                                   (namespace, record.name))
+            del self._records[namespace][record.name]
         self._progress.pop((namespace, record.name), None)
         self._bus.publish(namespace, "/images/delete", record.name, name=record.name)
 
@@ -505,15 +510,17 @@ class Images:
         return record
 
     async def _save(self, record: ImageRecord) -> None:
-        old = self.find(record.namespace, record.name)
         manifest = dumps(record.manifest.to_json()) if record.manifest != record.target else ""
-        await self._db.execute(
-            "INSERT OR REPLACE INTO images (namespace, name, media_type, digest, size, manifest,"
-            " platform, chain_id, created_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?)",
-            (record.namespace, record.name, record.target.media_type, record.target.digest,
-             record.target.size, manifest, str(record.platform), record.chain_id,
-             record.created_at, record.updated_at))
-        self._records.setdefault(record.namespace, {})[record.name] = record
+        async with self._changing:
+            old = self.find(record.namespace, record.name)
+            await self._db.execute(
+                "INSERT OR REPLACE INTO images (namespace, name, media_type, digest, size,"
+                " manifest, platform, chain_id, created_at, updated_at)"
+                " VALUES (?,?,?,?,?,?,?,?,?,?)",
+                (record.namespace, record.name, record.target.media_type, record.target.digest,
+                 record.target.size, manifest, str(record.platform), record.chain_id,
+                 record.created_at, record.updated_at))
+            self._records.setdefault(record.namespace, {})[record.name] = record
         topic = "/images/update" if old else "/images/create"
         self._bus.publish(record.namespace, topic, record.name, name=record.name,
                           digest=record.target.digest)

@@ -206,6 +206,21 @@ def test_tag_rm_and_gc(daemon: Daemon) -> None:
     assert (image_dir(daemon, BUSYBOX) / "blobs").is_dir()  # still referenced, kept
 
 
+def test_simultaneous_rms_of_one_name_remove_it_once(daemon: Daemon) -> None:
+    """Each ctl writer has its own inode, so two `rm`s of one name run side by side: one
+    removes it, the other finds it gone (ENOENT, as kubelet's concurrent RemoveImage expects),
+    never an internal error."""
+    for round_ in range(8):
+        assert ctl(daemon, f"tag {BUSYBOX} example.com/twice:{round_}").returncode == 0
+        both = daemon.sh(
+            f'images="$M/namespaces/default/images"\n'
+            f'for _ in 1 2 3; do echo "rm example.com/twice:{round_}" > "$images/ctl" & done\n'
+            'wait', check=False, timeout=60)
+        assert "internal error" not in daemon.path("images", "err").read_text()
+        assert both.stderr.count("No such file or directory") == 2, both.stderr
+        assert not image_dir(daemon, f"example.com/twice:{round_}").exists()
+
+
 def test_export_import_round_trip(daemon: Daemon, tmp_path: Path) -> None:
     archive = tmp_path / "busybox.tar"
     assert ctl(daemon, f"export {BUSYBOX} {archive}").returncode == 0
