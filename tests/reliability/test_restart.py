@@ -155,15 +155,24 @@ def _left_of(daemon: Daemon, name: str) -> list[str]:
     return left
 
 
+def _restart_after_kill9(daemon: Daemon, edit_sql: str = "") -> Daemon:
+    """Kill the daemon with -9, apply `edit_sql` to its metadata (what a kill at an
+    earlier moment would have left there), and start a new daemon on the same root."""
+    daemon.kill9()
+    daemon.force_unmount()
+    if edit_sql:
+        with contextlib.closing(sqlite3.connect(daemon.root / "metadata.db")) as db, db:
+            db.execute(edit_sql)
+    return daemon.start()
+
+
 def test_a_kill_right_after_rmdir_leaves_nothing_after_the_restart(
         make_daemon: Callable[..., Daemon]) -> None:
     """rmdir returns before the task and snapshot are deleted from disk; a daemon
     killed at once leaves them to the next start, which reclaims them."""
     daemon = make_daemon()
     _run_true(daemon, "brief").rmdir()
-    daemon.kill9()
-    daemon.force_unmount()
-    daemon = daemon.start()
+    daemon = _restart_after_kill9(daemon)
     assert "brief" not in os.listdir(daemon.path("namespaces", "default", "containers"))
     assert _left_of(daemon, "brief") == []
     _run_true(daemon, "brief").rmdir()  # the name is free
@@ -176,11 +185,7 @@ def test_start_up_reclaims_a_removal_cut_short_after_its_row(
     that no container names. The next start deletes them."""
     daemon = make_daemon()
     _run_true(daemon, "cut")
-    daemon.kill9()
-    daemon.force_unmount()
-    with contextlib.closing(sqlite3.connect(daemon.root / "metadata.db")) as db, db:
-        db.execute("DELETE FROM containers WHERE id = 'cut'")
-    daemon = daemon.start()
+    daemon = _restart_after_kill9(daemon, "DELETE FROM containers WHERE id = 'cut'")
     assert _left_of(daemon, "cut") == []
     _run_true(daemon, "cut").rmdir()
     assert wait_until(lambda: _left_of(daemon, "cut") == [], timeout=10)
@@ -195,11 +200,8 @@ def test_start_up_reclaims_a_create_cut_short(make_daemon: Callable[..., Daemon]
     container.mkdir()
     _write(container / "image", "cdfs.local/busybox:latest\n")
     _write(container / "config.json", json.dumps({"process": {"args": ["sleep", "300"]}}))
-    daemon.kill9()
-    daemon.force_unmount()
-    with contextlib.closing(sqlite3.connect(daemon.root / "metadata.db")) as db, db:
-        db.execute("UPDATE containers SET spec = '', snapshot = '' WHERE id = 'half'")
-    daemon = daemon.start()
+    daemon = _restart_after_kill9(
+        daemon, "UPDATE containers SET spec = '', snapshot = '' WHERE id = 'half'")
     assert _left_of(daemon, "half") == []
     container = daemon.path("namespaces", "default", "containers", "half")
     assert (container / "status").read_text().strip() == "empty"
