@@ -101,6 +101,7 @@ class App:
         await self.containers.torn_down(name)
         await self.namespaces.remove(name)
         await self.snapshots.remove_all(name)
+        await self.containers.remove_cgroups([name])
 
     async def run(self, nursery: trio.Nursery) -> None:
         """Start the services' background tasks in the daemon's nursery."""
@@ -111,11 +112,13 @@ class App:
     async def aclose(self) -> None:
         """Close every service, each even when one before it failed (the errors are
         raised after all had their turn): readers' streams end, the watchers stop, and
-        the databases (blocking, so in a thread) close last."""
+        the databases (blocking, so in a thread) close last; the empty cgroups runc
+        left go too."""
         try:
             with contextlib.ExitStack() as loop_side:
                 loop_side.callback(self.containers.close)
                 loop_side.callback(self.bus.close)
+            await self.containers.remove_cgroups(self.namespaces.names(), parent=True)
         finally:
             await trio.to_thread.run_sync(self._close_stores)
 

@@ -28,6 +28,7 @@ the readers here are plain file reads (cgroupspy costs ~40 µs a value here, a p
 read ~12 µs); the tests use cgroupspy to set up v1 cgroups and as a second witness.
 """
 
+import contextlib
 import errno
 import os
 from abc import ABC, abstractmethod
@@ -118,6 +119,23 @@ def check_cgroups_path(cgroups_path: str) -> tuple[str, ...]:
     ):
         raise InvalidArgument(f'bad cgroups path: "{cgroups_path}"')
     return parts
+
+
+def remove_empty(cgroups_path: str, *, below: bool = True, root: Path = CGROUP_ROOT) -> None:
+    """Remove the cgroup `cgroups_path` in every hierarchy if it is empty, and with
+    `below` the empty cgroups under it first, deepest first. runc deletes a container's
+    own cgroup, not the ones it made above it (the daemon's parent, a namespace's),
+    which would otherwise stay for every root a daemon ever served; a cgroup still in
+    use stays, since rmdir refuses it."""
+    parts = check_cgroups_path(cgroups_path)
+    hierarchies = [root] if is_pure_v2(root) else [
+        hierarchy for hierarchy in root.iterdir()
+        if hierarchy.is_dir() and not hierarchy.is_symlink()]  # cpu -> cpu,cpuacct
+    for top in (hierarchy.joinpath(*parts) for hierarchy in hierarchies):
+        directories = [entry[0] for entry in os.walk(top)] if below else [str(top)]
+        for directory in sorted(directories, key=len, reverse=True):
+            with contextlib.suppress(OSError):
+                os.rmdir(directory)
 
 
 def is_pure_v2(root: Path = CGROUP_ROOT) -> bool:

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from cdfs.config import default_cgroup_parent
+from runtime import cgroups
 from runtime.logs import LogIndex
 from runtime.mounts import unmount_all
 from runtime.tasks import TaskService
@@ -204,16 +205,9 @@ def cleanup_runtime(runtime: Path) -> None:
 
 
 def remove_cgroups(parent: str) -> None:
-    """Remove the empty cgroups a daemon left under its cgroup parent (runc removes a
-    container's own, not the namespace's and the daemon's above it), in every
-    hierarchy, deepest first; one still in use stays (rmdir refuses it)."""
-    hierarchies = [Path("/sys/fs/cgroup"), *Path("/sys/fs/cgroup").iterdir()]
-    for top in (hierarchy / parent for hierarchy in hierarchies):
-        if not top.is_dir() or top.is_symlink():
-            continue
-        for directory, _, _ in sorted(os.walk(top), key=lambda entry: -len(entry[0])):
-            with contextlib.suppress(OSError):
-                os.rmdir(directory)
+    """Remove the empty cgroups a daemon left under its cgroup parent: a clean stop
+    removes them itself, a kill -9 leaves them."""
+    cgroups.remove_empty(f"/{parent}")
 
 
 IP_TIMEOUT = 60.0

@@ -49,7 +49,7 @@ from cdfs.services.task_states import ChangeListener, TaskStates
 from content.rootfs import RootView, read_from_layers
 from content.space import is_out_of_space, no_space_message
 from content.unpacker import EXTRACT_MARK
-from runtime import netns, runc, spec
+from runtime import cgroups, netns, runc, spec
 from runtime.logs import LogIndex
 from runtime.state import LIVE, Status, parse_signal
 from runtime.tasks import TaskInfo, TaskService
@@ -380,6 +380,17 @@ class Containers:
         if container is None:
             raise NotFound(f'no container "{container_id}" in namespace "{namespace}"')
         return container
+
+    async def remove_cgroups(self, namespaces: list[str], *, parent: bool = False) -> None:
+        """Remove the empty cgroups runc made for `namespaces` (/PARENT/NS and below),
+        and with `parent` the daemon's parent if nothing else is in it (at a clean stop).
+        Running containers keep theirs."""
+        def remove() -> None:
+            for namespace in namespaces:
+                cgroups.remove_empty(f"/{self.cgroup_parent}/{namespace}")
+            if parent:
+                cgroups.remove_empty(f"/{self.cgroup_parent}", below=False)
+        await self._thread(remove)
 
     def cgroups_path(self, namespace: str, container_id: str) -> str:
         """The container's cgroup (the spec's linux.cgroupsPath), for stats/."""

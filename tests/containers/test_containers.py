@@ -543,6 +543,36 @@ def test_update_changes_limits(daemon: Daemon) -> None:
     c.ctl("stop 0")
 
 
+def _cgroups_under(parent: str) -> list[Path]:
+    """Every directory of `parent` in the host's cgroup hierarchies (v1 or v2)."""
+    tops = [Path("/sys/fs/cgroup"), *Path("/sys/fs/cgroup").iterdir()]
+    return [top / parent for top in tops if (top / parent).is_dir()]
+
+
+def test_namespace_removal_and_a_clean_stop_leave_no_empty_cgroup(
+        make_daemon: Callable[..., Daemon], tmp_path: Path) -> None:
+    """runc deletes a container's own cgroup but not the /PARENT/NS above it; cdfs
+    removes a namespace's at its rmdir and its parent at a clean stop, so serving a
+    root for a while leaves nothing in /sys/fs/cgroup (a cgroup in use stays)."""
+    daemon = make_daemon()
+    daemon.path("namespaces", "team").mkdir()
+    write(daemon.path("images", "ctl"), f"export {BUSYBOX} {tmp_path / 'busybox.tar'}\n")
+    team_images = daemon.path("namespaces", "team", "images", "ctl")
+    write(team_images, f"import {tmp_path / 'busybox.tar'} {BUSYBOX}\n")
+    for namespace in ("default", "team"):
+        brief = Container(daemon, "brief", namespace).make(["true"])
+        brief.ctl("start")
+        assert brief.wait() == 0
+        brief.dir.rmdir()
+    assert _cgroups_under(f"{daemon.cgroup_parent}/team")  # runc left it
+    write(team_images, f"rm {BUSYBOX}\n")
+    daemon.path("namespaces", "team").rmdir()
+    assert wait_until(lambda: not _cgroups_under(f"{daemon.cgroup_parent}/team"), timeout=10)
+    assert _cgroups_under(f"{daemon.cgroup_parent}/default")
+    daemon.stop()
+    assert _cgroups_under(daemon.cgroup_parent) == []
+
+
 def test_daemons_on_two_roots_give_a_container_of_the_same_name_two_cgroups(
         make_daemon: Callable[..., Daemon]) -> None:
     """Two `cdfs serve` on one host, each on its own root, each run a container named
