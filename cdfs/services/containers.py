@@ -364,6 +364,14 @@ class Containers:
             await self._thread(self.tasks.announce_exit, task.namespace, task.id,
                                task.exec_id)
 
+    async def _after(self, fn: Callable[..., Awaitable[object]], *args: Any) -> None:
+        """Run `fn` after the caller returns, in the watcher's nursery; before the
+        watcher runs (start-up), at once."""
+        if self._nursery is not None:
+            self._nursery.start_soon(fn, *args)
+        else:
+            await fn(*args)
+
     async def _thread(self, fn: Callable[..., T], *args: Any) -> T:
         return await trio.to_thread.run_sync(functools.partial(fn, *args))
 
@@ -438,10 +446,7 @@ class Containers:
                               exit_status=info.exit_status, exited_at=_exited_at(info))
         if container.spec is not None:
             self._bus.publish(namespace, "/containers/delete", container_id)
-        if self._nursery is not None:
-            self._nursery.start_soon(self._tear_down, container, info is not None, done)
-        else:
-            await self._tear_down(container, info is not None, done)
+        await self._after(self._tear_down, container, info is not None, done)
 
     async def torn_down(self, namespace: str | None = None, container_id: str | None = None
                         ) -> None:
@@ -597,7 +602,7 @@ class Containers:
                 except BaseException:
                     await self._thread(self.tasks.delete, namespace, container_id, True)
                     raise
-            except Exception as exc:
+            except BaseException as exc:
                 with trio.CancelScope(shield=True):
                     await self._discard_snapshot(namespace, snapshot)
                 if not is_out_of_space(exc):
@@ -605,10 +610,6 @@ class Containers:
                 where, doing = stage
                 raise NoSpace(await self._thread(
                     no_space_message, where, f"{doing} container {container_id}")) from exc
-            except BaseException:
-                with trio.CancelScope(shield=True):
-                    await self._discard_snapshot(namespace, snapshot)
-                raise
             container.spec, container.snapshot = created, snapshot
             self._states.forget(namespace, container_id, every_exec=True)
             self._bus.publish(namespace, "/containers/create", container_id,
@@ -770,10 +771,7 @@ class Containers:
             self._states.forget(namespace, container_id, exec_id)
         # An exit the watcher saw while the start was being published: told after it,
         # without keeping the writer of `start` waiting for it.
-        if self._nursery is not None:
-            self._nursery.start_soon(self._publish_if_exited, task)
-        else:
-            await self._publish_if_exited(task)
+        await self._after(self._publish_if_exited, task)
 
     async def _publish_if_exited(self, task: _Task) -> None:
         exit_file = self.tasks.files(task.namespace, task.id, task.exec_id).exit
