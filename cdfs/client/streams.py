@@ -22,6 +22,7 @@ from typing import BinaryIO
 from runtime.logs import parse_record
 
 _CHUNK = 1 << 16
+_EXIT_SEEN_SECONDS = 5.0  # how long a refused keystroke waits to see the output end
 
 
 def copy_out(source: Path, sink: BinaryIO) -> threading.Thread:
@@ -76,11 +77,13 @@ def window_size() -> tuple[int, int]:
 @contextlib.contextmanager
 def raw_terminal() -> Iterator[None]:
     """Our terminal in raw mode (keystrokes go through as typed, Ctrl-C included),
-    restored however the block ends."""
+    restored however the block ends. What was typed before is kept (TCSADRAIN, not
+    tty's default TCSAFLUSH, which dropped keystrokes typed while the container
+    started)."""
     fd = sys.stdin.fileno()
     saved = termios.tcgetattr(fd)
     try:
-        tty.setraw(fd)
+        tty.setraw(fd, termios.TCSADRAIN)
         yield
     finally:
         termios.tcsetattr(fd, termios.TCSADRAIN, saved)
@@ -104,7 +107,8 @@ def on_window_change(resize: Callable[[int, int], None]) -> Iterator[None]:
 
 def type_into(target: Path, until: threading.Event) -> None:
     """Send our keystrokes to the terminal file `target` until `until` is set (the
-    task's output ended) or our input ends, which is typed as ^D."""
+    task's output ended) or our input ends, which is typed as ^D. Keys typed after
+    the process exited are refused (EINVAL) and dropped, as a terminal's would be."""
     fd = sys.stdin.fileno()
     with open(target, "wb", buffering=0) as terminal:
         while not until.is_set():
@@ -112,7 +116,11 @@ def type_into(target: Path, until: threading.Event) -> None:
             if not ready:
                 continue
             chunk = os.read(fd, _CHUNK)
-            if not chunk:  # our input ended: so does the terminal's (^D)
-                terminal.write(b"\x04")
+            try:
+                terminal.write(chunk or b"\x04")  # our input's end is the terminal's (^D)
+            except OSError:
+                if until.wait(_EXIT_SEEN_SECONDS):  # it exited meanwhile
+                    return
+                raise
+            if not chunk:
                 return
-            terminal.write(chunk)

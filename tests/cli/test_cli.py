@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
 from support import Daemon, wait_until
@@ -175,13 +174,12 @@ def test_terminal_under_script(daemon: Daemon, command: str) -> None:
         session = subprocess.Popen(
             ["script", "-qec", f"stty rows 33 cols 101; exec {inner}", "/dev/null"],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-        assert session.stdin is not None
-        time.sleep(1.5)
+        assert session.stdin is not None  # typed at once: kept until the shell reads
         session.stdin.write(b"stty size; exit 3\r")
         session.stdin.flush()
         out, _ = session.communicate(timeout=30)
-        assert b"33 101" in out
-        assert session.returncode == 3
+        assert b"33 101" in out, out
+        assert session.returncode == 3, out
     finally:
         if command == "exec":
             cdfs(daemon, "rm", "-f", "host")
