@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from cdfs.config import default_cgroup_parent
 from runtime import cgroups
@@ -74,6 +75,42 @@ def wait_until(predicate: Callable[[], bool], timeout: float = 20.0,
             return True
         time.sleep(interval)
     return bool(predicate())
+
+
+def _family(pid: int) -> list[int]:
+    """`pid` and its descendants (a `timeout cat FILE`'s cat is its child)."""
+    found, pending = [], [pid]
+    while pending:
+        current = pending.pop()
+        found.append(current)
+        with contextlib.suppress(OSError):
+            for task in os.listdir(f"/proc/{current}/task"):
+                with contextlib.suppress(OSError, ValueError):
+                    pending += map(int, Path(f"/proc/{current}/task/{task}/children")
+                                   .read_text().split())
+    return found
+
+
+def has_open(pid: int, path: Path) -> bool:
+    """Whether process `pid` or a descendant has `path` open."""
+    target = str(path)
+    for member in _family(pid):
+        with contextlib.suppress(OSError):
+            for fd in os.listdir(f"/proc/{member}/fd"):
+                with contextlib.suppress(OSError):
+                    if os.readlink(f"/proc/{member}/fd/{fd}") == target:
+                        return True
+    return False
+
+
+def wait_opened(proc: "subprocess.Popen[Any]", path: Path, timeout: float = 20.0) -> None:
+    """Return once the reader `proc` started in the background (`timeout cat STREAM`)
+    has `path` open: a stream file subscribes at open, so what happens after this is
+    what it reads. A fixed sleep instead lost the race on a loaded machine."""
+    if not wait_until(lambda: has_open(proc.pid, path) or proc.poll() is not None, timeout):
+        raise AssertionError(f"{path} was not opened within {timeout} s")
+    if proc.poll() is not None:
+        raise AssertionError(f"the reader of {path} ended ({proc.returncode})")
 
 
 @dataclass

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support import REPO, Daemon, wait_until, write
+from support import REPO, Daemon, wait_opened, wait_until, write
 
 from content.archive import export_archive
 from content.build import BuildConfig, Entry, Layer, build_image
@@ -83,13 +83,13 @@ class Events:
     """The namespace's events, read by `timeout cat` in the background."""
 
     def __init__(self, daemon: Daemon, namespace: str = "default") -> None:
-        self.proc = subprocess.Popen(
-            ["timeout", "60", "cat", str(daemon.path("namespaces", namespace, "events"))],
-            stdout=subprocess.PIPE, text=True)
+        path = daemon.path("namespaces", namespace, "events")
+        self.proc = subprocess.Popen(["timeout", "60", "cat", str(path)],
+                                     stdout=subprocess.PIPE, text=True)
         self.lines: list[dict[str, Any]] = []
         self._thread = threading.Thread(target=self._pump, daemon=True)
         self._thread.start()
-        time.sleep(0.3)  # open before the events to see
+        wait_opened(self.proc, path)  # open before the events to see
 
     def _pump(self) -> None:
         assert self.proc.stdout is not None
@@ -319,7 +319,8 @@ def test_live_output_starts_at_the_moment_of_opening(daemon: Daemon) -> None:
     out, err = (subprocess.Popen(["timeout", "20", "cat", str(c / "follow" / "now" / name)],
                                  stdout=subprocess.PIPE, text=True)
                 for name in ("stdout", "stderr"))
-    time.sleep(0.5)  # both opened before the container goes on
+    wait_opened(out, c / "follow" / "now" / "stdout")  # both opened before it goes on
+    wait_opened(err, c / "follow" / "now" / "stderr")
     write(c / "stdin", "go\n")
     assert c.wait() == 0
     assert out.communicate(timeout=25)[0] == "after\n" and out.returncode == 0
@@ -389,8 +390,7 @@ def test_pause_stops_cpu_and_resume_restarts_it(daemon: Daemon) -> None:
         assert cpu_ticks(pid) == before
         c.ctl("resume")
         assert c.value("status") == "running"
-        time.sleep(0.5)
-        assert cpu_ticks(pid) > before
+        assert wait_until(lambda: cpu_ticks(pid) > before, 10)  # however loaded the host
         c.ctl("kill KILL")
         assert c.wait() == 137
         assert events.topics("busy")[2:] == ["/tasks/start", "/tasks/paused", "/tasks/resumed",
@@ -704,13 +704,14 @@ def test_stop_sends_the_images_stop_signal(daemon: Daemon, tmp_path: Path) -> No
     daemon.sh(f'echo "import {archive}" > "$M/images/ctl"')
 
     polite = Container(daemon, "polite").make(
-        ["sh", "-c", "trap 'echo got USR1; exit 7' USR1; while :; do sleep 0.1; done"],
+        ["sh", "-c", "trap 'echo got USR1; exit 7' USR1; echo ready; "
+               "while :; do sleep 0.1; done"],
         image="example.com/usr1:1")
     polite.ctl("start")
-    time.sleep(0.5)
+    assert first_line(polite / "follow" / "stdout") == "ready"  # the trap is set
     polite.ctl("stop 5")
     assert polite.value("exit") == "7"
-    assert read_with_timeout(polite / "follow" / "stdout") == "got USR1\n"
+    assert read_with_timeout(polite / "follow" / "stdout") == "ready\ngot USR1\n"
 
 
 def test_stop_sends_the_signal_it_names(daemon: Daemon) -> None:

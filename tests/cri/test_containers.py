@@ -135,12 +135,16 @@ def test_the_configs_stop_signal(pods: Pods, ctrs: Containers,
     """StopContainer sends the config's stop_signal (else the image's, else TERM), and
     ContainerStatus says which, as containerd's."""
     pod = pods.run()
-    usr1 = ["sh", "-c", "trap 'exit 7' USR1; trap 'exit 0' TERM; while :; do sleep 0.1; done"]
+    usr1 = ["sh", "-c", "trap 'exit 7' USR1; trap 'exit 0' TERM; : > /ready; "
+            "while :; do sleep 0.1; done"]
     named = ctrs.run(pod, container_config(usr1, stop_signal=pb.SIGNAL_SIGUSR1))
     plain = ctrs.run(pod, container_config(usr1))
     assert ctrs.status(named).stop_signal == pb.SIGNAL_SIGUSR1
     assert ctrs.status(plain).stop_signal == pb.SIGNAL_SIGTERM
-    time.sleep(0.5)  # the traps are set
+    def trapped(container_id: str) -> bool:
+        return ctrs.exec(container_id, "sh", "-c", "test -e /ready", timeout=10).exit_code == 0
+
+    assert wait_until(lambda: trapped(named) and trapped(plain))  # the traps are set
     for container_id in (named, plain):
         runtime.StopContainer(pb.StopContainerRequest(container_id=container_id, timeout=10))
     assert ctrs.status(named).exit_code == 7

@@ -8,7 +8,7 @@ import subprocess
 import threading
 import time
 
-from support import Daemon
+from support import Daemon, wait_opened
 
 QUEUE_LENGTH = 4096  # cdfs.events: what a reader's queue keeps
 PAIRS = 3000  # mkdir + rmdir: 6000 events, more than the queue and the pipe hold
@@ -19,7 +19,7 @@ def test_stalled_reader_loses_events_and_is_told(daemon: Daemon) -> None:
     stalled = subprocess.Popen(["timeout", "120", "cat", str(daemon.path("events"))],
                                stdout=subprocess.PIPE)
     try:
-        time.sleep(0.3)
+        wait_opened(stalled, daemon.path("events"))
         namespaces = daemon.path("namespaces")
         slowest = 0.0
         for n in range(PAIRS):

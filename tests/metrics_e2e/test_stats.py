@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import Any
 
 import pytest
-from support import Daemon, wait_until
+from support import Daemon, wait_opened, wait_until
 
 BUSY_LOOP = {"process": {"args": ["sh", "-c", "while :; do :; done"]}}
 SLEEPER = {"process": {"args": ["sleep", "600"]}}
@@ -133,8 +133,8 @@ def test_oom_kill_is_published_before_the_exit(
     events = subprocess.Popen(["timeout", "60", "cat",
                                str(daemon.path("namespaces", "default", "events"))],
                               stdout=subprocess.PIPE, text=True)
-    try:
-        time.sleep(0.3)  # the reader is subscribed before the container exists
+    try:  # the reader is subscribed before the container exists
+        wait_opened(events, daemon.path("namespaces", "default", "events"))
         hog = container("oom").create({
             "process": {"args": ["sh", "-c", "x=0123456789; while :; do x=$x$x; done"]},
             "linux": {"resources": {"memory": {"limit": 32 * MB}}},
@@ -204,7 +204,7 @@ def test_oom_after_a_daemon_restart_still_comes_before_the_exit(
                                str(daemon.path("namespaces", "default", "events"))],
                               stdout=subprocess.PIPE, text=True)
     try:
-        time.sleep(0.3)
+        wait_opened(events, daemon.path("namespaces", "default", "events"))
         (daemon.state / "runtime" / "tasks" / "default" / hog.id / "rootfs" / "go").touch()
         assert hog.wait() == 137
         topics = []
