@@ -18,9 +18,10 @@ collection: an empty container slot is removed only by rmdir.
 The attributes of the values that show a task's state (status, pid, exit, created,
 started, exited: `Value.task_state`) are kept too, and withdrawn at each change of
 that state the containers service tells (`on_state_change`: each time it forgets
-what it knew, at its verbs and the watcher's exits, and when a fresh answer differs
-from the one before, which no event reports); a stat made in between a change no event
-reports and the next open of the value may see the old size for up to the timeout.
+what it knew, at its verbs, the watcher's exits and the end of a started process
+(seen even when its conmon was killed), and when a fresh answer differs from the one
+before); a stat made in between a change nothing reports and the next open of the
+value may see the old size for up to the timeout.
 
 Attributes are withdrawn at once, inside the publish (`invalidate_inode` with
 `attr_only` takes no lock in the kernel but a spinlock, and bumps the inode's

@@ -172,6 +172,7 @@ class Containers:
         self._containers: dict[tuple[str, str], Container] = {}
         self._watched: dict[Path, _Task] = {}
         self._found_exits: list[_Task] = []  # exits that happened while no daemon ran
+        self._found_live: list[tuple[_Task, int]] = []  # processes found at start, by pid
         self._indexes: dict[Path, LogIndex] = {}  # per task directory, while watched
         self._indexing: set[Path] = set()  # an index update is under way or due
         self._nursery: trio.Nursery | None = None
@@ -221,6 +222,8 @@ class Containers:
                                          exit_published=told)
                 if info.status == Status.STOPPED and not told:
                     self._found_exits.append(task)
+                if info.status in LIVE and info.pid:
+                    self._found_live.append((task, info.pid))
         await self._reclaim()
 
     async def _reclaim(self) -> None:
@@ -256,6 +259,9 @@ class Containers:
             for task in self._found_exits:
                 nursery.start_soon(self._publish_exit, task, True)
             self._found_exits.clear()
+            for task, pid in self._found_live:
+                nursery.start_soon(self._forget_at_death, task, pid)
+            self._found_live.clear()
             await self._watcher.run(self._on_change)
 
     def close(self) -> None:
@@ -307,6 +313,23 @@ class Containers:
         if task is not None and "exit" in names and task.ready and not task.exit_published:
             assert self._nursery is not None
             self._nursery.start_soon(self._publish_exit, task)
+
+    async def _forget_at_death(self, task: _Task, pid: int) -> None:
+        """Forget the task's state when its process `pid` ends. conmon's exit file
+        tells that too, but not once conmon was killed (-9): then nothing reported the
+        end, and a stat of status kept the running task's size and time for the
+        kernel's attribute timeout (5 s). A pid reused meanwhile costs at most a
+        needless forget."""
+        try:
+            fd = os.pidfd_open(pid)
+        except ProcessLookupError:  # ended already
+            self._states.forget(task.namespace, task.id, task.exec_id)
+            return
+        try:
+            await trio.lowlevel.wait_readable(fd)
+        finally:
+            os.close(fd)
+        self._states.forget(task.namespace, task.id, task.exec_id)
 
     async def _index_update(self, path: Path) -> None:
         """Index what conmon appended (one update at a time per task), so that a log
@@ -769,6 +792,9 @@ class Containers:
         finally:
             task.ready = True
             self._states.forget(namespace, container_id, exec_id)
+        if info.pid:
+            assert self._nursery is not None  # a start comes through the mounted tree
+            self._nursery.start_soon(self._forget_at_death, task, info.pid)
         # An exit the watcher saw while the start was being published: told after it,
         # without keeping the writer of `start` waiting for it.
         await self._after(self._publish_if_exited, task)

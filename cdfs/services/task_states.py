@@ -5,11 +5,13 @@ A task's state changes in two ways only: through the daemon's own verbs (create,
 start, pause, resume, kill, delete), after which the containers service forgets what it
 knew, and by its process exiting, which conmon records in the task's directory, where
 the one inotify watcher (container_streams.DirWatcher) sees it and the service forgets
-again. The next read after a change asks the runtime once, in a thread, and remembers.
+again; the service also watches each started process's end itself (a pidfd), for the
+one whose conmon was killed (-9) and writes no exit file. The next read after a change
+asks the runtime once, in a thread, and remembers.
 
-What no event reports (a monitor killed with -9 before writing the exit file) is caught
-by asking again once a remembered live state is older than `LIVE_SECONDS`; a stopped
-task with its exit status is final and kept until forgotten.
+What no event reports is caught by asking again once a remembered live state is older
+than `LIVE_SECONDS`; a stopped task with its exit status is final and kept until
+forgotten.
 
 `on_change` hears of every change: each forget, and an answer that differs from the
 one it replaces (the case no event reports). The tree lets the kernel keep the

@@ -5,6 +5,7 @@ import errno
 import json
 import os
 import re
+import signal
 import subprocess
 import threading
 import time
@@ -223,6 +224,27 @@ def test_a_stat_of_state_values_is_current_after_each_change(daemon: Daemon) -> 
     c.dir.rmdir()
     c.dir.mkdir()  # a new slot of the same name: empty again
     assert _sizes(c.dir) == {**dict.fromkeys(STATE_VALUES, 0), "status": len("empty\n")}
+    c.dir.rmdir()
+
+
+def test_an_end_no_monitor_saw_shows_in_a_stat(daemon: Daemon) -> None:
+    """With its conmon killed (-9), a container's end writes no exit file; the tree
+    sees the process end itself and withdraws what the kernel keeps of its status,
+    so a stat shows the change long before the kernel's own 5 s are up."""
+    c = run(daemon, "orphan", ["sleep", "100"])
+    pid = int(c.value("pid"))
+    task = daemon.state / "runtime" / "tasks" / "default" / "orphan"
+    os.kill(int((task / "conmon.pid").read_text()), signal.SIGKILL)
+    assert c.value("status") == "running"  # the container outlives its monitor
+    running = (c / "status").stat()  # kept by the kernel from here
+    os.kill(pid, signal.SIGKILL)
+
+    def changed() -> bool:
+        now = (c / "status").stat()
+        return (now.st_size, now.st_mtime_ns) != (running.st_size, running.st_mtime_ns)
+
+    assert wait_until(changed, timeout=3)
+    assert c.value("status") == "stopped"
     c.dir.rmdir()
 
 
