@@ -103,6 +103,9 @@ class Container:
     pending_execs: set[str] = field(default_factory=set)  # mkdir'ed, no process.json yet
     lock: trio.Lock = field(default_factory=trio.Lock, repr=False)
     oom_killed: bool | None = None  # the init's, once read or seen by the watcher
+    # The snapshot of a failed creation that could not be removed then (a full disk):
+    # removed before the next config.json prepares its own of the same name.
+    leftover_snapshot: str = ""
     _spec_text: tuple[object, str] = field(default=(None, ""), repr=False, compare=False)
 
     def spec_text(self) -> str:
@@ -604,6 +607,10 @@ class Containers:
             snapshot = ""
             stage = (self.root, "preparing the snapshot of")
             try:
+                if container.leftover_snapshot:
+                    with contextlib.suppress(NotFound):
+                        await self._snapshots.remove(namespace, container.leftover_snapshot)
+                    container.leftover_snapshot = ""
                 if image is not None and not _own_root(user):
                     mounts = await self._snapshots.prepare(namespace, container_id,
                                                            parent=image.chain_id)
@@ -627,7 +634,7 @@ class Containers:
                     raise
             except BaseException as exc:
                 with trio.CancelScope(shield=True):
-                    await self._discard_snapshot(namespace, snapshot)
+                    await self._discard_snapshot(container, snapshot)
                 if not is_out_of_space(exc):
                     raise
                 where, doing = stage
@@ -642,22 +649,31 @@ class Containers:
                               container_id=container_id, pid=info.pid or 0,
                               bundle=str(self.tasks.bundle(namespace, container_id)))
 
-    async def _discard_snapshot(self, namespace: str, snapshot: str) -> None:
+    async def _discard_snapshot(self, container: Container, snapshot: str) -> None:
         """Remove the snapshot of a creation that failed. On a full disk even that may
         fail to be recorded: the error that stopped the creation is what the user must
-        see, and gc frees the snapshot once no slot is named so."""
+        see, and the next config.json removes it first (it took the slot's name, and
+        its prepare was refused with EEXIST); gc frees it once no slot is named so."""
         if not snapshot:
             return
         try:
-            await self._snapshots.remove(namespace, snapshot)
+            await self._snapshots.remove(container.namespace, snapshot)
         except Exception as exc:
-            log.warning("removing the snapshot of %s/%s: %r", namespace, snapshot, exc)
+            log.warning("removing the snapshot of %s/%s: %r", container.namespace, snapshot,
+                        exc)
+            container.leftover_snapshot = snapshot
 
     def _create_task(self, namespace: str, container_id: str, oci_spec: dict[str, Any],
                      mounts: list[Mount], runtime: str, log_path: str
                      ) -> tuple[TaskInfo, dict[str, Any]]:
         """The task, and the spec it was created with as the bundle holds it (its
-        rootfs path filled in): one thread hop on the way of every container."""
+        rootfs path filled in): one thread hop on the way of every container. A task
+        directory already there is what a failed creation or removal of this name could
+        not delete (the slot has no config.json, its name's teardown is done): it goes
+        first, as start-up's reclaim would take it, instead of refusing with EEXIST."""
+        if self.tasks.bundle(namespace, container_id).exists():
+            log.info("removing the leftover task of %s/%s", namespace, container_id)
+            self.tasks.discard(namespace, container_id)
         info = self.tasks.create(namespace, container_id, oci_spec, rootfs=mounts, stdin=True,
                                  runtime=runtime, log_path=Path(log_path) if log_path else None)
         return info, self.tasks.config(namespace, container_id)

@@ -2,10 +2,12 @@
 that touch it: adding the inotify watch of a container's log directory and closing a
 host file opened through the tree run in threads, and the tree answers meanwhile."""
 
+import contextlib
 import glob
 import json
 import os
 import shutil
+import sqlite3
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -113,3 +115,53 @@ def test_a_host_file_whose_close_hangs_holds_up_only_its_close(
     finally:
         stallfs.release()
         subprocess.run(["umount", "-l", str(bound)], check=False, timeout=30)
+
+
+def test_a_failed_creation_whose_clean_up_fails_leaves_the_slot_usable(
+        daemon: Daemon, stallfs: StallFs) -> None:
+    """config.json fails with ENOSPC after its snapshot was prepared (the log's
+    directory is made on a full filesystem, held until then), and the removal of
+    that snapshot fails too (its database is locked, as sqlite on a full disk fails
+    to record it): the next config.json of the slot creates the container, where it
+    was refused with EEXIST for good (the snapshot kept the slot's name)."""
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m,nr_inodes=8", "tmpfs",
+                    str(stallfs.source)], check=True, timeout=10)
+    lock: sqlite3.Connection | None = None
+    create: subprocess.Popen[str] | None = None
+    try:
+        for n in range(8):  # every inode taken: making the log's directory is ENOSPC
+            with contextlib.suppress(OSError):
+                (stallfs.source / f"filler{n}").touch()
+        container = daemon.path("containers", "wedged")
+        container.mkdir()
+        write(container / "image", "cdfs.local/busybox:latest\n")
+        write(container / "logpath", f"{stallfs.mount / 'logs' / 'wedged.log'}\n")
+        stallfs.hold("lookup", "logs")
+        config = json.dumps({"process": {"args": ["true"]}})
+        create = subprocess.Popen(["bash", "-c", f"echo '{config}' > '{container}/config.json'"],
+                                  stderr=subprocess.PIPE, text=True)
+        assert wait_until(lambda: stallfs.held() == "lookup logs", timeout=30)
+        (database,) = daemon.root.glob("snapshots/*/metadata.db")
+        lock = sqlite3.connect(database, isolation_level=None)
+        lock.execute("BEGIN IMMEDIATE")  # the snapshot is prepared; its removal waits
+        stallfs.release()
+        _, stderr = create.communicate(timeout=60)
+        assert create.returncode != 0 and "No space left on device" in stderr, stderr
+        lock.execute("ROLLBACK")
+        for filler in stallfs.source.glob("filler*"):
+            filler.unlink()
+        assert (container / "status").read_text() == "empty\n"
+        write(container / "config.json", config)  # was EEXIST
+        write(container / "ctl", "start\n")
+        status = subprocess.run(["timeout", "30", "cat", str(container / "wait")],
+                                capture_output=True, text=True, timeout=40).stdout.strip()
+        assert status == "0"
+        assert (stallfs.source / "logs" / "wedged.log").exists()
+    finally:
+        stallfs.release()
+        if lock is not None:
+            lock.close()
+        if create is not None and create.poll() is None:
+            create.kill()
+            create.wait(timeout=10)
+        subprocess.run(["umount", "-l", str(stallfs.source)], check=False, timeout=10)
