@@ -9,6 +9,7 @@ first, then stdin, stdout, stderr, resize), each waiting for its reply.
 import json
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -156,6 +157,29 @@ def read_until(stream: Stream, wanted: bytes, timeout: float = TIMEOUT) -> bytes
         if not chunk:
             raise AssertionError(f"stream ended before {wanted!r}: {seen!r}")
         seen += chunk
+    return seen
+
+
+def retype_until(stdin: Stream, stdout: Stream, line: bytes, wanted: bytes,
+                 timeout: float = TIMEOUT) -> bytes:
+    """Type `line` each second until `wanted` shows on `stdout`: for what arrives on
+    a channel of its own (a terminal's new size), which nothing orders before the
+    input, so only asking again shows when it took effect."""
+    seen = b""
+    deadline = time.monotonic() + timeout
+    while wanted not in seen:
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{wanted!r} never showed: {seen!r}")
+        stdin.write(line)
+        answer_by = time.monotonic() + 1
+        while wanted not in seen and time.monotonic() < answer_by:
+            try:
+                chunk = stdout.read(timeout=max(0.05, answer_by - time.monotonic()))
+            except TimeoutError:
+                break
+            if not chunk:
+                raise AssertionError(f"stream ended before {wanted!r}: {seen!r}")
+            seen += chunk
     return seen
 
 

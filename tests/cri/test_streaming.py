@@ -28,6 +28,7 @@ from streaming_client import (
     open_channels,
     read_until,
     remote_command,
+    retype_until,
     upgrade,
 )
 from support import write
@@ -162,9 +163,8 @@ def test_exec_on_a_terminal_sees_its_size_and_resizes(runtime: pb_grpc.RuntimeSe
         shown = read_until(channels.stdout, b"TERM=xterm")
         assert b"33 101\r\n" in shown
         channels.send_size(50, 150)
-        time.sleep(0.5)
-        channels.stdin.write(b"stty size\r")
-        assert b"50 150\r\n" in read_until(channels.stdout, b"50 150\r\n")
+        assert b"50 150\r\n" in retype_until(channels.stdin, channels.stdout, b"stty size\r",
+                                              b"50 150\r\n")
         channels.stdin.write(b"exit 3\r")
         assert channels.status()["details"]["causes"][0]["message"] == "3"
     assert wait_for(lambda: containers.execs(web) == [])
@@ -272,8 +272,7 @@ def test_a_client_that_vanishes_leaves_no_exec_thread_or_socket(
     web = containers.run("web", ["sleep", "600"])
     with remote_command(exec_url(runtime, web, "true"), netns=netns) as channels:
         channels.status()  # the server's threads and sockets are warm
-    time.sleep(0.5)
-    threads, fds = _counts(pid)
+    threads, fds = _settled_counts(pid)
     url = exec_url(runtime, web, "sh", "-c", "echo started; exec sleep 600", stdin=True)
     conn = upgrade(url, netns=netns)
     channels = open_channels(conn, stdin=True)
@@ -289,6 +288,20 @@ def test_a_client_that_vanishes_leaves_no_exec_thread_or_socket(
 
 def _counts(pid: int) -> tuple[int, int]:
     return len(os.listdir(f"/proc/{pid}/task")), len(os.listdir(f"/proc/{pid}/fd"))
+
+
+def _settled_counts(pid: int) -> tuple[int, int]:
+    """The counts once the last session's threads have ended: the same twice half a
+    second apart (one look after a fixed 0.5 s can count a thread still ending on a
+    loaded machine, a number the later counts never come back up to)."""
+    last, deadline = _counts(pid), time.monotonic() + 20
+    while time.monotonic() < deadline:
+        time.sleep(0.5)
+        now = _counts(pid)
+        if now == last:
+            return now
+        last = now
+    return last
 
 
 def test_refused_requests(runtime: pb_grpc.RuntimeServiceStub, containers: Containers,

@@ -25,6 +25,7 @@ from streaming_client import (
     read_until,
     remote_command,
     request,
+    retype_until,
     upgrade,
 )
 
@@ -185,15 +186,15 @@ def test_stdin_reaches_the_program_and_its_end_is_end_of_file(server: StreamingS
 
 
 def test_a_terminal_gets_its_first_size_and_later_ones(server: StreamingServer) -> None:
-    url = exec_url(server, "sh", "-c", "stty size; read x; stty size", stdin=True, tty=True)
+    url = exec_url(server, "sh", "-c", 'stty size; while read x && [ "$x" != q ]; do '
+                                       "stty size; done", stdin=True, tty=True)
     with remote_command(url, stdin=True, tty=True) as channels:
         assert channels.stdin is not None and channels.stdout is not None
         channels.send_size(31, 97)
         assert b"31 97" in read_until(channels.stdout, b"31 97")
         channels.send_size(40, 120)
-        time.sleep(0.3)
-        channels.stdin.write(b"\r")
-        assert b"40 120" in read_until(channels.stdout, b"40 120")
+        assert b"40 120" in retype_until(channels.stdin, channels.stdout, b"\r", b"40 120")
+        channels.stdin.write(b"q\r")
         assert channels.status()["status"] == "Success"
 
 

@@ -238,6 +238,7 @@ while True:
     else:
         snapshotter.commit(f"c{i}", f"k{i}")
     i += 1
+    print(i, flush=True)
 """
 
 
@@ -246,9 +247,13 @@ def test_kill_9_leaves_a_consistent_state(snapshotter: Snapshotter, tmp_path: Pa
     churn = subprocess.Popen([sys.executable, "-c", CHURN, type(snapshotter).__name__, str(root)],
                              stdout=subprocess.PIPE, start_new_session=True)
     try:
-        ready, _, _ = select.select([churn.stdout], [], [], 60)
-        assert ready and churn.stdout is not None and churn.stdout.readline() == b"ready\n"
-        time.sleep(0.5)
+        assert churn.stdout is not None
+        said, deadline = b"", time.monotonic() + 60
+        while b"\n4\n" not in said:  # ready, and 4 rounds (2 committed, however slow)
+            ready, _, _ = select.select([churn.stdout], [], [], 1)
+            if ready:
+                said += os.read(churn.stdout.fileno(), 4096)
+            assert time.monotonic() < deadline and churn.poll() is None, said
     finally:
         os.killpg(churn.pid, signal.SIGKILL)  # its own group: the script and any cp it runs
         churn.wait(timeout=30)
