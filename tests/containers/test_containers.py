@@ -101,6 +101,12 @@ class Events:
         return [e["topic"] for e in self.lines
                 if e.get("container_id", e["id"]) == container_id]
 
+    def topics_once(self, container_id: str, count: int, timeout: float = 20) -> list[str]:
+        """The container's topics once `count` have come: an exit is published after
+        the read of `wait` that tells it can return."""
+        wait_until(lambda: len(self.topics(container_id)) >= count, timeout)
+        return self.topics(container_id)
+
     def wait_for(self, topic: str, timeout: float = 20) -> dict[str, Any]:
         assert wait_until(lambda: any(e["topic"] == topic for e in self.lines), timeout)
         return next(e for e in self.lines if e["topic"] == topic)
@@ -381,7 +387,7 @@ def test_exec_has_its_own_output_exit_and_events(daemon: Daemon) -> None:
         assert os.listdir(c.dir / "exec") == ["probe"]
         c.ctl("kill KILL")
         assert c.wait() == 137
-        assert events.topics("host") == [
+        assert events.topics_once("host", 10) == [
             "/containers/create", "/tasks/create", "/tasks/start",
             "/tasks/exec-added", "/tasks/exec-started", "/tasks/exit",
             "/tasks/exec-added", "/tasks/exec-started", "/tasks/exit", "/tasks/exit"]
@@ -415,8 +421,8 @@ def test_pause_stops_cpu_and_resume_restarts_it(daemon: Daemon) -> None:
         assert wait_until(lambda: cpu_ticks(pid) > before, 10)  # however loaded the host
         c.ctl("kill KILL")
         assert c.wait() == 137
-        assert events.topics("busy")[2:] == ["/tasks/start", "/tasks/paused", "/tasks/resumed",
-                                             "/tasks/exit"]
+        assert events.topics_once("busy", 6)[2:] == [
+            "/tasks/start", "/tasks/paused", "/tasks/resumed", "/tasks/exit"]
     finally:
         events.close()
 
