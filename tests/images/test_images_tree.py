@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support import Daemon, wait_until
+from support import Daemon, wait_opened, wait_until
 
 from cdfs.services.leases import COVER_MARGIN
 from content.archive import export_archive
@@ -138,7 +138,9 @@ def test_push_then_pull_by_tag_and_digest(daemon: Daemon, registry: str, tmp_pat
 
     events = subprocess.Popen(["timeout", "60", "cat", str(daemon.path("events"))],
                               stdout=subprocess.PIPE, text=True, start_new_session=True)
+    topics: list[str] = []
     try:
+        wait_opened(events, daemon.path("events"))
         result = ctl(daemon, f"pull {target}", ns="default")
         assert result.returncode == 0, result.stderr
         pulled = image_dir(daemon, target)
@@ -147,10 +149,14 @@ def test_push_then_pull_by_tag_and_digest(daemon: Daemon, registry: str, tmp_pat
         by_digest = f"{registry}/mirror/busybox@{digest}"
         assert ctl(daemon, f"pull {by_digest}").returncode == 0
         assert (image_dir(daemon, by_digest) / "ref").read_text().strip() == by_digest
+        assert events.stdout is not None
+        for line in events.stdout:  # until both came (cat may not have read them yet)
+            topics.append(json.loads(line)["topic"])
+            if {"/images/pull", "/images/create"} <= set(topics):
+                break
     finally:
         os.killpg(events.pid, 9)
-        output = events.communicate(timeout=10)[0]
-    topics = [json.loads(line)["topic"] for line in output.splitlines()]
+        events.wait(timeout=10)
     assert "/images/pull" in topics and "/images/create" in topics
 
 
