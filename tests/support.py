@@ -178,8 +178,17 @@ def start_registry(workdir: Path, htpasswd: Path | None = None
                    ) -> tuple[str, subprocess.Popen[bytes]]:
     """Debian's docker-registry on a free loopback port (with `htpasswd`, one that
     wants Basic credentials of its users); returns host:port and the process (the
-    caller kills it)."""
-    port = free_port()
+    caller kills it). A port taken between finding it free and the registry's bind
+    (another program's connection) makes it exit: then another port is tried."""
+    for _ in range(4):
+        started = _start_registry(workdir, free_port(), htpasswd)
+        if started is not None:
+            return started
+    raise RuntimeError("docker-registry did not start")
+
+
+def _start_registry(workdir: Path, port: int, htpasswd: Path | None
+                    ) -> tuple[str, subprocess.Popen[bytes]] | None:
     config = workdir / "registry.yml"
     settings: dict[str, object] = {
         "version": 0.1, "log": {"level": "error"},
@@ -196,12 +205,15 @@ def start_registry(workdir: Path, htpasswd: Path | None = None
     while True:
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=1):
-                return f"127.0.0.1:{port}", proc
+                if proc.poll() is None:  # and it runs: one that lost the port exits
+                    return f"127.0.0.1:{port}", proc
         except OSError:
-            if proc.poll() is not None or time.monotonic() > deadline:
+            if time.monotonic() > deadline:
                 proc.kill()
                 raise RuntimeError("docker-registry did not start") from None
-            time.sleep(0.05)
+        if proc.poll() is not None:
+            return None
+        time.sleep(0.05)
 
 
 BUSYBOX_APPLETS = ("sh", "echo", "cat", "sleep", "ls", "id", "true", "false", "yes", "head",
