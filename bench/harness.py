@@ -357,7 +357,7 @@ def open_cdfs(stack: Stack, home: Path | None = None) -> Cdfs:
             stdout=log, stderr=log, stdin=subprocess.DEVNULL)
     daemon = Cdfs(home, proc)
     stack.callback(_stop_cdfs, daemon)
-    stack.callback(_kill_cdfs_containers, daemon.state)
+    stack.callback(kill_tasks, daemon.state)
 
     def up() -> bool:
         if proc.poll() is not None:
@@ -368,7 +368,9 @@ def open_cdfs(stack: Stack, home: Path | None = None) -> Cdfs:
     return daemon
 
 
-def _kill_cdfs_containers(state: Path) -> None:
+def kill_tasks(state: Path) -> None:
+    """Kill and unmount the containers a TaskService under `state`/runtime left (a
+    daemon's, or the bench's own): runc delete -f by id, conmon by its recorded pid."""
     runc_root = state / "runtime" / "runc"
     for namespace_root in runc_root.glob("*"):
         for container_id in os.listdir(namespace_root):

@@ -1,6 +1,9 @@
 """Run-to-exit of `true`, the whole life of a container: cdfs (mkdir, image, config.json,
 start, wait, rmdir) against `ctr run --rm` on the same image and a plain `runc run` on
-an unpacked bundle."""
+an unpacked bundle, and beside them the floor under cdfs: its runtime layer alone
+(runtime.tasks.TaskService, conmon per container, from this process on the same bundle
+over an overlay rootfs, no daemon and no tree), so what the daemon adds and what the
+monitor costs are both figures of the same run."""
 
 import json
 import tarfile
@@ -15,6 +18,7 @@ from harness import (
     Row,
     Stack,
     Target,
+    kill_tasks,
     median,
     open_cdfs,
     open_containerd,
@@ -26,12 +30,22 @@ from harness import (
     write,
 )
 
+from base.mount import Mount
+from runtime.tasks import TaskService
+
 PHASES = {
     "mkdir + image": "mkdir, write image",
     "config.json": "write config.json: snapshot, rootfs mount, conmon, runc create",
     "start": "`start` in ctl: runc start",
     "wait": "read wait until the exit status",
     "rmdir": "rmdir: runc delete, unmount, snapshot and state removed",
+}
+
+FLOOR_PHASES = {
+    "create": "overlay mount, conmon, runc create",
+    "start": "start through runc's exec fifo",
+    "exit": "conmon's exit file",
+    "delete": "cgroups, runc's state, unmount, bundle",
 }
 
 
@@ -58,6 +72,42 @@ def cdfs_run_true(daemon: Cdfs, name: str, phases: dict[str, list[float]]) -> No
     }
     for phase, step in steps.items():
         phases.setdefault(phase, []).append(timed(step))
+
+
+def runtime_run_true(tasks: TaskService, bundle: Path, name: str,
+                     phases: dict[str, list[float]]) -> None:
+    """One container's life through the runtime layer alone: the bundle's spec over an
+    overlay of its unpacked rootfs (a fresh upper dir, as a cdfs snapshot gives), under
+    conmon; each phase's seconds go to `phases`."""
+    spec = json.loads((bundle / "config.json").read_text())
+    upper = tasks.state_dir.parent / "snapshots" / name
+    (upper / "fs").mkdir(parents=True)
+    (upper / "work").mkdir()
+    rootfs = [Mount("overlay", "overlay", (f"lowerdir={bundle / 'rootfs'}",
+                                           f"upperdir={upper}/fs", f"workdir={upper}/work"))]
+
+    def wait() -> None:
+        status = tasks.wait("bench", name, timeout=30).exit_status
+        if status != 0:
+            raise RuntimeError(f"runtime-layer container {name} exited {status}")
+
+    steps: dict[str, Callable[[], object]] = {
+        "create": lambda: tasks.create("bench", name, spec, rootfs),
+        "start": lambda: tasks.start("bench", name),
+        "exit": wait,
+        "delete": lambda: tasks.delete("bench", name),
+    }
+    for phase, step in steps.items():
+        phases.setdefault(phase, []).append(timed(step))
+
+
+def open_runtime_layer(stack: Stack, workdir: Path) -> TaskService:
+    """A TaskService on a state dir of its own under `workdir`; at teardown whatever a
+    failed run left is killed and unmounted as a daemon's is (runc delete -f by id,
+    conmon by its recorded pid)."""
+    home = workdir / "floor"
+    stack.callback(kill_tasks, home)
+    return TaskService(home / "runtime")
 
 
 def share_busybox(daemon: Cdfs, containerd: Containerd, workdir: Path) -> None:
@@ -117,6 +167,11 @@ def bench_run_exit(iterations: int = 20) -> list[Row]:
         say(f"run-to-exit: {iterations} x runc run")
         plain = sample(lambda i: run(["runc", "--root", str(runc_root), "run", "--bundle",
                                       str(bundle), f"bench-t{i + 1}"]), iterations)
+        say(f"run-to-exit: {iterations} x the runtime layer alone (TaskService)")
+        tasks = open_runtime_layer(stack, workdir)
+        floor_phases: dict[str, list[float]] = {}
+        floor = sample(lambda i: runtime_run_true(tasks, bundle, f"floor-t{i + 1}",
+                                                  floor_phases), iterations)
     return [
         Row("run `true` to exit, median", "ms", median(ours) * 1e3, "`runc run`",
             median(plain) * 1e3, Target(1.15)),
@@ -124,6 +179,12 @@ def bench_run_exit(iterations: int = 20) -> list[Row]:
             p90(theirs) * 1e3, Target(0.5)),
         Row("run `true` to exit, median", "ms", median(ours) * 1e3, "`ctr run --rm`",
             median(theirs) * 1e3),
+        Row("run `true` to exit, median", "ms", median(ours) * 1e3,
+            "runtime layer alone", median(floor) * 1e3),
+        Row("... the runtime layer alone (TaskService: conmon, runc; no daemon), median",
+            "ms", median(floor) * 1e3, "`runc run`", median(plain) * 1e3),
         *(Row(f"... cdfs: {PHASES[phase]}, median", "ms", median(times[1:]) * 1e3)
           for phase, times in phases.items()),
+        *(Row(f"... runtime layer: {FLOOR_PHASES[phase]}, median", "ms",
+              median(times[1:]) * 1e3) for phase, times in floor_phases.items()),
     ]

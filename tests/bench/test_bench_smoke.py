@@ -23,5 +23,5 @@ def test_quick_benchmarks_print_the_whole_table() -> None:
     rows = [line for line in result.stdout.splitlines() if line.startswith("| ")]
     measures = [row.split(" | ")[0] for row in rows]
     for expected in ("cold pull", "run `true` to exit", "monitor memory", "stats/memory",
-                     "cdfs daemon CPU", "control read", "scale:"):
+                     "cdfs daemon CPU", "control read", "scale:", "runtime layer alone"):
         assert any(expected in measure for measure in measures), result.stdout
