@@ -209,6 +209,27 @@ def is_alive(files: MonitorFiles, monitor_id: str) -> bool:
     return monitor_id.encode() in cmdline.split(b"\0")
 
 
+def wait_gone(files: MonitorFiles, monitor_id: str, timeout: float) -> None:
+    """Block until the conmon of `files` has exited, which it does just after writing
+    the exit file, or `timeout` seconds passed. Through a pidfd, not inotify: closing
+    an inotify instance with a watch waits out a kernel grace period (about 15 ms
+    here), which was on the way of every wait."""
+    pid = read_int(files.conmon_pid)
+    if pid is None:
+        return
+    try:
+        fd = os.pidfd_open(pid)
+    except OSError:  # ESRCH: gone already
+        return
+    try:
+        if is_alive(files, monitor_id):  # checked after the open: fd is this conmon's
+            poller = select.poll()
+            poller.register(fd, select.POLLIN)
+            poller.poll(max(0, int(timeout * 1000)))
+    finally:
+        os.close(fd)
+
+
 def connect_attach(files: MonitorFiles) -> socket.socket:
     """A connection to conmon's attach socket, used only to send stdin: its receiving
     side is shut so conmon never blocks writing the process's output back to it.

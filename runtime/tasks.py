@@ -42,7 +42,6 @@ from base.errors import AlreadyExists, InvalidArgument, NotFound, Unavailable
 from base.mount import Mount
 from runtime import conmon, runc, spec, stdin_keeper
 from runtime.conmon import MonitorFiles
-from runtime.inotify import IN_CLOSE_WRITE, IN_CREATE, IN_MOVED_TO, Inotify
 from runtime.mounts import mount_all, unmount_all
 from runtime.runc import Runc
 from runtime.state import Status, Verb, check
@@ -51,6 +50,8 @@ DEFAULT_LOG_SIZE_MAX = 64 << 20  # the daemon passes cdfs.config's (cdfs serve -
 # The exit status of a process whose monitor died before recording it.
 EXIT_UNKNOWN = 255
 _EXIT_WAIT_AFTER_KILL = 10.0
+_EXIT_FILE_WAIT = 2.0  # seconds for conmon to record an exit once the process is gone
+_NO_MONITOR_NAP = 0.02  # between looks at a task no running conmon will tell about
 _REOPEN_WAIT = 5.0  # seconds for conmon to start a new log at reopen-log
 _WINDOW_MAX = 65535  # a terminal's rows and columns are unsigned shorts (struct winsize)
 
@@ -256,39 +257,54 @@ class TaskService:
 
     def state(self, namespace: str, container_id: str, exec_id: str | None = None
               ) -> TaskInfo:
-        """Status, pid and exit of the init or an exec, from conmon's exit file and runc."""
+        """Status, pid and exit of the init or an exec, from conmon's exit file and runc.
+        A process just gone whose exit conmon has yet to record is waited for (conmon
+        exits just after it writes the exit file) rather than told without it."""
         path = self._dir(namespace, container_id, exec_id)
+        deadline = time.monotonic() + _EXIT_FILE_WAIT
+        while (info := self._probe(namespace, container_id, exec_id, path)) is None:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return self._info(namespace, container_id, exec_id, path, Status.STOPPED)
+            self._await_monitor(path, left)
+        return info
+
+    def _probe(self, namespace: str, container_id: str, exec_id: str | None, path: Path
+               ) -> TaskInfo | None:
+        """The state now; None while the process is gone and its conmon, still
+        running, is about to write the exit file (some milliseconds after: it reaps,
+        drains the output, then writes)."""
         files = MonitorFiles(path)
+        exit_status = conmon.read_int(files.exit)
+        if exit_status is not None:
+            return self._info(namespace, container_id, exec_id, path, Status.STOPPED,
+                              exit_status)
+        if exec_id is not None:
+            record = _read_json(path / "exec.json")
+            if record.get("monitor_id") is None:
+                return self._info(namespace, container_id, exec_id, path, Status.CREATED)
+            live = self._process_alive(conmon.read_int(files.pid))
+            status = Status.RUNNING if live else Status.STOPPED
+        else:
+            record = _read_json(path / "task.json")
+            known = self._runc(namespace, record["runtime"]).status(container_id)
+            status = Status(known) if known else Status.STOPPED
+        if status != Status.STOPPED:
+            return self._info(namespace, container_id, exec_id, path, status)
+        if not conmon.is_alive(files, record["monitor_id"]):
+            # It may have written the exit file just before it exited.
+            return self._info(namespace, container_id, exec_id, path, Status.STOPPED,
+                              conmon.read_int(files.exit))
+        return None
 
-        def info(status: Status, exit_status: int | None = None) -> TaskInfo:
-            exited_at = files.exit.stat().st_mtime if exit_status is not None else None
-            times = self._record(path)
-            return TaskInfo(namespace, container_id, exec_id, status,
-                            conmon.read_int(files.pid), exit_status, exited_at,
-                            times.get("created_at"), times.get("started_at"))
-
-        for attempt in range(20):
-            exit_status = conmon.read_int(files.exit)
-            if exit_status is not None:
-                return info(Status.STOPPED, exit_status)
-            if exec_id is not None:
-                record = _read_json(path / "exec.json")
-                if record.get("monitor_id") is None:
-                    return info(Status.CREATED)
-                live = self._process_alive(conmon.read_int(files.pid))
-                status = Status.RUNNING if live else Status.STOPPED
-            else:
-                record = _read_json(path / "task.json")
-                known = self._runc(namespace, record["runtime"]).status(container_id)
-                status = Status(known) if known else Status.STOPPED
-            if status != Status.STOPPED:
-                return info(status)
-            if not conmon.is_alive(files, record["monitor_id"]):
-                # It may have written the exit file just before it exited.
-                return info(Status.STOPPED, conmon.read_int(files.exit))
-            # Stopped, and conmon is about to write the exit file: give it a moment.
-            time.sleep(0.01 * (attempt + 1))
-        return info(Status.STOPPED)
+    def _info(self, namespace: str, container_id: str, exec_id: str | None, path: Path,
+              status: Status, exit_status: int | None = None) -> TaskInfo:
+        files = MonitorFiles(path)
+        exited_at = files.exit.stat().st_mtime if exit_status is not None else None
+        times = self._record(path)
+        return TaskInfo(namespace, container_id, exec_id, status, conmon.read_int(files.pid),
+                        exit_status, exited_at, times.get("created_at"),
+                        times.get("started_at"))
 
     def exit_announced(self, namespace: str, container_id: str,
                        exec_id: str | None = None) -> bool:
@@ -319,17 +335,26 @@ class TaskService:
         """Block until the init or exec has exited (or `timeout` passed), then its state.
         For threads and tests; the daemon watches `files().exit` with inotify instead."""
         deadline = None if timeout is None else time.monotonic() + timeout
-        files = MonitorFiles(self._dir(namespace, container_id, exec_id))
-        with Inotify() as watch:
-            watch.add_watch(files.dir, IN_CREATE | IN_CLOSE_WRITE | IN_MOVED_TO)
-            while True:
-                info = self.state(namespace, container_id, exec_id)
-                if info.status == Status.STOPPED:
-                    return info
-                left = None if deadline is None else deadline - time.monotonic()
-                if left is not None and left <= 0:
-                    return info
-                watch.wait(min(left, 1.0) if left is not None else 1.0)
+        path = self._dir(namespace, container_id, exec_id)
+        while True:
+            info = self._probe(namespace, container_id, exec_id, path)
+            if info is not None and info.status == Status.STOPPED:
+                return info
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                return info or self._info(namespace, container_id, exec_id, path,
+                                          Status.STOPPED)
+            self._await_monitor(path, min(left, 1.0) if left is not None else 1.0)
+
+    def _await_monitor(self, path: Path, timeout: float) -> None:
+        """Sleep until the task's conmon exits (its exit file is written then) or
+        `timeout` passes; a task without a running conmon (an exec not started, a
+        monitor killed) is looked at again after a short nap."""
+        files, monitor_id = MonitorFiles(path), self._record(path).get("monitor_id")
+        if monitor_id is None or not conmon.is_alive(files, monitor_id):
+            time.sleep(min(timeout, _NO_MONITOR_NAP))
+            return
+        conmon.wait_gone(files, monitor_id, timeout)
 
     # --- verbs --------------------------------------------------------------------------
 
