@@ -82,9 +82,8 @@ def withdrawals(nodes: NodeTable, event: BusEvent) -> list[Withdrawal]:
 def task_values(nodes: NodeTable, namespace: str, container_id: str, exec_id: str | None,
                 every_exec: bool) -> list[int]:
     """The inodes of the values that show this task's state (`Value.task_state`)."""
-    return [node.ino for node in nodes
+    return [node.ino for node in nodes.of_object(namespace, container_id)
             if isinstance(node.entry, Value) and node.entry.task_state
-            and node.scope.get("id") == container_id and node.scope.get("ns") == namespace
             and (every_exec or node.scope.get("exec") == exec_id)]
 
 

@@ -99,14 +99,25 @@ def resolve_child(parent: Node, children: Children, name: str,
     return Resolved(name, scope, entry=children.file, dynamic=True)
 
 
+ObjectKey = tuple[str | None, str]  # (scope["ns"], scope["id"]): one container's nodes
+
+
+def _object_key(scope: Scope) -> ObjectKey | None:
+    value = scope.get("id")
+    return None if value is None else (scope.get("ns"), value)
+
+
 class NodeTable:
-    """Inodes for paths, kept while the kernel holds a lookup on them."""
+    """Inodes for paths, kept while the kernel holds a lookup on them; indexed by the
+    object (namespace and id) whose scope they are in, so what one object's change
+    withdraws costs that object's nodes, not the whole table."""
 
     def __init__(self, root: Table) -> None:
         self._next = count(ROOT_INODE + 1)
         self.root = Node(ROOT_INODE, (), Scope(), None, table=root, lookups=1)
         self._by_ino: dict[int, Node] = {ROOT_INODE: self.root}
         self._by_path: dict[tuple[str, ...], Node] = {(): self.root}
+        self._by_object: dict[ObjectKey, dict[Node, None]] = {}  # ordered sets
 
     def get(self, ino: int) -> Node:
         node = self._by_ino.get(ino)
@@ -124,7 +135,11 @@ class NodeTable:
             node = Node(next(self._next), path, found.scope, parent)
             self._by_path[path] = node
             self._by_ino[node.ino] = node
+        self._unindex(node)
         node.scope, node.table, node.entry = found.scope, found.table, found.entry
+        key = _object_key(node.scope)
+        if key is not None:
+            self._by_object.setdefault(key, {})[node] = None
         node.sub = found.sub
         node.volatile = parent.volatile or found.dynamic
         node.dynamic = found.dynamic
@@ -150,6 +165,20 @@ class NodeTable:
             del self._by_ino[ino]
             if self._by_path.get(node.path) is node:
                 del self._by_path[node.path]
+            self._unindex(node)
+
+    def _unindex(self, node: Node) -> None:
+        key = _object_key(node.scope)
+        nodes = self._by_object.get(key) if key is not None else None
+        if key is not None and nodes is not None:
+            nodes.pop(node, None)
+            if not nodes:
+                del self._by_object[key]
+
+    def of_object(self, namespace: str, object_id: str) -> list[Node]:
+        """The nodes the kernel holds in the scope of one object (`id` in namespace
+        `ns`): a container's, its execs' included."""
+        return list(self._by_object.get((namespace, object_id), ()))
 
     def __len__(self) -> int:
         return len(self._by_ino)

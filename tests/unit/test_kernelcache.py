@@ -93,3 +93,23 @@ async def test_a_task_change_withdraws_the_attributes_of_that_tasks_values() -> 
     assert task_values(tree.fs.nodes, "ns1", "a", "exec1", False) == []  # another task
     assert task_values(tree.fs.nodes, "ns1", "a", "exec1", True) == [status.st_ino]
     assert task_values(tree.fs.nodes, "ns1", "b", None, True) == []
+
+
+async def test_a_task_change_looks_only_at_its_containers_nodes() -> None:
+    """Nodes are indexed by (namespace, id): a change withdraws exactly the task's
+    values the kernel holds, none of a same-named box in another namespace, none
+    forgotten, each once however often it was looked up."""
+    tree = await _tree()
+    for path in ("ns1/boxes/b/status", "ns1/boxes/a/state", "ns1/boxes/a/status"):
+        await tree.stat(path)
+    nodes = tree.fs.nodes
+    a1 = await tree.inode("ns1/boxes/a/status")
+    assert task_values(nodes, "ns1", "a", None, True) == [a1]
+    assert task_values(nodes, "ns2", "a", None, True) == [await tree.inode("ns2/boxes/a/status")]
+    assert {node.ino for node in nodes.of_object("ns1", "a")} == {
+        node.ino for node in nodes if node.scope.get("ns") == "ns1"
+        and node.scope.get("id") == "a"}
+    held = nodes.get(a1).lookups
+    await tree.fs.forget([(a1, held)])
+    assert task_values(nodes, "ns1", "a", None, True) == []
+    assert a1 not in {node.ino for node in nodes.of_object("ns1", "a")}
