@@ -23,6 +23,7 @@ All methods are synchronous and safe to call from several threads at once.
 import builtins
 import contextlib
 import dataclasses
+import functools
 import json
 import os
 import shutil
@@ -96,6 +97,13 @@ def _read_json(path: Path) -> dict[str, Any]:
         return dict(json.load(f))
 
 
+@functools.lru_cache(maxsize=4096)
+def _bundle(state_dir: Path, namespace: str, container_id: str) -> Path:
+    """A container's directory, made once: a stat of its output or rootfs names it
+    several times, and joining a Path costs microseconds each."""
+    return state_dir / "tasks" / namespace / container_id
+
+
 class TaskService:
     """Create, run, signal, pause, exec into and delete containers; see the module doc."""
 
@@ -115,7 +123,7 @@ class TaskService:
     # --- paths --------------------------------------------------------------------------
 
     def bundle(self, namespace: str, container_id: str) -> Path:
-        return self.state_dir / "tasks" / namespace / container_id
+        return _bundle(self.state_dir, namespace, container_id)
 
     def _runc(self, namespace: str, runtime: str | None = None) -> Runc:
         return Runc(runtime or self.runtime_binary, self.state_dir / "runc" / namespace)
