@@ -98,6 +98,11 @@ class RootView:
         self._mounted = mounted
         self._whiteouts = not writable
 
+    @property
+    def mounted(self) -> bool:
+        """Whether the one directory is a mount point the view requires."""
+        return self._mounted
+
     # -- resolution --------------------------------------------------------------
     def _roots(self) -> list[int]:
         fds: list[int] = []

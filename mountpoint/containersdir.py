@@ -3,6 +3,7 @@ service (cdfs.services.containers), and exec/ for the processes run inside it.""
 
 import json
 from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
 
 from base.errors import NotFound
 from cdfs.services.container_config import format_labels, parse_grace
@@ -214,6 +215,10 @@ async def _rootfs(app: Services, scope: Scope) -> TreeView:
     return await app.containers.rootfs(scope["ns"], scope["id"])
 
 
+async def _root_stat(app: Services, scope: Scope) -> Any:
+    return await app.containers.root_stat(scope["ns"], scope["id"])
+
+
 def _task_files(stdin_doc: str) -> tuple[Value | Stream | Output | Input | Dir, ...]:
     """The files a container and an exec both have, about their process."""
     return (
@@ -346,7 +351,8 @@ CONTAINER = Table(
         HostTree("rootfs", "the container's root filesystem while it is mounted (from\n"
                  "config.json until rmdir), live: readable, and writable for files and\n"
                  "directories (create, write, truncate, mkdir, rm, rmdir, chmod, chown),\n"
-                 "so cp in and out of it is docker cp. Every path resolves inside it", _rootfs),
+                 "so cp in and out of it is docker cp. Every path resolves inside it", _rootfs,
+                 remembered=_root_stat),
         Dir("stats", "resource usage of the container's cgroup", STATS),
         Value("info", "the container at a glance, one JSON object: id, status, pid, image,\n"
               "created, started, exited, exit, labels, runtime, netns, logpath, and\n"

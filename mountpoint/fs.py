@@ -117,16 +117,14 @@ class Filesystem(pyfuse3.Operations):
         getattr's answer, so for a value or output, whose attributes it never keeps,
         the first stat asks getattr anyway: rendering each value here too would
         make `ls -l` render every value twice (a value the kernel keeps,
-        `Value.kept`, is rendered here, and asked no more). So for a host tree's own directory
-        (rootfs), which a stat would lstat a second time in a worker thread: the
-        listing says only that it is a directory, once its tree is there."""
+        `Value.kept`, is rendered here, and asked no more). A host tree's own
+        directory (rootfs) is hosttree.listed_attrs's."""
         entry = node.entry
         if isinstance(entry, Value | Ctl | Err | Output) \
                 and not (isinstance(entry, Value) and entry.kept):
             return self.attributes.of(node)
         if hosttree.is_host(node) and not node.sub:
-            await hosttree.view(self.services, node)
-            return hosttree.listed_attrs(node)
+            return await hosttree.listed_attrs(self.services, node)
         return await self._node_attrs(node)
 
     @staticmethod

@@ -3,9 +3,13 @@
 The tree's node layer keeps the inodes (one per path, from the same counter as every
 other node, so numbers never collide); what a path *is* comes from the row's
 `TreeView` at each request, in a worker thread, so a container changing its root
-shows at once. An OSError from the view answers with its own errno.
+shows at once. The one exception is the tree's own directory where the row's service
+remembers its lstat until it changes (`HostTree.remembered`: a container's mounted
+rootfs), which `ls -l` of the container stats at every listing. An OSError from the
+view answers with its own errno.
 """
 
+import contextlib
 import errno
 import os
 import stat
@@ -74,9 +78,16 @@ def attrs(node: Node, info: os.stat_result) -> pyfuse3.EntryAttributes:
     return out
 
 
-def listed_attrs(node: Node) -> pyfuse3.EntryAttributes:
-    """What a listing tells of the tree's own directory: a directory, whose real
-    attributes a stat asks for (the kernel keeps none of these)."""
+async def listed_attrs(services: Services, node: Node) -> pyfuse3.EntryAttributes:
+    """What a listing tells of the tree's own directory: its attributes when the
+    service remembers them (`HostTree.remembered`), else only that it is a directory
+    (once its tree is there), whose real attributes a stat asks for: a listing
+    lstats nothing in a thread that the stat after it would lstat again."""
+    with contextlib.suppress(OSError):  # the stat after it answers the error
+        info = await remembered(services, node)
+        if info is not None:
+            return attrs(node, info)
+    await view(services, node)
     out = pyfuse3.EntryAttributes()
     out.st_ino = node.ino
     out.generation = 0
@@ -87,9 +98,22 @@ def listed_attrs(node: Node) -> pyfuse3.EntryAttributes:
     return out
 
 
+async def remembered(services: Services, node: Node) -> os.stat_result | None:
+    """The lstat of the tree's own directory that its service remembers, if any."""
+    assert isinstance(node.entry, HostTree)
+    if node.sub or node.entry.remembered is None:
+        return None
+    info: os.stat_result | None = await node.entry.remembered(services, node.scope)
+    return info
+
+
 async def node_attrs(services: Services, node: Node) -> pyfuse3.EntryAttributes:
-    tree = await view(services, node)
-    info = await run(tree.lstat, node.sub)
+    try:
+        known = await remembered(services, node)
+    except OSError as exc:
+        raise pyfuse3.FUSEError(exc.errno or errno.EIO) from None
+    info = known if known is not None else await run((await view(services, node)).lstat,
+                                                     node.sub)
     if not same_kind(node, info):
         raise pyfuse3.FUSEError(errno.ENOENT)
     return attrs(node, info)

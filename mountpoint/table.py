@@ -135,6 +135,10 @@ class HostTree:
     name: str
     doc: str
     root: Callable[[Services, Scope], Awaitable[TreeView]]
+    # The lstat of the tree's own directory, which the service remembers until it
+    # changes (None where it does not, and the tree lstats it in a thread each time):
+    # a stat or listing of the directory then hops to no thread.
+    remembered: Callable[[Services, Scope], Awaitable[Any]] | None = None
 
 
 @dataclass(frozen=True)

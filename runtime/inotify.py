@@ -12,17 +12,28 @@ import select
 import struct
 from pathlib import Path
 
+IN_ACCESS = 0x00000001
 IN_MODIFY = 0x00000002
 IN_ATTRIB = 0x00000004
 IN_CLOSE_WRITE = 0x00000008
+IN_MOVED_FROM = 0x00000040
 IN_MOVED_TO = 0x00000080
 IN_CREATE = 0x00000100
+IN_DELETE = 0x00000200
 IN_DELETE_SELF = 0x00000400
+IN_MOVE_SELF = 0x00000800
+IN_UNMOUNT = 0x00002000  # these three come whatever the mask
+IN_Q_OVERFLOW = 0x00004000
+IN_IGNORED = 0x00008000
 IN_NONBLOCK = os.O_NONBLOCK
 IN_CLOEXEC = os.O_CLOEXEC
 
 # Growth of a log, creation of an exit file, replacement of a rotated log.
 GROWTH = IN_MODIFY | IN_CLOSE_WRITE | IN_CREATE | IN_MOVED_TO | IN_ATTRIB | IN_DELETE_SELF
+# Whatever changes a directory's own lstat: its entries (size, nlink, mtime, ctime), its
+# mode, owner, times and xattrs, its atime (a listing), and its going.
+DIRECTORY_STAT = (IN_ACCESS | IN_ATTRIB | IN_CREATE | IN_DELETE | IN_MOVED_FROM
+                  | IN_MOVED_TO | IN_DELETE_SELF | IN_MOVE_SELF)
 
 _EVENT_HEADER = struct.Struct("iIII")
 _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)

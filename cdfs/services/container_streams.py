@@ -15,6 +15,9 @@ that file as changes to `log` in the task's directory (`watch`'s `link`).
 Adding a watch walks its path, which can block (a log directory on a hung NFS or FUSE
 server), so it runs in a thread; the events are read under the same lock, so none
 comes before its watch is known (it would be dropped) and their order is the kernel's.
+The kernel queues an event before the call that made the change returns, so
+`catch_up` (reading what is queued now) makes a counter current for whoever asks after
+that call returned. An overflowed queue counts as a change of every watched directory.
 
 Readers are cancel-safe (the filesystem cancels a waiting read every 0.2 s to look
 for signals): their position moves only when bytes are returned.
@@ -29,13 +32,14 @@ from runtime.conmon import MonitorFiles
 from runtime.inotify import (
     IN_CLOSE_WRITE,
     IN_CREATE,
+    IN_IGNORED,
     IN_MODIFY,
     IN_MOVED_TO,
+    IN_Q_OVERFLOW,
     Inotify,
 )
 from runtime.logs import LogIndex
 
-IN_IGNORED = 0x00008000
 _MASK = IN_MODIFY | IN_CLOSE_WRITE | IN_CREATE | IN_MOVED_TO
 ChangeCallback = Callable[[Path, set[str]], None]
 
@@ -53,16 +57,20 @@ class DirWatcher:
         # Per directory watched for links: file name -> (task directory, its name there).
         self._links: dict[Path, dict[str, tuple[Path, str]]] = {}
         self._adding = trio.Lock()  # held while watches are added, and while events are read
+        self._on_change: ChangeCallback | None = None  # while `run` runs
 
-    async def watch(self, path: Path, link: Path | None = None, name: str = "log") -> None:
-        """Start counting changes in `path` (idempotent); with `link`, count changes to
+    async def watch(self, path: Path, link: Path | None = None, name: str = "log",
+                    mask: int = _MASK) -> None:
+        """Start counting changes in `path` (idempotent): by default the events of
+        a task's directory, else those of `mask`; with `link`, count changes to
         that file (in another directory, watched too, once for all the links into
         it) as changes to `name` in `path`."""
         async with self._adding:
             for directory in (path, link.parent if link is not None else None):
                 if directory is None or directory in self._wd:
                     continue
-                wd = await trio.to_thread.run_sync(self._inotify.add_watch, directory, _MASK)
+                wd = await trio.to_thread.run_sync(self._inotify.add_watch, directory,
+                                                   mask if directory == path else _MASK)
                 self._by_wd[wd] = directory
                 self._wd[directory] = wd
                 self._version.setdefault(directory, 0)
@@ -115,15 +123,33 @@ class DirWatcher:
         """Forever: wait for events, bump counters, wake readers, and tell `on_change`
         which names changed in which directory (how exits are noticed)."""
         fd = self._inotify.fileno()
-        while True:
-            await trio.lowlevel.wait_readable(fd)
-            async with self._adding:  # a watch being added is known before its events
-                self._dispatch(on_change)
+        self._on_change = on_change
+        try:
+            while True:
+                await trio.lowlevel.wait_readable(fd)
+                async with self._adding:  # a watch being added is known before its events
+                    self._dispatch(on_change)
+        finally:
+            self._on_change = None
+
+    async def catch_up(self) -> bool:
+        """Handle the events queued now, as `run` would a moment later: every change
+        whose call returned before this one shows in the counters. False (nothing
+        read) while `run` is not running."""
+        async with self._adding:
+            if self._on_change is None:
+                return False
+            self._dispatch(self._on_change)
+            return True
 
     def _dispatch(self, on_change: ChangeCallback) -> None:
         """The events queued now: counters, wakeups and `on_change`, in their order."""
         names: dict[Path, set[str]] = {}
         for event in self._inotify.drain():
+            if event.mask & IN_Q_OVERFLOW:  # events were lost: anything may have changed
+                for watched in self._wd:  # "" for states, "log" for outputs
+                    names.setdefault(watched, set()).update(("", "log"))
+                continue
             path = self._by_wd.get(event.wd)
             if path is None:
                 continue

@@ -50,6 +50,7 @@ from content.rootfs import RootView, read_from_layers
 from content.space import is_out_of_space, no_space_message
 from content.unpacker import EXTRACT_MARK
 from runtime import cgroups, netns, runc, spec
+from runtime.inotify import DIRECTORY_STAT
 from runtime.logs import LogIndex
 from runtime.state import LIVE, Status, parse_signal
 from runtime.tasks import TaskInfo, TaskService
@@ -106,6 +107,9 @@ class Container:
     # The snapshot of a failed creation that could not be removed then (a full disk):
     # removed before the next config.json prepares its own of the same name.
     leftover_snapshot: str = ""
+    # The mounted rootfs, the watcher's counter of it and its lstat then (`root_stat`).
+    root_seen: tuple[Path, int, os.stat_result] | None = field(default=None, repr=False,
+                                                               compare=False)
     _spec_text: tuple[object, str] = field(default=(None, ""), repr=False, compare=False)
 
     def spec_text(self) -> str:
@@ -174,6 +178,7 @@ class Containers:
         self._states = TaskStates()
         self._containers: dict[tuple[str, str], Container] = {}
         self._watched: dict[Path, _Task] = {}
+        self._roots: dict[Path, tuple[str, str]] = {}  # watched rootfs -> (namespace, id)
         self._found_exits: list[_Task] = []  # exits that happened while no daemon ran
         self._found_live: list[tuple[_Task, int]] = []  # processes found at start, by pid
         self._indexes: dict[Path, LogIndex] = {}  # per task directory, while watched
@@ -464,6 +469,7 @@ class Containers:
             await self._db.execute("DELETE FROM containers WHERE namespace = ? AND id = ?",
                                     (namespace, container_id))
             del self._containers[(namespace, container_id)]
+            self._unwatch_root(namespace, container_id)
             done = trio.Event()
             self._teardowns[(namespace, container_id)] = (container, done)
         if info is not None:
@@ -771,6 +777,39 @@ class Containers:
         spec_root = self.get(namespace, container_id).require_created("rootfs")["root"]["path"]
         mounted = Path(spec_root) == self.tasks.bundle(namespace, container_id) / "rootfs"
         return RootView([Path(spec_root)], writable=True, mounted=mounted)
+
+    async def root_stat(self, namespace: str, container_id: str) -> os.stat_result | None:
+        """The lstat of the container's rootfs while it is the snapshot the daemon
+        mounted, remembered until it changes: an inotify watch on the root sees what
+        the container does there as well as what comes through the tree, and the
+        events queued before this call are read first (`catch_up`), so an answer
+        from memory is as current as an lstat. None for a root.path of the user's
+        own (nothing watches it: a parent renamed would change what it names)."""
+        container = self.get(namespace, container_id)
+        current = await self._watcher.catch_up()
+        seen = container.root_seen
+        if current and seen is not None and self._watcher.watching(seen[0]) \
+                and seen[1] == self._watcher.version(seen[0]):
+            return seen[2]
+        view = await self.rootfs(namespace, container_id)
+        if not view.mounted:
+            return None
+        path = view.layers[0]
+        self._roots[path] = (namespace, container_id)
+        await self._watcher.watch(path, mask=DIRECTORY_STAT)
+        version = self._watcher.version(path)
+        info = await self._thread(view.lstat, ())
+        if self._containers.get((namespace, container_id)) is not container:
+            self._unwatch_root(namespace, container_id)  # removed meanwhile
+            raise NotFound(f'no container "{container_id}" in namespace "{namespace}"')
+        if current:
+            container.root_seen = (path, version, info)
+        return info
+
+    def _unwatch_root(self, namespace: str, container_id: str) -> None:
+        path = self.tasks.bundle(namespace, container_id) / "rootfs"
+        if self._roots.pop(path, None) is not None:
+            self._watcher.unwatch(path)
 
     def config_json(self, namespace: str, container_id: str) -> str:
         """The spec as config.json reads (empty before it is created)."""

@@ -7,6 +7,7 @@ import json
 import os
 import stat
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -184,3 +185,61 @@ def test_rootfs_is_gone_once_unmounted(daemon: Daemon, tmp_path: Path) -> None:
         (box / "rootfs" / "new").write_text("x")
     assert os.listdir(live) == []
     box.rmdir()
+
+
+def test_a_stat_of_rootfs_is_current_after_each_change(daemon: Daemon, tmp_path: Path) -> None:
+    """The daemon remembers the lstat of a container's mounted rootfs (a stat or a
+    listing of it hops to no thread) until its inotify watch sees the root change, and
+    reads the events queued before it answers: what the container does in its /, what
+    the host does in the mounted snapshot and what comes through the tree each show at
+    the next stat, and a new container of the same name has its own root."""
+    import_image(daemon, tmp_path, "example.com/box:1", [busybox_layer()])
+    box = daemon.path("containers", "box")
+    rootfs = box / "rootfs"
+    live = daemon.state / "runtime" / "tasks" / "default" / "box" / "rootfs"
+
+    def make() -> None:
+        box.mkdir()
+        write(box / "image", "example.com/box:1\n")
+        write(box / "config.json", json.dumps({"process": {"args": ["sleep", "60"]}}))
+        write(box / "ctl", "start\n")
+
+    def remove() -> None:
+        write(box / "ctl", "kill KILL\n")
+        assert sh(f'timeout 20 cat "{box}/wait"').stdout == "137\n"
+        box.rmdir()
+
+    def current(before: int | None = None) -> int:
+        """The rootfs's ctime, checked against the host's lstat (and moved since
+        `before`: each change below comes a tick of the file times after the last)."""
+        seen, real = os.stat(rootfs), os.lstat(live)
+        assert (seen.st_mode, seen.st_mtime_ns, seen.st_ctime_ns) == \
+            (real.st_mode, real.st_mtime_ns, real.st_ctime_ns)
+        assert before is None or seen.st_ctime_ns > before
+        time.sleep(0.05)
+        return seen.st_ctime_ns
+
+    make()
+    current()
+    then = current()  # from memory
+    inside = box / "exec" / "mkdir"
+    inside.mkdir()
+    write(inside / "process.json", json.dumps({"args": ["busybox", "mkdir", "/made-inside"]}))
+    write(inside / "ctl", "start\n")
+    assert sh(f'timeout 20 cat "{inside}/wait"').stdout == "0\n"
+    then = current(then)
+    (live / "made-on-host").mkdir()
+    then = current(then)
+    (rootfs / "made-through").mkdir()
+    then = current(then)
+    os.chmod(rootfs, 0o700)
+    then = current(then)
+    assert stat.S_IMODE(os.stat(rootfs).st_mode) == 0o700
+    (rootfs / "made-through").rmdir()
+    then = current(then)
+    inside.rmdir()
+    remove()
+    make()
+    assert stat.S_IMODE(os.stat(rootfs).st_mode) != 0o700  # the new container's root
+    current()
+    remove()
