@@ -17,7 +17,7 @@ import pyfuse3
 
 from base.clock import now_ns, parse_rfc3339
 from mountpoint.nodes import Node
-from mountpoint.table import Ctl, HostFile, Input, Link, Services, Stream, Value, access
+from mountpoint.table import HostFile, Input, Link, Services, Stream, Value, access
 
 CACHE_TIMEOUT = 5.0  # seconds the kernel may keep a name or attributes it may cache
 _WRITTEN = -1  # the digest of a value just written: whatever it renders next is new
@@ -34,11 +34,9 @@ class Owner:
 
 def name_cached(node: Node) -> bool:
     """Whether the kernel may keep this name: a fixed row's exists exactly while its
-    directory does (but a ctl file's is asked at each walk); a dynamic child's until
-    an rmdir through the mount or the removal its service announces
-    (`Children.removed`)."""
-    if isinstance(node.entry, Ctl):
-        return False  # looked up at each walk: a busy one gets a fresh inode (nodes.py)
+    directory does (a ctl file's is withdrawn at each open for writing, so the next
+    walk gets a fresh inode: nodes.py); a dynamic child's until an rmdir through the
+    mount or the removal its service announces (`Children.removed`)."""
     if not node.dynamic:
         return True
     table = node.parent.table if node.parent is not None else None

@@ -102,12 +102,14 @@ class VerbTable:
 
     def __init__(self, *verbs: Verb) -> None:
         self.verbs = {verb.name: verb for verb in verbs}
+        width = max((len(v.synopsis) for v in self.verbs.values()), default=0)
+        lines = "".join(f"{v.synopsis:<{width}}  {v.help}\n" for v in self.verbs.values())
+        self._help = f"{lines}# {QUOTING}\n"
 
     def help(self) -> str:
-        """What `cat ctl` prints: one verb a line with its usage and help."""
-        width = max((len(v.synopsis) for v in self.verbs.values()), default=0)
-        verbs = "".join(f"{v.synopsis:<{width}}  {v.help}\n" for v in self.verbs.values())
-        return f"{verbs}# {QUOTING}\n"
+        """What `cat ctl` prints: one verb a line with its usage and help (made once:
+        each stat of a ctl file renders it)."""
+        return self._help
 
     def parse(self, line: str) -> tuple[Verb, list[str]]:
         """Split one line into its verb and arguments, checking the argument count."""

@@ -418,6 +418,7 @@ class Filesystem(pyfuse3.Operations):
             handle = await self.values.open(node, ctx.pid, ctx.uid, reading, writing)
             if handle.writer:
                 node.writers += 1  # the next opener gets an inode of its own (nodes.py)
+                self.kernel_cache.writer_opened(node)
             return pyfuse3.FileInfo(fh=self._add_handle(handle), direct_io=True, keep_cache=False)
         raise pyfuse3.FUSEError(errno.EACCES)
 

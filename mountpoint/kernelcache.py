@@ -107,6 +107,14 @@ class KernelCache:
         for ino in task_values(self._nodes, namespace, container_id, exec_id, every_exec):
             _drop_attrs(ino)
 
+    def writer_opened(self, node: Node) -> None:
+        """A ctl file was opened for writing: the kernel forgets its name, so the next
+        walk looks it up and gets an inode of its own (nodes.py); a walk in the moment
+        before the notify thread sends this shares the busy inode and waits for it."""
+        if self.enabled and node.parent is not None:
+            pyfuse3.invalidate_entry_async(node.parent.ino, os.fsencode(node.name),
+                                           ignore_enoent=True)
+
     def value_stored(self, node: Node) -> None:
         """A value the kernel keeps was stored (`Value.written_only`): the kernel
         dropped its attributes at the write, but a stat since may have fetched the

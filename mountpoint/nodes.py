@@ -12,10 +12,10 @@ does, so that name may be cached even below a dynamic directory.
 A ctl file is the exception to one inode per path. The kernel runs the writes to one
 inode one at a time (it holds the inode's lock through a direct-I/O write, and an
 O_TRUNC open takes it too), and a verb runs inside its write(): a second `echo tag …
-> images/ctl` would wait for a running pull. So a ctl file's name is never cached
-(each walk asks), and while an open of it for writing is out, the next lookup gets a
-fresh inode of its own: each writer holds a different inode, and the old one is freed
-when the kernel forgets it.
+> images/ctl` would wait for a running pull. So each open of a ctl file for writing
+withdraws its name from the kernel (kernelcache.py `writer_opened`), and while such
+an open is out, the next lookup gets a fresh inode of its own: each writer holds a
+different inode, and the old one is freed when the kernel forgets it.
 """
 
 from collections.abc import Iterator
