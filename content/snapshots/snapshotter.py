@@ -18,7 +18,9 @@ removes the snapshot only when no owner is left. So an owner always holds the wh
 chain below what it holds, and a layer on disk is shared by all who use it.
 """
 
+import array
 import builtins
+import fcntl
 import os
 import shutil
 import tempfile
@@ -40,6 +42,32 @@ class Usage:
     inodes: int
 
 
+# ext4's inode flags (linux/fs.h): "the top of a directory hierarchy" for the Orlov allocator.
+_FS_IOC_GETFLAGS = 0x80086601
+_FS_IOC_SETFLAGS = 0x40086602
+_FS_TOPDIR_FL = 0x00020000
+
+
+def _spread_children(directory: Path) -> None:
+    """Mark `directory` as ext4 marks /home (chattr +T): each snapshot made in it is
+    placed as the top of a hierarchy, in the flex group with the fewest directories,
+    instead of next to its parent. Near the parent (a root under /tmp, say) are the
+    inodes everyone freed in the last minutes, and ext4 without a journal skips every
+    one of those at each new inode (`recently_deleted`): 25-250 µs a file. A filesystem
+    without the flag (tmpfs, overlay, xfs, btrfs) refuses it, and that changes nothing."""
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        flags = array.array("i", [0])
+        fcntl.ioctl(fd, _FS_IOC_GETFLAGS, flags, True)
+        if not flags[0] & _FS_TOPDIR_FL:
+            flags[0] |= _FS_TOPDIR_FL
+            fcntl.ioctl(fd, _FS_IOC_SETFLAGS, flags, True)
+    except OSError:
+        pass  # no such flag here: placement is only a matter of speed
+    finally:
+        os.close(fd)
+
+
 class Snapshotter(ABC):
     """Common lifecycle; subclasses say how a new fs is populated and mounted."""
 
@@ -53,6 +81,7 @@ class Snapshotter(ABC):
         self.root = root
         self.snapshots_dir = root / "snapshots"
         self.snapshots_dir.mkdir(parents=True, exist_ok=True)
+        _spread_children(self.snapshots_dir)
         self._meta = Metadata(root / "metadata.db")
         self._remove_orphans()
 
