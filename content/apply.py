@@ -19,7 +19,10 @@ Creating an inode is most of the cost of a layer (kernel time: see bench/README.
 so new regular files of up to a MiB are created by a few threads (_Creators) while
 the parsing thread goes on: it still resolves every parent dir fd, checks the room
 for what is in flight, and waits for them all before anything that could meet one of
-them (a name already in flight, a removal, a hard link, a whiteout, the end).
+them (a name already in flight, a removal, a hard link, a whiteout, the end). Where
+the target began empty (every overlay layer), it knows what each name is from what
+it made itself (_Made) rather than from an lstat, which would wait for the directory
+lock a creator holds.
 """
 
 import errno
@@ -53,6 +56,9 @@ _SMALL_FILE = 1 << 20
 _CREATORS = 2
 _IN_FLIGHT_BYTES = 8 << 20
 _IN_FLIGHT_FILES = 64  # each holds a dup of its parent fd
+# Names a layer may make below an empty target before its kind of each is forgotten
+# (_Made): about 100 bytes each.
+_MADE_MAX = 100_000
 
 Parts = tuple[str, ...]
 
@@ -179,6 +185,7 @@ class _Extractor:
         #: directories created for an entry below them, never listed (an ordered set)
         self.implied: dict[Parts, None] = {}
         self._creators = _Creators()
+        self._made = _Made(complete=_is_empty(root_fd))
 
     # -- resolution --------------------------------------------------------------
     def _open_dir(self, parts: Parts, create: bool) -> int | None:
@@ -200,6 +207,7 @@ class _Extractor:
                         return None
                     os.mkdir(part, 0o755, dir_fd=fd)
                     next_fd = os.open(part, _PATH_DIR, dir_fd=fd)
+                    self._made.add(parts[: depth + 1], is_dir=True)
                     self.implied[parts[: depth + 1]] = None
                     times = _take_lower_metadata(self.lower_fds, parts[: depth + 1], next_fd)
                     if times is not None:
@@ -268,17 +276,19 @@ class _Extractor:
         name = parts[-1]
         if self._creators.has(parts):
             self._creators.drain()
-        existing = _lstat(name, parent)
-        if (existing is None and member.isreg() and member.sparse is None
+        is_dir = self._existing(parent, parts)
+        if (is_dir is None and member.isreg() and member.sparse is None
                 and member.size <= _SMALL_FILE):
+            self._made.add(parts, is_dir=False)
             self._creators.create(parts, parent, member, stream)
             self._mark_unpacked(parts)
             return
         if member.isdir():
-            if existing is not None and not stat.S_ISDIR(existing.st_mode):
-                self._remove(parent, name, existing, parts)
-            if existing is None or not stat.S_ISDIR(existing.st_mode):
+            if is_dir is False:
+                self._remove(parent, name, False, parts)
+            if not is_dir:
                 os.mkdir(name, 0o700, dir_fd=parent)
+                self._made.add(parts, is_dir=True)
             fd = os.open(name, _READ_DIR, dir_fd=parent)
             try:
                 _set_metadata_fd(fd, member)
@@ -287,10 +297,19 @@ class _Extractor:
             self._dir_times[parts] = _times(member)
             self.implied.pop(parts, None)
         else:
-            if existing is not None:
-                self._remove(parent, name, existing, parts)
+            if is_dir is not None:
+                self._remove(parent, name, is_dir, parts)
+            self._made.add(parts, is_dir=False)
             self._create(parent, name, member, stream)
         self._mark_unpacked(parts)
+
+    def _existing(self, parent: int, parts: Parts) -> bool | None:
+        """Whether `parts` (in `parent`) is a directory, None if it is missing: from
+        what this layer made where the target began empty, else from an lstat."""
+        if self._made.complete:
+            return self._made.kind(parts)
+        info = _lstat(parts[-1], parent)
+        return None if info is None else stat.S_ISDIR(info.st_mode)
 
     def _mark_unpacked(self, parts: Parts) -> None:
         """Remember `parts` and its ancestors as this layer's: an opaque marker in
@@ -354,9 +373,10 @@ class _Extractor:
             return
         self._keep_times(dir_parts, parent)
         if overlay and victim:
-            existing = _lstat(victim, parent)
-            if existing is not None:
-                self._remove(parent, victim, existing, (*dir_parts, victim))
+            is_dir = self._existing(parent, (*dir_parts, victim))
+            if is_dir is not None:
+                self._remove(parent, victim, is_dir, (*dir_parts, victim))
+            self._made.add((*dir_parts, victim), is_dir=False)
             os.mknod(victim, stat.S_IFCHR, os.makedev(0, 0), dir_fd=parent)
         elif overlay:
             fd = os.open(".", _READ_DIR, dir_fd=parent)
@@ -365,9 +385,9 @@ class _Extractor:
             finally:
                 os.close(fd)
         elif victim:
-            existing = _lstat(victim, parent)
-            if existing is not None:
-                self._remove(parent, victim, existing, (*dir_parts, victim))
+            is_dir = self._existing(parent, (*dir_parts, victim))
+            if is_dir is not None:
+                self._remove(parent, victim, is_dir, (*dir_parts, victim))
         else:
             self._empty_except_unpacked(parent, dir_parts)
 
@@ -380,7 +400,7 @@ class _Extractor:
                 child = (*dir_parts, entry.name)
                 info = entry.stat(follow_symlinks=False)
                 if child not in self._unpacked:
-                    self._remove(fd, entry.name, info, child)
+                    self._remove(fd, entry.name, stat.S_ISDIR(info.st_mode), child)
                 elif stat.S_ISDIR(info.st_mode):
                     sub = os.open(entry.name, _PATH_DIR, dir_fd=fd)
                     try:
@@ -390,11 +410,12 @@ class _Extractor:
         finally:
             os.close(fd)
 
-    def _remove(self, parent: int, name: str, info: os.stat_result, parts: Parts) -> None:
+    def _remove(self, parent: int, name: str, is_dir: bool, parts: Parts) -> None:
         """Remove `name` (at `parts`) in `parent` without following symlinks; a
         directory goes with everything below it."""
         self._creators.drain()
-        if stat.S_ISDIR(info.st_mode):
+        self._made.remove(parts)
+        if is_dir:
             if self._cached is not None and self._cached[0][: len(parts)] == parts:
                 self._forget_cached()
             shutil.rmtree(name, dir_fd=parent)
@@ -420,6 +441,53 @@ class _Extractor:
                 continue
             if fd is not None:
                 os.utime(f"/proc/self/fd/{fd}", ns=times)
+
+
+class _Made:
+    """What an apply has made below a target that was empty when it began: for each
+    directory made, its entries' names and whether each is a directory. While it is
+    complete it says whether a name exists without asking the kernel: an lstat of a
+    missing name waits for its directory's lock, which a creator holds for the whole
+    of a create. Past _MADE_MAX names it stops (memory), and lstat answers again.
+    It only spares a look-up: files are still made with O_EXCL|O_NOFOLLOW below
+    parents resolved with O_NOFOLLOW, so a wrong answer would fail the layer, never
+    write outside it."""
+
+    def __init__(self, complete: bool) -> None:
+        self._dirs: dict[Parts, dict[str, bool]] | None = {(): {}} if complete else None
+        self._count = 0
+
+    @property
+    def complete(self) -> bool:
+        return self._dirs is not None
+
+    def kind(self, parts: Parts) -> bool | None:
+        """Whether `parts` is a directory; None if it is missing."""
+        assert self._dirs is not None
+        siblings = self._dirs.get(parts[:-1])
+        return None if siblings is None else siblings.get(parts[-1])
+
+    def add(self, parts: Parts, is_dir: bool) -> None:
+        if self._dirs is None:
+            return
+        self._count += 1
+        if self._count > _MADE_MAX:
+            self._dirs = None
+            return
+        self._dirs.setdefault(parts[:-1], {})[parts[-1]] = is_dir
+        if is_dir:
+            self._dirs.setdefault(parts, {})
+
+    def remove(self, parts: Parts) -> None:
+        """Forget `parts` and, for a directory, everything below it."""
+        if self._dirs is None or not self._dirs.get(parts[:-1], {}).pop(parts[-1], False):
+            return
+        below = [parts]
+        while below:
+            current = below.pop()
+            for name, is_dir in self._dirs.pop(current, {}).items():
+                if is_dir:
+                    below.append((*current, name))
 
 
 class _Creators:
@@ -547,6 +615,15 @@ def _lookup_dir(root_fd: int, parts: Parts) -> int | None:
         os.close(fd)
         fd = next_fd
     return fd
+
+
+def _is_empty(dir_fd: int) -> bool:
+    fd = os.open(".", _READ_DIR, dir_fd=dir_fd)
+    try:
+        with os.scandir(fd) as entries:
+            return next(entries, None) is None
+    finally:
+        os.close(fd)
 
 
 def _lstat(name: str, dir_fd: int) -> os.stat_result | None:

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from base.errors import InvalidArgument, NoSpace
+from content import apply as apply_module
 from content.apply import apply_layer, entry_parts, whiteout_target
 from content.compression import Limits
 
@@ -89,16 +90,27 @@ def test_every_entry_type_and_its_metadata(layers, tmp_path: Path, compression: 
     assert stat.S_IMODE((target / "run/fifo").lstat().st_mode) == 0o620
 
 
-def test_later_entries_replace_earlier_ones(layers, tmp_path: Path) -> None:
+@pytest.mark.parametrize("target_at_start", ["empty", "not empty", "past the memory"])
+def test_later_entries_replace_earlier_ones(layers, tmp_path: Path, monkeypatch,
+                                            target_at_start: str) -> None:
+    """In an empty target what is there is known from what the layer made (no lstat);
+    in any other, and past _MADE_MAX names, the kernel is asked: all three agree."""
     target = tmp_path / "t"
     target.mkdir()
+    if target_at_start == "not empty":
+        (target / "other").write_bytes(b"")
+    if target_at_start == "past the memory":
+        monkeypatch.setattr(apply_module, "_MADE_MAX", 5)
     apply(layers, target, [
         layers.file("a", b"file"), layers.dir("a"), layers.file("a/in", b"1"),
         layers.dir("b"), layers.file("b/x"), layers.file("b", b"now a file"),
         layers.symlink("c", "/nowhere"), layers.file("c", b"plain"),
         layers.dir("d", mode=0o700), layers.dir("d", mode=0o755),
+        layers.dir("e"), layers.file("e/x", b"old"), layers.file("e", b"f"), layers.dir("e"),
+        layers.file("e/x", b"new"),
     ])
     assert (target / "a/in").read_bytes() == b"1"
+    assert (target / "e/x").read_bytes() == b"new"
     assert (target / "b").read_bytes() == b"now a file"
     assert (target / "c").read_bytes() == b"plain" and not (target / "c").is_symlink()
     assert stat.S_IMODE((target / "d").stat().st_mode) == 0o755
