@@ -67,8 +67,14 @@ def process_of(args: argparse.Namespace) -> dict[str, Any]:
 
 # -- running a task ---------------------------------------------------------------
 def _exit_status(tree: Tree, task: Path) -> int:
-    """Block until the task exits (`wait`), and give its exit status."""
-    text = tree.read(task / "wait").strip()
+    """Block until the task exits (`wait`), and give its exit status. The wait is
+    an open_stream's, so a signal we get meanwhile is handled (passed on to the task)
+    at once even if it lands just before the read."""
+    try:
+        with streams.open_stream(task / "wait") as wait:
+            text = wait.read().decode().strip()
+    except OSError as exc:
+        raise TreeError(f"{task / 'wait'}: {exc.strerror}", exc.errno) from None
     return int(text) if text.lstrip("-").isdigit() else 1
 
 
@@ -239,7 +245,7 @@ def logs(tree: Tree, args: argparse.Namespace) -> int:
     container = tree.container(args.id)
     source = container / "follow" / "log" if args.follow else container / "log"
     try:
-        with open(source, "rb") as log:
+        with streams.open_stream(source) if args.follow else open(source, "rb") as log:
             streams.demux_log(log, sys.stdout.buffer, sys.stderr.buffer)
     except OSError as exc:
         raise TreeError(f"{args.id}: {exc.strerror}") from None

@@ -7,6 +7,7 @@ to wait for the exit and to take signals.
 """
 
 import contextlib
+import io
 import os
 import select
 import signal
@@ -17,7 +18,7 @@ import tty
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import FrameType
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from runtime.logs import parse_record
 
@@ -37,6 +38,54 @@ def copy_out(source: Path, sink: BinaryIO) -> threading.Thread:
                 sink.flush()
 
     return _started(pump)
+
+
+@contextlib.contextmanager
+def open_stream(path: Path) -> Iterator[BinaryIO]:
+    """The stream file `path`, opened so that a signal ends a wait in it however
+    close to the read it lands.
+
+    A plain blocking read() misses a signal that lands just before it: Python's C
+    handler takes the signal (so it is no longer pending, and the daemon, which ends
+    a blocked read once its reader has a signal pending, never sees one) and leaves
+    the Python handler for the next bytecode, after the read, that is after the next
+    data. So each read first waits in poll() beside the signal wakeup fd, which that
+    C handler writes to (the self-pipe trick), and reads only what is there."""
+    wake_read, wake_write = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        previous = signal.set_wakeup_fd(wake_write, warn_on_full_buffer=False)
+        try:
+            with open(path, "rb", buffering=0) as stream:
+                yield io.BufferedReader(_ReadWhenReady(stream.fileno(), wake_read))
+        finally:
+            signal.set_wakeup_fd(previous)
+    finally:
+        os.close(wake_read)
+        os.close(wake_write)
+
+
+class _ReadWhenReady(io.RawIOBase):
+    """Reads of `fd` that wait in poll() with the signal wakeup fd `wake` (open_stream)."""
+
+    def __init__(self, fd: int, wake: int) -> None:
+        super().__init__()
+        self._fd = fd
+        self._wake = wake
+        self._poller = select.poll()
+        self._poller.register(fd, select.POLLIN)
+        self._poller.register(wake, select.POLLIN)
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        while True:
+            ready = {fd for fd, _ in self._poller.poll()}  # a raising handler raises here
+            if self._wake in ready:
+                with contextlib.suppress(BlockingIOError):
+                    os.read(self._wake, _CHUNK)
+            if self._fd in ready:
+                return os.readv(self._fd, [buffer])
 
 
 def copy_in(source: BinaryIO, target: Path) -> threading.Thread:

@@ -102,10 +102,64 @@ def test_ctrl_c_ends_logs_follow_cleanly(daemon: Daemon) -> None:
         cdfs(daemon, "rm", "-f", "long")
 
 
+# The CLI with SIGINT and SIGTERM blocked in its main thread and taken by a side thread:
+# there Python's C handler takes the signal while the main thread sits in its read,
+# leaving nothing pending for the daemon to see, just as when the signal lands
+# between the handler check and a read() of a single-threaded CLI.
+_SIGNAL_TAKEN_ASIDE = """
+import signal, sys, threading
+from cdfs.cli import main
+signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+def take_signals():
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
+    threading.Event().wait()
+threading.Thread(target=take_signals, daemon=True).start()
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_ctrl_c_that_lands_before_the_read_still_ends_logs_follow(daemon: Daemon) -> None:
+    cdfs(daemon, "run", "-d", "--name", "long", IMAGE, "sh", "-c", "echo up; sleep 100")
+    follower = subprocess.Popen(
+        [sys.executable, "-c", _SIGNAL_TAKEN_ASIDE, "--mount", str(daemon.mount), "logs",
+         "-f", "long"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert follower.stdout is not None
+        assert follower.stdout.readline() == "up\n"
+        follower.send_signal(signal.SIGINT)
+        _, stderr = follower.communicate(timeout=10)
+        assert follower.returncode == 130
+        assert "Traceback" not in stderr
+    finally:
+        if follower.poll() is None:
+            follower.kill()
+            follower.wait(timeout=10)
+        cdfs(daemon, "rm", "-f", "long")
+
+
 def test_signals_to_run_go_on_to_the_container(daemon: Daemon) -> None:
     runner = subprocess.Popen(
         [sys.executable, "-m", "cdfs.cli", "--mount", str(daemon.mount), "run", "--rm",
          "--name", "trap", IMAGE, "sh", "-c", "trap 'echo caught; exit 9' TERM; "
+         "echo armed; while :; do sleep 0.1; done"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert runner.stdout is not None
+        assert runner.stdout.readline() == "armed\n"
+        runner.send_signal(signal.SIGTERM)
+        out, _ = runner.communicate(timeout=20)
+        assert (runner.returncode, out) == (9, "caught\n")
+    finally:
+        if runner.poll() is None:
+            runner.kill()
+            runner.wait(timeout=10)
+        cdfs(daemon, "rm", "-f", "trap")
+
+
+def test_a_signal_that_lands_before_runs_wait_still_goes_on(daemon: Daemon) -> None:
+    runner = subprocess.Popen(
+        [sys.executable, "-c", _SIGNAL_TAKEN_ASIDE, "--mount", str(daemon.mount), "run",
+         "--rm", "--name", "trap", IMAGE, "sh", "-c", "trap 'echo caught; exit 9' TERM; "
          "echo armed; while :; do sleep 0.1; done"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
