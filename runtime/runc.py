@@ -18,6 +18,11 @@ from typing import Any
 from base.errors import InvalidArgument, NotFound, Unavailable
 
 _TIMEOUT = 60.0
+# runc gives up on a cgroup v1 freeze that stays FREEZING through its quick retries
+# ("unable to freeze", seen on this 2-core host under load with a busy loop inside) and
+# thaws the cgroup again; pause asks again this many times, waiting a little longer
+# each time for the machine to let the container's tasks reach the freezer.
+_FREEZE_ATTEMPTS = 5
 
 
 def executable(runtime: str) -> str:
@@ -180,7 +185,14 @@ class Runc:
         self._run("kill", *(["--all"] if all_processes else []), container_id, str(signum))
 
     def pause(self, container_id: str) -> None:
-        self._run("pause", container_id)
+        for attempt in range(1, _FREEZE_ATTEMPTS + 1):
+            try:
+                self._run("pause", container_id)
+                return
+            except Unavailable as e:
+                if "unable to freeze" not in str(e) or attempt == _FREEZE_ATTEMPTS:
+                    raise
+            time.sleep(0.05 * attempt)
 
     def resume(self, container_id: str) -> None:
         self._run("resume", container_id)

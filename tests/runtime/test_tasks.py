@@ -127,6 +127,20 @@ def test_pause_and_resume(service: TaskService, busybox_rootfs: Path) -> None:
     assert service.stop("test", "p", grace=0.5).exit_status == 137
 
 
+def test_pause_of_a_container_that_keeps_forking(service: TaskService,
+                                                 busybox_rootfs: Path) -> None:
+    """New processes keep a cgroup v1 freeze FREEZING, and runc gives up on it
+    ("unable to freeze": through the tree, one pause in 40 of this container, and
+    of a busy loop's on a loaded host, was EIO); pause asks runc again instead."""
+    run(service, "forks", busybox_rootfs, "while :; do /bin/true & /bin/true & wait; done")
+    for _ in range(40):
+        service.pause("test", "forks")
+        assert service.state("test", "forks").status == Status.PAUSED
+        service.resume("test", "forks")
+    service.kill("test", "forks", signal.SIGKILL)
+    assert service.wait("test", "forks", timeout=10).exit_status == 137
+
+
 def test_stdin_piped_into_cat(service: TaskService, busybox_rootfs: Path) -> None:
     run(service, "cat", busybox_rootfs, "cat; echo done", stdin=True)
     attach = service.files("test", "cat").attach
