@@ -331,6 +331,12 @@ class TaskService:
         """Whether the kernel OOM-killed in the container (conmon's `oom` file)."""
         return MonitorFiles(self._dir(namespace, container_id, None)).oom.exists()
 
+    def record_oom(self, namespace: str, container_id: str) -> None:
+        """Write the record conmon writes of an OOM kill, for one its cgroup counted:
+        conmon misses a kill that ends the container before it reads its eventfd (and
+        sees none once it is gone itself), and the record outlives the daemon."""
+        MonitorFiles(self._dir(namespace, container_id, None)).oom.touch()
+
     @staticmethod
     def _process_alive(pid: int | None) -> bool:
         if pid is None:

@@ -33,7 +33,7 @@ from base.clock import rfc3339, seconds_to_ns
 from base.errors import AlreadyExists, Busy, CdfsError, InvalidArgument, NoSpace, NotFound
 from base.mount import Mount
 from cdfs.db import Database, dumps
-from cdfs.events import EventBus
+from cdfs.events import Event, EventBus
 from cdfs.services import container_config
 from cdfs.services.container_streams import (
     DirWatcher,
@@ -187,6 +187,7 @@ class Containers:
         # Removed containers whose task and snapshot are still being deleted: their
         # name is taken again only once that is done.
         self._teardowns: dict[tuple[str, str], tuple[Container, trio.Event]] = {}
+        bus.listen(self._on_event)
 
     def snapshots(self) -> dict[str, set[str]]:
         """Per namespace, the snapshots containers use (a container's own id included:
@@ -321,6 +322,22 @@ class Containers:
         if task is not None and "exit" in names and task.ready and not task.exit_published:
             assert self._nursery is not None
             self._nursery.start_soon(self._publish_exit, task)
+
+    def _on_event(self, event: Event) -> None:
+        """An OOM kill the metrics service counted in a container's cgroup is kept as
+        conmon's record of it (`TaskService.record_oom`), so info and a restarted
+        daemon tell it even when conmon missed it."""
+        if event.topic != "/tasks/oom" or self._nursery is None:
+            return
+        container = self._containers.get((event.namespace, event.container_id))
+        if container is None or container.oom_killed is True:
+            return
+        container.oom_killed = True
+        self._nursery.start_soon(self._record_oom, event.namespace, event.container_id)
+
+    async def _record_oom(self, namespace: str, container_id: str) -> None:
+        with contextlib.suppress(CdfsError, OSError):  # removed meanwhile: nothing to keep
+            await self._thread(self.tasks.record_oom, namespace, container_id)
 
     async def _forget_at_death(self, task: _Task, pid: int) -> None:
         """Forget the task's state when its process `pid` ends. conmon's exit file

@@ -3,7 +3,9 @@ driven through the mounted tree with real runc and conmon."""
 
 import errno
 import json
+import os
 import re
+import signal
 import subprocess
 import time
 from pathlib import Path
@@ -85,6 +87,25 @@ def test_logpath_is_refused_when_relative_or_after_config(daemon: Daemon,
     write(c / "config.json", json.dumps({"process": {"args": ["true"]}}))
     assert refused(c / "logpath", f"{tmp_path}/late.log\n") == errno.EINVAL
     assert json.loads((c / "info").read_text())["oom_killed"] is False
+    c.dir.rmdir()
+
+
+def test_an_oom_kill_conmon_missed_is_told_and_kept_across_a_restart(daemon: Daemon) -> None:
+    """Its monitor gone (kill -9) before the kill, nothing writes conmon's record of it:
+    the daemon's own count of the cgroup's kills (/tasks/oom) is kept in its place."""
+    c = Container(daemon, "unwatched")
+    c.make(["sh", "-c", "while [ ! -e /go ]; do sleep 0.05; done; "
+                        "dd if=/dev/zero of=/dev/null bs=64M count=1"],
+           linux={"resources": {"memory": {"limit": 16 << 20, "swap": 16 << 20}}})
+    c.ctl("start")
+    task = daemon.state / "runtime" / "tasks" / "default" / "unwatched"
+    os.kill(int((task / "conmon.pid").read_text()), signal.SIGKILL)
+    (c / "rootfs" / "go").touch()
+    assert wait_until(lambda: c.value("status") == "stopped")
+    assert wait_until(lambda: json.loads((c / "info").read_text())["oom_killed"] is True)
+    daemon.stop()
+    daemon.start()
+    assert json.loads((c / "info").read_text())["oom_killed"] is True
     c.dir.rmdir()
 
 
