@@ -57,6 +57,13 @@ _REOPEN_WAIT = 5.0  # seconds for conmon to start a new log at reopen-log
 _WINDOW_MAX = 65535  # a terminal's rows and columns are unsigned shorts (struct winsize)
 
 _EXIT_ANNOUNCED = ".exit-announced"  # the daemon published /tasks/exit
+_STDIN_CLOSED = ".stdin-closed"
+_RECORDS = ("task.json", "exec.json", "config.json", "process.json")
+# What the service itself writes in a task's directory (its records, their temporaries,
+# its markers): a watcher of the directory learns nothing from these of the process,
+# whose changes conmon's files show, and every verb that writes one says so itself.
+OWN_FILES = frozenset({*_RECORDS, *(f".{name}.tmp" for name in _RECORDS),
+                       _EXIT_ANNOUNCED, _STDIN_CLOSED})
 
 
 @dataclass(frozen=True)
@@ -497,7 +504,7 @@ class TaskService:
         with self._lock:
             sock = self._stdin.get(path)
             if sock is None:
-                if (path / ".stdin-closed").exists():
+                if (path / _STDIN_CLOSED).exists():
                     raise InvalidArgument(
                         f"{self._what(container_id, exec_id)}: stdin is closed")
                 files = MonitorFiles(path)
@@ -530,7 +537,7 @@ class TaskService:
             return
         self._checked(Verb.CLOSE_STDIN, namespace, container_id, exec_id)
         with self._lock:
-            (path / ".stdin-closed").touch()
+            (path / _STDIN_CLOSED).touch()
             self._release_keeper(path)
             sock = self._stdin.pop(path, None)
             if sock is None and self._record(path).get("stdin") and self._monitor_started(path):

@@ -279,6 +279,8 @@ class ExitReader(_Follower):
         return self._text
 
     async def read(self, size: int) -> bytes:
+        if self._text == b"":
+            return b""  # the status was all read: end of file, no thread to ask
         data = (await self._next(self._read_now))[:size]
         if self._text is not None:
             self._text = self._text[len(data):]

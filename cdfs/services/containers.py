@@ -53,7 +53,7 @@ from runtime import cgroups, netns, runc, spec
 from runtime.inotify import DIRECTORY_STAT
 from runtime.logs import LogIndex
 from runtime.state import LIVE, Status, parse_signal
-from runtime.tasks import TaskInfo, TaskService
+from runtime.tasks import OWN_FILES, TaskInfo, TaskService
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -317,7 +317,7 @@ class Containers:
         if task is not None and task.exec_id is None and "oom" in names:
             with contextlib.suppress(NotFound):  # conmon's record of an OOM kill
                 self.get(task.namespace, task.id).oom_killed = True
-        if task is not None and names - _OUTPUT_NAMES:
+        if task is not None and names - _OUTPUT_NAMES - OWN_FILES:
             self._states.forget(task.namespace, task.id, task.exec_id)
         if task is not None and "exit" in names and task.ready and not task.exit_published:
             assert self._nursery is not None
@@ -509,10 +509,13 @@ class Containers:
         """The task's last state, once its exit is told and nothing watches it any more;
         Busy while it runs or is paused. None when its state was lost (a reboot)."""
         namespace, container_id = container.namespace, container.id
-        try:
-            info = await self._thread(self.tasks.state, namespace, container_id)
-        except NotFound:
-            return None
+        # An exit known is final; anything else is asked again (Busy must be true).
+        info = self._states.final((namespace, container_id, None))
+        if info is None:
+            try:
+                info = await self._thread(self.tasks.state, namespace, container_id)
+            except NotFound:
+                return None
         if info.status in (Status.RUNNING, Status.PAUSED):
             raise Busy(f'container "{container_id}" is {info.status}: stop it first')
         for watched in list(self._watched.values()):
@@ -665,6 +668,10 @@ class Containers:
                     no_space_message, where, f"{doing} container {container_id}")) from exc
             container.spec, container.snapshot = created, snapshot
             self._states.forget(namespace, container_id, every_exec=True)
+            # The task as created (nothing watches it yet, so nothing can have changed
+            # it since): the walk of the `start` that follows asks no thread.
+            self._states.remember((namespace, container_id, None), info,
+                                  self._states.generation)
             self._bus.publish(namespace, "/containers/create", container_id,
                               image=container.image, runtime=container.runtime)
             await self._watch(namespace, container_id, None)
@@ -852,8 +859,17 @@ class Containers:
         its /tasks/exit however quickly it exits."""
         task = self._task(namespace, container_id, exec_id)
         task.ready = False
+        key, generation = (namespace, container_id, exec_id), self._states.generation
         try:
             info = await self._thread(self.tasks.start, namespace, container_id, exec_id)
+        except BaseException:
+            task.ready = True
+            self._states.forget(*key)
+            raise
+        # The task as started, unless its exit was seen meanwhile: a `cat wait` just
+        # after asks no thread for the container's times.
+        self._states.changed(key, info, generation)
+        try:
             if exec_id is None:
                 self._bus.publish(namespace, "/tasks/start", container_id,
                                   container_id=container_id, pid=info.pid or 0)
@@ -863,7 +879,6 @@ class Containers:
                                   pid=info.pid or 0)
         finally:
             task.ready = True
-            self._states.forget(namespace, container_id, exec_id)
         if info.pid:
             assert self._nursery is not None  # a start comes through the mounted tree
             self._nursery.start_soon(self._forget_at_death, task, info.pid)
@@ -1059,16 +1074,27 @@ class Containers:
     def wait(self, namespace: str, container_id: str, exec_id: str | None) -> ExitReader:
         """Nothing until the process exited, then its exit status."""
         self._task(namespace, container_id, exec_id)
+        read: list[TaskInfo] = []
 
-        def exit_status() -> int | None:
-            return self.tasks.state(namespace, container_id, exec_id).exit_status
+        def exit_status() -> int | None:  # in a thread, once conmon's exit file is there
+            read.append(self.tasks.state(namespace, container_id, exec_id))
+            return read[-1].exit_status
+
+        def seen() -> None:
+            if read and read[-1].exit_status is not None:
+                self._states.exited((namespace, container_id, exec_id), read[-1])
+            else:
+                self._exit_seen(namespace, container_id, exec_id)()
 
         return ExitReader(self._watcher, self.tasks.files(namespace, container_id, exec_id),
-                          exit_status, self._exit_seen(namespace, container_id, exec_id))
+                          exit_status, seen)
 
     def _exit_seen(self, namespace: str, container_id: str, exec_id: str | None
                    ) -> Callable[[], None]:
-        return lambda: self._states.forget(namespace, container_id, exec_id)
+        def seen() -> None:
+            if self._states.final((namespace, container_id, exec_id)) is None:
+                self._states.forget(namespace, container_id, exec_id)
+        return seen
 
 
 def resolve_netns(value: str) -> str:

@@ -3,11 +3,12 @@ answer without a worker thread or a file read.
 
 A task's state changes in two ways only: through the daemon's own verbs (create,
 start, pause, resume, kill, delete), after which the containers service forgets what it
-knew, and by its process exiting, which conmon records in the task's directory, where
-the one inotify watcher (container_streams.DirWatcher) sees it and the service forgets
-again; the service also watches each started process's end itself (a pidfd), for the
-one whose conmon was killed (-9) and writes no exit file. The next read after a change
-asks the runtime once, in a thread, and remembers.
+knew (or, for create and start, which answer with the state they made, remembers that:
+`changed`), and by its process exiting, which conmon records in the task's directory,
+where the one inotify watcher (container_streams.DirWatcher) sees it and the service
+forgets again; the service also watches each started process's end itself (a pidfd),
+for the one whose conmon was killed (-9) and writes no exit file. The next read after
+a change asks the runtime once, in a thread, and remembers.
 
 What no event reports is caught by asking again once a remembered live state is older
 than `LIVE_SECONDS`; a stopped task with its exit status is final and kept until
@@ -66,6 +67,29 @@ class TaskStates:
         self._known[key] = (info, time.monotonic())
         if before is not None and before[0] != info and self.on_change is not None:
             self.on_change(*key, False)
+
+    def changed(self, key: TaskKey, info: TaskInfo, generation: int) -> None:
+        """The daemon's own verb made the task `info` (a create, a start): forget what
+        was known, and remember `info` unless something else changed since
+        `generation` was taken, before the verb (an exit seen meanwhile is newer)."""
+        unchanged = generation == self._generation
+        self.forget(*key)
+        if unchanged:
+            self.remember(key, info, self._generation)
+
+    def exited(self, key: TaskKey, info: TaskInfo) -> None:
+        """`info`, read once conmon recorded the exit, is final: nothing asked meanwhile
+        can be newer, so it replaces what was known whatever the generation."""
+        self.forget(*key)
+        self.remember(key, info, self._generation)
+
+    def final(self, key: TaskKey) -> TaskInfo | None:
+        """The remembered state if it is stopped with its exit status (it can change no
+        more); None otherwise."""
+        known = self._known.get(key)
+        if known is None or known[0].status != Status.STOPPED or known[0].exit_status is None:
+            return None
+        return known[0]
 
     def forget(self, namespace: str, container_id: str, exec_id: str | None = None,
                every_exec: bool = False) -> None:

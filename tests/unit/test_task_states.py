@@ -64,3 +64,30 @@ def test_every_change_is_told_even_one_no_event_reports() -> None:
     assert told == [("default", "c1", None, False)]
     states.forget("default", "c1", every_exec=True)
     assert told[-1] == ("default", "c1", None, True)
+
+
+def test_a_verbs_own_answer_is_remembered_unless_the_task_changed_meanwhile() -> None:
+    states = TaskStates()
+    told: list[tuple[str, str, str | None, bool]] = []
+    states.on_change = lambda *change: told.append(change)
+    states.remember(KEY, _info(Status.CREATED), states.generation)
+    generation = states.generation  # a start begins...
+    states.changed(KEY, _info(Status.RUNNING), generation)  # ...and returns
+    assert states.get(KEY) == _info(Status.RUNNING)
+    assert told == [("default", "c1", None, False)]  # the kernel's copies go all the same
+    generation = states.generation  # another start...
+    states.forget("default", "c1")  # ...across which an exit was seen
+    states.changed(KEY, _info(Status.RUNNING), generation)
+    assert states.get(KEY) is None
+
+
+def test_an_exit_read_once_recorded_is_final_whatever_was_asked_meanwhile() -> None:
+    states = TaskStates()
+    states.remember(KEY, _info(Status.RUNNING), states.generation)
+    assert states.final(KEY) is None
+    generation = states.generation  # a read of the state in a thread...
+    states.exited(KEY, _info(Status.STOPPED, 0))
+    states.remember(KEY, _info(Status.RUNNING), generation)  # ...that saw it running
+    assert states.get(KEY) == states.final(KEY) == _info(Status.STOPPED, 0)
+    states.remember(KEY, _info(Status.STOPPED), states.generation)
+    assert states.final(KEY) is None  # stopped, but its exit status not yet recorded
