@@ -138,8 +138,9 @@ _OUTPUT_NAMES = {"log"}
 @dataclass
 class _Task:
     """A container's init or exec, as the exit watcher sees it. Its exit is published
-    once, and only when `ready`: not while its start is being published. `publishing`
-    is set while that is under way, for rmdir to wait on (its events come after)."""
+    once, and only when `ready`: not while its start is being published (an exit seen
+    then is `held` for the start to publish after its own event). `publishing` is set
+    while that is under way, for rmdir to wait on (its events come after)."""
 
     namespace: str
     id: str
@@ -147,6 +148,7 @@ class _Task:
     ready: bool = True
     exit_published: bool = False
     publishing: trio.Event | None = None
+    held: bool = False
 
 
 # Awaited with (namespace, container id) before a container's /tasks/exit is published:
@@ -319,9 +321,12 @@ class Containers:
                 self.get(task.namespace, task.id).oom_killed = True
         if task is not None and names - _OUTPUT_NAMES - OWN_FILES:
             self._states.forget(task.namespace, task.id, task.exec_id)
-        if task is not None and "exit" in names and task.ready and not task.exit_published:
-            assert self._nursery is not None
-            self._nursery.start_soon(self._publish_exit, task)
+        if task is not None and "exit" in names and not task.exit_published:
+            if task.ready:
+                assert self._nursery is not None
+                self._nursery.start_soon(self._publish_exit, task)
+            else:
+                task.held = True  # for the start under way to publish after its own
 
     def _on_event(self, event: Event) -> None:
         """An OOM kill the metrics service counted in a container's cgroup is kept as
@@ -389,13 +394,15 @@ class Containers:
             task.publishing = None
 
     async def _tell_exit(self, task: _Task, found: bool) -> None:
-        generation = self._states.generation
-        try:
-            info = await self._thread(self.tasks.state, task.namespace, task.id, task.exec_id)
-        except CdfsError as e:
-            log.warning("no exit status for %s/%s: %s", task.namespace, task.id, e)
-            return
-        self._states.remember((task.namespace, task.id, task.exec_id), info, generation)
+        key, generation = (task.namespace, task.id, task.exec_id), self._states.generation
+        info = self._states.final(key)  # a `cat wait` may have read it first
+        if info is None:
+            try:
+                info = await self._thread(self.tasks.state, *key)
+            except CdfsError as e:
+                log.warning("no exit status for %s/%s: %s", task.namespace, task.id, e)
+                return
+            self._states.remember(key, info, generation)
         if info.status != Status.STOPPED:
             task.exit_published = False
             return
@@ -884,12 +891,9 @@ class Containers:
             self._nursery.start_soon(self._forget_at_death, task, info.pid)
         # An exit the watcher saw while the start was being published: told after it,
         # without keeping the writer of `start` waiting for it.
-        await self._after(self._publish_if_exited, task)
-
-    async def _publish_if_exited(self, task: _Task) -> None:
-        exit_file = self.tasks.files(task.namespace, task.id, task.exec_id).exit
-        if await self._thread(exit_file.exists):
-            await self._publish_exit(task)
+        if task.held:
+            task.held = False
+            await self._after(self._publish_exit, task)
 
     async def kill(self, namespace: str, container_id: str, signal_name: str | None,
                    exec_id: str | None = None) -> None:
