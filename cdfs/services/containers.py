@@ -648,14 +648,17 @@ class Containers:
                     mounts = await self._snapshots.prepare(namespace, container_id,
                                                            parent=image.chain_id)
                     snapshot = container_id
-                passwd, group = await self._read_users(mounts, user)
-                final = container_config.build_spec(
-                    namespace, container_id, user, spec.host_rlimits(),
-                    image_config=_image_config(image), passwd=passwd, group=group,
-                    netns_path=netns_path, cgroup_parent=self.cgroup_parent)
                 stage = (self.tasks.state_dir, "writing the bundle of")
+
+                def build() -> dict[str, Any]:
+                    passwd, group = _read_users(mounts, user)
+                    return container_config.build_spec(
+                        namespace, container_id, user, spec.host_rlimits(),
+                        image_config=_image_config(image), passwd=passwd, group=group,
+                        netns_path=netns_path, cgroup_parent=self.cgroup_parent)
+
                 info, created = await self._thread(self._create_task, namespace, container_id,
-                                                   final, mounts, container.runtime,
+                                                   build, mounts, container.runtime,
                                                    container.log_path)
                 stage = (self.root, "recording")
                 try:
@@ -700,38 +703,21 @@ class Containers:
                         exc)
             container.leftover_snapshot = snapshot
 
-    def _create_task(self, namespace: str, container_id: str, oci_spec: dict[str, Any],
-                     mounts: list[Mount], runtime: str, log_path: str
-                     ) -> tuple[TaskInfo, dict[str, Any]]:
-        """The task, and the spec it was created with as the bundle holds it (its
-        rootfs path filled in): one thread hop on the way of every container. A task
-        directory already there is what a failed creation or removal of this name could
-        not delete (the slot has no config.json, its name's teardown is done): it goes
-        first, as start-up's reclaim would take it, instead of refusing with EEXIST."""
+    def _create_task(self, namespace: str, container_id: str,
+                     build: Callable[[], dict[str, Any]], mounts: list[Mount], runtime: str,
+                     log_path: str) -> tuple[TaskInfo, dict[str, Any]]:
+        """The spec `build` makes, the task created with it, and the spec as the bundle
+        holds it (its rootfs path filled in): one thread hop on the way of every
+        container. A task directory already there is what a failed creation or removal
+        of this name could not delete (the slot has no config.json, its name's teardown
+        is done): it goes first, as start-up's reclaim would take it, instead of
+        refusing with EEXIST."""
         if self.tasks.bundle(namespace, container_id).exists():
             log.info("removing the leftover task of %s/%s", namespace, container_id)
             self.tasks.discard(namespace, container_id)
-        info = self.tasks.create(namespace, container_id, oci_spec, rootfs=mounts, stdin=True,
+        info = self.tasks.create(namespace, container_id, build(), rootfs=mounts, stdin=True,
                                  runtime=runtime, log_path=Path(log_path) if log_path else None)
         return info, self.tasks.config(namespace, container_id)
-
-    async def _read_users(self, mounts: list[Mount], user: dict[str, Any]
-                          ) -> tuple[str | None, str | None]:
-        """The root's /etc/passwd and /etc/group, to resolve user and group names: read
-        from the layers of the image's snapshot (`mounts`, as prepared), or inside the
-        user's own root.path, in one worker thread."""
-        if mounts:
-            layers = layer_dirs(mounts)
-        elif _own_root(user):
-            layers = [Path(user["root"]["path"])]
-        else:
-            return None, None
-
-        def read(path: str) -> str | None:
-            data = read_from_layers(layers, path)
-            return data.decode(errors="replace") if data is not None else None
-
-        return await self._thread(lambda: (read("/etc/passwd"), read("/etc/group")))
 
     # --- state --------------------------------------------------------------------------
 
@@ -1145,6 +1131,24 @@ def _leads_into(path: str, mounts: tuple[Path, ...]) -> bool:
                                 else Path(target).parts))
         resolved = Path("/") if target.startswith("/") else resolved.parent
     return False
+
+
+def _read_users(mounts: list[Mount], user: dict[str, Any]) -> tuple[str | None, str | None]:
+    """The root's /etc/passwd and /etc/group, to resolve user and group names: read
+    from the layers of the image's snapshot (`mounts`, as prepared), or inside the
+    user's own root.path. Blocking."""
+    if mounts:
+        layers = layer_dirs(mounts)
+    elif _own_root(user):
+        layers = [Path(user["root"]["path"])]
+    else:
+        return None, None
+
+    def read(path: str) -> str | None:
+        data = read_from_layers(layers, path)
+        return data.decode(errors="replace") if data is not None else None
+
+    return read("/etc/passwd"), read("/etc/group")
 
 
 def _own_root(user: dict[str, Any]) -> bool:
