@@ -16,6 +16,10 @@ def _monitor(tmp_path: Path, seconds: float) -> tuple[MonitorFiles, subprocess.P
     proc = subprocess.Popen(["sh", "-c", f"sleep {seconds}", MONITOR_ID])
     files = MonitorFiles(tmp_path)
     files.conmon_pid.write_text(f"{proc.pid}\n")
+    deadline = time.monotonic() + 10  # just after the fork its command line is ours
+    while not conmon.is_alive(files, MONITOR_ID):
+        assert time.monotonic() < deadline, "the stand-in never ran"
+        time.sleep(0.01)
     return files, proc
 
 
