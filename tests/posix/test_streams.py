@@ -66,7 +66,11 @@ def test_whole_tree_tools_finish_with_the_exclusions(tree: Tree, tmp_path: Path)
     tar = tree.run("tar", "-cf", tmp_path / "tree.tar", *(f"--exclude={n}" for n in STREAMS),
                    "--exclude=follow", "-C", tree.mount, "namespaces", timeout=60,
                    check=False)
-    assert tar.returncode == 0, tar.stderr  # write-only files (stdin) read empty
+    # Write-only files (stdin) read empty. The running container's outputs grow while
+    # tar reads them, which GNU tar tells as on any filesystem: exit 1, "file changed".
+    changed = [line for line in tar.stderr.splitlines()
+               if not line.endswith("file changed as we read it")]
+    assert (tar.returncode, changed) in ((0, []), (1, [])), tar.stderr
     listed = tree.run("tar", "-tvf", tmp_path / "tree.tar").stdout
     assert "namespaces/default/containers/stopped/stdout" in listed
 
