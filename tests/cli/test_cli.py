@@ -86,22 +86,6 @@ def test_logs_follow_ends_at_exit_and_keeps_the_streams_apart(daemon: Daemon) ->
     cdfs(daemon, "rm", "talk")
 
 
-def test_ctrl_c_ends_logs_follow_cleanly(daemon: Daemon) -> None:
-    cdfs(daemon, "run", "-d", "--name", "long", IMAGE, "sh", "-c", "echo up; sleep 100")
-    try:
-        follower = subprocess.Popen(
-            [sys.executable, "-m", "cdfs.cli", "--mount", str(daemon.mount), "logs", "-f",
-             "long"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        assert follower.stdout is not None
-        assert follower.stdout.readline() == "up\n"
-        follower.send_signal(signal.SIGINT)
-        _, stderr = follower.communicate(timeout=10)
-        assert follower.returncode == 130
-        assert "Traceback" not in stderr
-    finally:
-        cdfs(daemon, "rm", "-f", "long")
-
-
 # The CLI with SIGINT and SIGTERM blocked in its main thread and taken by a side thread:
 # there Python's C handler takes the signal while the main thread sits in its read,
 # leaving nothing pending for the daemon to see, just as when the signal lands
@@ -116,13 +100,17 @@ def take_signals():
 threading.Thread(target=take_signals, daemon=True).start()
 sys.exit(main(sys.argv[1:]))
 """
+# The CLI as people run it, and with a signal that lands before its read.
+CLIS = pytest.mark.parametrize("cli", [
+    [sys.executable, "-m", "cdfs.cli"], [sys.executable, "-c", _SIGNAL_TAKEN_ASIDE]],
+    ids=["plain", "signal-before-the-read"])
 
 
-def test_ctrl_c_that_lands_before_the_read_still_ends_logs_follow(daemon: Daemon) -> None:
+@CLIS
+def test_ctrl_c_ends_logs_follow_cleanly(daemon: Daemon, cli: list[str]) -> None:
     cdfs(daemon, "run", "-d", "--name", "long", IMAGE, "sh", "-c", "echo up; sleep 100")
-    follower = subprocess.Popen(
-        [sys.executable, "-c", _SIGNAL_TAKEN_ASIDE, "--mount", str(daemon.mount), "logs",
-         "-f", "long"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    follower = subprocess.Popen([*cli, "--mount", str(daemon.mount), "logs", "-f", "long"],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         assert follower.stdout is not None
         assert follower.stdout.readline() == "up\n"
@@ -137,30 +125,11 @@ def test_ctrl_c_that_lands_before_the_read_still_ends_logs_follow(daemon: Daemon
         cdfs(daemon, "rm", "-f", "long")
 
 
-def test_signals_to_run_go_on_to_the_container(daemon: Daemon) -> None:
+@CLIS
+def test_signals_to_run_go_on_to_the_container(daemon: Daemon, cli: list[str]) -> None:
     runner = subprocess.Popen(
-        [sys.executable, "-m", "cdfs.cli", "--mount", str(daemon.mount), "run", "--rm",
-         "--name", "trap", IMAGE, "sh", "-c", "trap 'echo caught; exit 9' TERM; "
-         "echo armed; while :; do sleep 0.1; done"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        assert runner.stdout is not None
-        assert runner.stdout.readline() == "armed\n"
-        runner.send_signal(signal.SIGTERM)
-        out, _ = runner.communicate(timeout=20)
-        assert (runner.returncode, out) == (9, "caught\n")
-    finally:
-        if runner.poll() is None:
-            runner.kill()
-            runner.wait(timeout=10)
-        cdfs(daemon, "rm", "-f", "trap")
-
-
-def test_a_signal_that_lands_before_runs_wait_still_goes_on(daemon: Daemon) -> None:
-    runner = subprocess.Popen(
-        [sys.executable, "-c", _SIGNAL_TAKEN_ASIDE, "--mount", str(daemon.mount), "run",
-         "--rm", "--name", "trap", IMAGE, "sh", "-c", "trap 'echo caught; exit 9' TERM; "
-         "echo armed; while :; do sleep 0.1; done"],
+        [*cli, "--mount", str(daemon.mount), "run", "--rm", "--name", "trap", IMAGE,
+         "sh", "-c", "trap 'echo caught; exit 9' TERM; echo armed; while :; do sleep 0.1; done"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         assert runner.stdout is not None
