@@ -2,8 +2,8 @@
 service (cdfs.services.containers), and exec/ for the processes run inside it."""
 
 import json
+import os
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any
 
 from base.errors import NotFound
 from cdfs.services.container_config import format_labels, parse_grace
@@ -215,7 +215,7 @@ async def _rootfs(app: Services, scope: Scope) -> TreeView:
     return await app.containers.rootfs(scope["ns"], scope["id"])
 
 
-async def _root_stat(app: Services, scope: Scope) -> Any:
+async def _root_stat(app: Services, scope: Scope) -> os.stat_result | None:
     return await app.containers.root_stat(scope["ns"], scope["id"])
 
 

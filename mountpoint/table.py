@@ -13,6 +13,7 @@ make one from a lambda over a service call. Nothing here imports pyfuse3, so the
 tables are plain data to test.
 """
 
+import os
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar, overload
@@ -138,7 +139,7 @@ class HostTree:
     # The lstat of the tree's own directory, which the service remembers until it
     # changes (None where it does not, and the tree lstats it in a thread each time):
     # a stat or listing of the directory then hops to no thread.
-    remembered: Callable[[Services, Scope], Awaitable[Any]] | None = None
+    remembered: Callable[[Services, Scope], Awaitable[os.stat_result | None]] | None = None
 
 
 @dataclass(frozen=True)
