@@ -43,7 +43,7 @@ import pyfuse3
 from mountpoint.attributes import dated
 from mountpoint.nodes import Node, NodeTable
 from mountpoint.services import BusEvent
-from mountpoint.table import Value
+from mountpoint.table import Children, Value
 
 
 class Withdrawal(NamedTuple):
@@ -53,28 +53,34 @@ class Withdrawal(NamedTuple):
     name: str | None = None
 
 
-def _names(node: Node, param: str, event: BusEvent, value: str) -> bool:
-    """Whether `node`, a dynamic child bound as `param`, is the object `value` of the
-    event's namespace (a namespace's own events name it as their namespace too)."""
-    return node.scope.get(param) == value and node.scope.get("ns", event.namespace) \
-        == event.namespace
+def _child_of(node: Node) -> Children | None:
+    """The collection `node` is a dynamic child of, if it is one."""
+    parent = node.parent
+    if not node.dynamic or parent is None or parent.table is None:
+        return None
+    return parent.table.children
 
 
 def withdrawals(nodes: NodeTable, event: BusEvent) -> list[Withdrawal]:
     """What the kernel holds that `event` changed: the names it removed, the
-    attributes of the directories it re-dated."""
+    attributes of the directories it re-dated. Only the nodes in the scope of the
+    object the event names are looked at (`NodeTable.of_object`); all of a
+    directory's nodes are in its object's scope (nothing below a container binds
+    `ns` or `id` again: Children checks the params events can name)."""
     found: list[Withdrawal] = []
-    for node in nodes:
-        parent = node.parent
-        if not node.dynamic or parent is None or parent.table is None \
-                or parent.table.children is None:
-            continue
-        children = parent.table.children
-        if children.removed == event.topic and _names(node, children.param, event, event.id):
-            found.append(Withdrawal(parent.ino, node.name))
-        if node.table is not None and event.topic in node.table.changed_by \
-                and _names(node, children.param, event, event.container_id):
-            found += [Withdrawal(below.ino) for below in nodes
+    for node in nodes.of_object(event.namespace, event.id):
+        children = _child_of(node)
+        if children is not None and children.removed == event.topic \
+                and node.scope.get(children.param) == event.id:
+            assert node.parent is not None
+            found.append(Withdrawal(node.parent.ino, node.name))
+    in_scope = nodes.of_object(event.namespace, event.container_id)
+    for node in in_scope:
+        children = _child_of(node)
+        if children is not None and node.table is not None \
+                and event.topic in node.table.changed_by \
+                and node.scope.get(children.param) == event.container_id:
+            found += [Withdrawal(below.ino) for below in in_scope
                       if dated(below) and below.path[:len(node.path)] == node.path]
     return found
 

@@ -99,18 +99,21 @@ def resolve_child(parent: Node, children: Children, name: str,
     return Resolved(name, scope, entry=children.file, dynamic=True)
 
 
-ObjectKey = tuple[str | None, str]  # (scope["ns"], scope["id"]): one container's nodes
+ObjectKey = tuple[str | None, str | None]  # (namespace, id) as a bus event names an object
 
 
-def _object_key(scope: Scope) -> ObjectKey | None:
-    value = scope.get("id")
-    return None if value is None else (scope.get("ns"), value)
+def object_key(scope: Scope) -> ObjectKey:
+    """The (namespace, id) of the events about the object whose scope this is: a
+    container's (its nodes', its execs' included), or a namespace's own (its events
+    name it as both namespace and id); (None, None) above every namespace."""
+    namespace = scope.get("ns")
+    return namespace, scope.get("id", namespace)
 
 
 class NodeTable:
     """Inodes for paths, kept while the kernel holds a lookup on them; indexed by the
-    object (namespace and id) whose scope they are in, so what one object's change
-    withdraws costs that object's nodes, not the whole table."""
+    object whose scope they are in (`object_key`), so what an event about one
+    object withdraws costs that object's nodes, not every node the kernel holds."""
 
     def __init__(self, root: Table) -> None:
         self._next = count(ROOT_INODE + 1)
@@ -137,9 +140,7 @@ class NodeTable:
             self._by_ino[node.ino] = node
         self._unindex(node)
         node.scope, node.table, node.entry = found.scope, found.table, found.entry
-        key = _object_key(node.scope)
-        if key is not None:
-            self._by_object.setdefault(key, {})[node] = None
+        self._by_object.setdefault(object_key(node.scope), {})[node] = None
         node.sub = found.sub
         node.volatile = parent.volatile or found.dynamic
         node.dynamic = found.dynamic
@@ -168,16 +169,16 @@ class NodeTable:
             self._unindex(node)
 
     def _unindex(self, node: Node) -> None:
-        key = _object_key(node.scope)
-        nodes = self._by_object.get(key) if key is not None else None
-        if key is not None and nodes is not None:
+        key = object_key(node.scope)
+        nodes = self._by_object.get(key)
+        if nodes is not None:
             nodes.pop(node, None)
             if not nodes:
                 del self._by_object[key]
 
     def of_object(self, namespace: str, object_id: str) -> list[Node]:
-        """The nodes the kernel holds in the scope of one object (`id` in namespace
-        `ns`): a container's, its execs' included."""
+        """The nodes the kernel holds in the scope of the object an event names by
+        `namespace` and `object_id` (a copy: safe to add or forget meanwhile)."""
         return list(self._by_object.get((namespace, object_id), ()))
 
     def __len__(self) -> int:

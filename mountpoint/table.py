@@ -189,6 +189,14 @@ class Children:
     join: bool = False
     removed: str | None = None
 
+    def __post_init__(self) -> None:
+        # An event names its object by namespace and id; the kernel cache finds
+        # what it concerns by them (nodes.object_key), so no other binding may be
+        # the object of one (a removal or a change it announces).
+        announced = self.removed is not None or bool(self.table and self.table.changed_by)
+        if announced and self.param not in ("ns", "id"):
+            raise ValueError(f"children bound as {self.param!r} cannot be named by an event")
+
 
 Entry = Value | Err | Ctl | Stream | Output | Input | HostFile | HostTree | Link | Dir
 

@@ -4,6 +4,7 @@
 from dataclasses import dataclass, field
 from typing import Any
 
+import pytest
 from unit.harness import FakeServices, Tree
 
 from mountpoint.attributes import CACHE_TIMEOUT
@@ -23,7 +24,7 @@ class Event:
         return str(self.fields.get("container_id") or self.id)
 
 
-BOXES = {"ns1": {"a", "b"}, "ns2": {"a"}}
+BOXES = {"ns1": {"a", "b", "ns1"}, "ns2": {"a"}}
 BOX = Table("one box", time=lambda app, s: _stamp(), changed_by=("/boxes/start",), entries=(
     Value("state", "changes", read=show(lambda app, s: "on")),
     Value("status", "its task's state", read=show(lambda app, s: "running"), task_state=True),
@@ -113,3 +114,30 @@ async def test_a_task_change_looks_only_at_its_containers_nodes() -> None:
     await tree.fs.forget([(a1, held)])
     assert task_values(nodes, "ns1", "a", None, True) == []
     assert a1 not in {node.ino for node in nodes.of_object("ns1", "a")}
+
+
+async def test_an_event_looks_only_at_the_nodes_of_the_object_it_names() -> None:
+    """Withdrawals are found through the (namespace, id) index: a box named as its
+    namespace shares that namespace's key, and each event still withdraws only its
+    own object's nodes; a node the kernel forgot is not withdrawn."""
+    tree = await _tree()
+    await tree.stat("ns1/boxes/ns1/parts")
+    nodes = tree.fs.nodes
+    root, boxes = await tree.inode(""), await tree.inode("ns1/boxes")
+    box, parts = await tree.inode("ns1/boxes/ns1"), await tree.inode("ns1/boxes/ns1/parts")
+    assert withdrawals(nodes, Event("ns1", "/namespaces/delete", "ns1")) == \
+        [Withdrawal(root, "ns1")]
+    assert withdrawals(nodes, Event("ns1", "/boxes/delete", "ns1")) == [Withdrawal(boxes, "ns1")]
+    start = Event("ns1", "/boxes/start", "ns1")
+    assert {w.ino for w in withdrawals(nodes, start)} == {box, parts}
+    assert withdrawals(nodes, Event("ns2", "/boxes/start", "ns1")) == []
+    await tree.fs.forget([(parts, nodes.get(parts).lookups)])
+    assert [w.ino for w in withdrawals(nodes, start)] == [box]
+
+
+def test_only_children_an_event_can_name_announce_removals_or_changes() -> None:
+    with pytest.raises(ValueError, match="'shelf'"):
+        collection("shelf", "shelves", SHELF, names=lambda app, s: [], removed="/x/delete")
+    with pytest.raises(ValueError, match="'shelf'"):
+        collection("shelf", "boxes", BOX, names=lambda app, s: [])
+    collection("shelf", "shelves", SHELF, names=lambda app, s: [])  # nothing announced
