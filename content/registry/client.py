@@ -38,6 +38,11 @@ ATTEMPTS = 4
 BACKOFF = 0.2
 _BUSY_RECHECK = 1.0  # seconds between looks at a blob another pull is fetching
 READ_CHUNK = 64 << 10
+# A blob is read with one receive per call (read1), up to this much: as much as the
+# socket holds, so a download waiting for the GIL behind busy unpacking threads takes
+# what piled up in one go, where fixed 64 KiB reads crawled (a thread's wait for the
+# GIL is up to 5 ms each time); what arrived before a dropped connection is kept.
+BLOB_READ = 1 << 20
 MONOLITHIC_MAX = 8 << 20
 UPLOAD_CHUNK = 8 << 20
 
@@ -346,7 +351,7 @@ class RegistryClient:
             if resp.status_code == 200 or not _range_starts_at(resp, writer.offset):
                 writer.truncate(0)  # the server ignored Range: start over
             # raw, not iter_content: a Content-Encoding must not be undone before hashing
-            for chunk in resp.raw.stream(READ_CHUNK, decode_content=False):
+            while chunk := resp.raw.read1(BLOB_READ, decode_content=False):
                 if writer.offset + len(chunk) > desc.size:
                     writer.truncate(0)
                     raise Unavailable(f'blob "{desc.digest}" from {resp.url} is larger than '
