@@ -27,6 +27,7 @@ from mountpoint.table import (
     Table,
     TreeView,
     Value,
+    align,
     collection,
     line,
     opens,
@@ -393,14 +394,6 @@ async def _list(app: Services, scope: Scope) -> str:
         cells = (name, _status(info), _pid(info), image, created, _exit(info))
         rows.append(tuple(cell.strip() or "-" for cell in cells))
     return align(rows)
-
-
-def align(rows: list[tuple[str, ...]]) -> str:
-    """Columns padded to their widest cell, three spaces apart (as ctr prints tables)."""
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    return "".join("   ".join(cell.ljust(width) for cell, width in zip(row, widths,
-                                                                     strict=True)).rstrip()
-                   + "\n" for row in rows)
 
 
 CONTAINERS = Table(

@@ -22,6 +22,7 @@ from mountpoint.table import (
     Table,
     TreeView,
     Value,
+    align,
     show,
 )
 
@@ -183,9 +184,28 @@ _CHILDREN = Children(
 
 LEVEL = Table("a level of image references", children=_CHILDREN)
 
+LIST_COLUMNS = ("REF", "DIGEST", "CONFIG", "SIZE", "PLATFORM")
+
+
+async def _list(app: Services, scope: Scope) -> str:
+    """The rows from the records the service keeps in memory: what CRI's image
+    lookups read instead of five files of every image."""
+    rows: list[tuple[str, ...]] = [LIST_COLUMNS]
+    for name in app.images.names(scope["ns"]):
+        record = app.images.find(scope["ns"], name)
+        if record is not None:  # else still being pulled: not an image yet
+            rows.append((name, record.target.digest, record.image.config.digest,
+                         str(record.size), str(record.platform)))
+    return align(rows)
+
+
 IMAGES = Table(
     "the namespace's images",
     entries=(
+        Value("list", "one line per image, a header first: REF DIGEST CONFIG SIZE PLATFORM,\n"
+              "aligned; CONFIG is the config's digest, the image id of CRI and docker:\n"
+              "`ctr images ls` in one read",
+              read=_list),
         Ctl("ctl", "image verbs; a write blocks until the work is done and fails with an errno\n"
             "(and a line in err) if it failed. A signal releases the writer (EINTR) and\n"
             "the work goes on: progress shows it, err any failure", IMAGE_VERBS),

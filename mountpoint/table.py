@@ -266,6 +266,15 @@ def line(value: object) -> str:
     return text if text.endswith("\n") else text + "\n"
 
 
+def align(rows: list[tuple[str, ...]]) -> str:
+    """A table file's text: columns padded to their widest cell, three spaces apart
+    (as ctr prints tables)."""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return "".join("   ".join(cell.ljust(width) for cell, width in zip(row, widths,
+                                                                     strict=True)).rstrip()
+                   + "\n" for row in rows)
+
+
 @overload
 def show(get: Callable[[Services, Scope], Awaitable[T]], render: Callable[[T], str | bytes]
          ) -> Read: ...

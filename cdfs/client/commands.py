@@ -301,13 +301,8 @@ def pull_image(tree: Tree, ref: str, quiet: bool) -> None:
 
 def images(tree: Tree, args: argparse.Namespace) -> int:
     rows: list[tuple[str, ...]] = [("REF", "DIGEST", "PLATFORM", "SIZE")]
-    for image in sorted(tree.image_dirs()):
-        try:  # an image still being pulled has no ref, digest... yet
-            ref, digest, platform, size = (tree.read(image / name).strip()
-                                           for name in ("ref", "digest", "platform", "size"))
-        except TreeError:
-            continue
-        rows.append((ref, digest, platform, _human(int(size))))
+    for image in tree.images_listed():
+        rows.append((image["REF"], image["DIGEST"], image["PLATFORM"], _human(int(image["SIZE"]))))
     _print_table(rows)
     return 0
 

@@ -63,11 +63,12 @@ class Tree:
     def images(self) -> Path:
         return self.home / "images"
 
-    def image_dirs(self) -> list[Path]:
-        """Every image directory of the namespace: images/ nests a reference's path
-        (images/docker.io/library/busybox:latest/), and an image's directory is the
-        one holding a `ref`. Nothing inside an image (its rootfs) is walked."""
-        return _image_dirs(self.images)
+    def images_listed(self) -> list[dict[str, str]]:
+        """The namespace's ready images, one per name, in one read of images/list:
+        each row by its column (REF, DIGEST, CONFIG, SIZE, PLATFORM)."""
+        header, *rows = self.read(self.images / "list").splitlines()
+        columns = header.split()
+        return [dict(zip(columns, row.split(), strict=True)) for row in rows]
 
     def container_names(self) -> list[str]:
         """The names of the namespace's containers, sorted (files beside them, the
@@ -147,21 +148,3 @@ class Tree:
             line = ""
         return TreeError(line or f"{path}: {exc.strerror}", exc.errno)
 
-
-def _image_dirs(level: Path) -> list[Path]:
-    """The image directories below `level`; a level removed while this reads (its
-    last image went) holds none."""
-    found: list[Path] = []
-    try:
-        entries = list(os.scandir(level))
-    except FileNotFoundError:
-        return found
-    for entry in entries:
-        if not entry.is_dir(follow_symlinks=False):
-            continue
-        path = Path(entry.path)
-        if (path / "ref").is_file():
-            found.append(path)
-        else:
-            found.extend(_image_dirs(path))
-    return found

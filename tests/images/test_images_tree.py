@@ -199,7 +199,7 @@ def test_refused_pulls_say_why(daemon: Daemon, registry: str) -> None:
     assert result.returncode == 1 and "Input/output error" in result.stderr
     result = ctl(daemon, "pull Not_A_Valid//ref")
     assert result.returncode == 1 and "Invalid argument" in result.stderr
-    assert sorted(os.listdir(daemon.path("images"))) == ["cdfs.local", "ctl", "err"]
+    assert sorted(os.listdir(daemon.path("images"))) == ["cdfs.local", "ctl", "err", "list"]
 
 
 def test_tag_rm_and_gc(daemon: Daemon) -> None:
@@ -210,6 +210,26 @@ def test_tag_rm_and_gc(daemon: Daemon) -> None:
     assert not image_dir(daemon, "example.com/again:2").exists()
     daemon.sh('echo gc > "$M/ctl"')
     assert (image_dir(daemon, BUSYBOX) / "blobs").is_dir()  # still referenced, kept
+
+
+def test_the_list_shows_every_ready_name_as_its_files_do(daemon: Daemon) -> None:
+    listed = daemon.path("namespaces", "default", "images", "list")
+
+    def rows() -> dict[str, list[str]]:
+        header, *lines = listed.read_text().splitlines()
+        assert header.split() == ["REF", "DIGEST", "CONFIG", "SIZE", "PLATFORM"]
+        return {line.split()[0]: line.split()[1:] for line in lines}
+
+    assert ctl(daemon, f"tag {BUSYBOX} example.com/listed:1").returncode == 0
+    found = rows()
+    assert sorted(found) == sorted([BUSYBOX, "example.com/listed:1"])
+    for ref, (digest, config, size, platform) in found.items():
+        files = image_dir(daemon, ref)
+        assert [digest, size, platform] == [
+            (files / name).read_text().strip() for name in ("digest", "size", "platform")]
+        assert config == json.loads((files / "manifest.json").read_bytes())["config"]["digest"]
+    assert ctl(daemon, "rm example.com/listed:1").returncode == 0
+    assert sorted(rows()) == [BUSYBOX]
 
 
 def test_simultaneous_rms_of_one_name_remove_it_once(daemon: Daemon) -> None:
@@ -294,6 +314,7 @@ def test_verbs_do_not_wait_for_a_pull_in_flight(daemon: Daemon, registry: str,
         assert ctl(daemon, f"pull {registry}/small:1").returncode == 0
         assert ctl(daemon, f"tag {BUSYBOX} example.com/during:1").returncode == 0
         assert registry in os.listdir(daemon.path("namespaces", "default", "images"))
+        assert "big:1" not in daemon.path("namespaces", "default", "images", "list").read_text()
         assert big.poll() is None, "the big pull should still be waiting on its layer"
         held.release()
         assert big.wait(timeout=60) == 0, big.stderr.read() if big.stderr else ""
