@@ -12,8 +12,9 @@ SnapshotInfo, TaskInfo, Times, IngestStatus, the cgroup `Stats` mapping) or Prot
 what the tree reads from them.
 """
 
+import os
 from collections.abc import Callable, Mapping
-from typing import Any, Protocol
+from typing import Protocol
 
 from cdfs.services.containers import Times
 from cdfs.services.images import ImageRecord
@@ -132,7 +133,7 @@ class TreeView(Protocol):
 
     writable: bool
 
-    def lstat(self, parts: tuple[str, ...]) -> Any: ...
+    def lstat(self, parts: tuple[str, ...]) -> os.stat_result: ...
 
     def listdir(self, parts: tuple[str, ...]) -> list[str]: ...
 
@@ -151,7 +152,7 @@ class TreeView(Protocol):
 
     def setattr(self, parts: tuple[str, ...], mode: int | None = None,
                 uid: int | None = None, gid: int | None = None, size: int | None = None,
-                times_ns: tuple[int, int] | None = None) -> Any: ...
+                times_ns: tuple[int, int] | None = None) -> os.stat_result: ...
 
 
 class ImageService(Protocol):
@@ -234,7 +235,7 @@ class ContainerService(Protocol):
 
     async def rootfs(self, namespace: str, container_id: str) -> TreeView: ...
 
-    async def root_stat(self, namespace: str, container_id: str) -> Any: ...
+    async def root_stat(self, namespace: str, container_id: str) -> os.stat_result | None: ...
 
     async def state(self, namespace: str, container_id: str, exec_id: str | None = None
                     ) -> TaskInfo | None: ...
