@@ -355,6 +355,9 @@ class Containers:
         except ProcessLookupError:  # ended already
             self._states.forget(task.namespace, task.id, task.exec_id)
             return
+        except OSError as exc:  # out of fds (or no pidfds): a live state is asked again soon
+            log.warning("not watching the end of %s/%s: %s", task.namespace, task.id, exc)
+            return
         try:
             await trio.lowlevel.wait_readable(fd)
         finally:
