@@ -50,8 +50,7 @@ class TaskStates:
         if known is None:
             return None
         info, at = known
-        final = info.status == Status.STOPPED and info.exit_status is not None
-        if not final and time.monotonic() - at > self._live_seconds:
+        if not _final(info) and time.monotonic() - at > self._live_seconds:
             return None
         return info
 
@@ -84,12 +83,9 @@ class TaskStates:
         self.remember(key, info, self._generation)
 
     def final(self, key: TaskKey) -> TaskInfo | None:
-        """The remembered state if it is stopped with its exit status (it can change no
-        more); None otherwise."""
+        """The remembered state if it is final (`_final`); None otherwise."""
         known = self._known.get(key)
-        if known is None or known[0].status != Status.STOPPED or known[0].exit_status is None:
-            return None
-        return known[0]
+        return known[0] if known is not None and _final(known[0]) else None
 
     def forget(self, namespace: str, container_id: str, exec_id: str | None = None,
                every_exec: bool = False) -> None:
@@ -101,3 +97,8 @@ class TaskStates:
         self._generation += 1
         if self.on_change is not None:
             self.on_change(namespace, container_id, exec_id, every_exec)
+
+
+def _final(info: TaskInfo) -> bool:
+    """Stopped with its exit status: the state can change no more."""
+    return info.status == Status.STOPPED and info.exit_status is not None
