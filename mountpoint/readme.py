@@ -39,7 +39,8 @@ The `cdfs` command is a client of this tree and of nothing else: `cdfs run`,
 `ps`, `logs`, `exec`, `attach`, `stop`, `rm`, `pull` and `images` are a few
 reads and writes of the files below (`cdfs --help`). `cdfs run -it` runs on
 `tty`, `resize` and `wait`; `cdfs logs -f` reads `follow/log`; `cdfs ps` is
-`cat containers/list`; `cdfs pull` draws the image's `progress` file.
+`cat containers/list`, `cdfs images` `cat images/list`; `cdfs pull` draws the
+image's `progress` file.
 
 ## Kinds of files
 
