@@ -87,9 +87,12 @@ def withdrawals(nodes: NodeTable, event: BusEvent) -> list[Withdrawal]:
 
 def task_values(nodes: NodeTable, namespace: str, container_id: str, exec_id: str | None,
                 every_exec: bool) -> list[int]:
-    """The inodes of the values that show this task's state (`Value.task_state`)."""
+    """The inodes of the values that show this task's state (`Value.task_state`): in
+    its container's scope, which a namespace's own nodes share when the container is
+    named as the namespace (`object_key`)."""
     return [node.ino for node in nodes.of_object(namespace, container_id)
             if isinstance(node.entry, Value) and node.entry.task_state
+            and node.scope.get("id") == container_id
             and (every_exec or node.scope.get("exec") == exec_id)]
 
 
