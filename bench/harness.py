@@ -18,7 +18,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -484,8 +484,16 @@ def cpu_seconds(pid: int) -> float:
 FLOOR = Path(__file__).resolve().parent / "floor.py"
 
 
-def open_floor(stack: Stack) -> Path:
-    """bench/floor.py serving its one file on a temp dir; the file's path."""
+@dataclass
+class Floor:
+    """bench/floor.py serving its one file, `value`."""
+
+    value: Path
+    pid: int
+
+
+def open_floor(stack: Stack) -> Floor:
+    """bench/floor.py serving its one file on a temp dir."""
     mount = temp_dir(stack, "floor")
     proc = subprocess.Popen([sys.executable, str(FLOOR), str(mount)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -497,7 +505,28 @@ def open_floor(stack: Stack) -> Path:
         return _is_served(mount)
 
     wait_until(up, 15, "floor mounted")
-    return mount / "value"
+    return Floor(mount / "value", proc.pid)
+
+
+@contextlib.contextmanager
+def one_cpu(*servers: int) -> Iterator[None]:
+    """Run this process and every thread of the `servers` (pids) on one CPU until the
+    block ends; threads they start meanwhile inherit it.
+    On an idle 2-vCPU machine the scheduler otherwise places each server on the
+    reader's CPU or on the other one as history has it, and a FUSE round trip across
+    the two costs ~70 µs more than one on the reader's CPU: which server of two got
+    which placement decided their ratio (1x or 2x at the same per-request cost)."""
+    def everyone(cpus: set[int]) -> None:
+        for tid in [0, *(int(t) for pid in servers for t in os.listdir(f"/proc/{pid}/task"))]:
+            with contextlib.suppress(ProcessLookupError):  # a thread that just ended
+                os.sched_setaffinity(tid, cpus)
+
+    allowed = os.sched_getaffinity(0)
+    everyone({min(allowed)})
+    try:
+        yield
+    finally:
+        everyone(allowed)
 
 
 def _stop_floor(proc: subprocess.Popen[bytes], mount: Path) -> None:

@@ -3,7 +3,8 @@
 Start N sleeping busybox containers one after the other (mkdir, image, config.json,
 start), each timed; with all of them running, read the daemon's memory, the control
 files of one container (status, pid, exit, stats/memory) beside the pyfuse3 floor
-(bench/floor.py, in the same run, interleaved in batches so load hits both alike),
+(bench/floor.py, in the same run, interleaved in batches so load hits both alike, the
+reader and both servers on one CPU: `harness.one_cpu`),
 `ls -l` of a container directory and `cat containers/list`; then stop them (kill, wait,
 rmdir), each timed. "Within 1.5x of the first ten" compares the median of the last ten
 with the median of the first ten.
@@ -22,6 +23,7 @@ from harness import (
     Target,
     median,
     memory_kib,
+    one_cpu,
     open_cdfs,
     open_floor,
     say,
@@ -68,8 +70,9 @@ def bench_scale(count: int, rounds: int) -> list[Row]:
         rss = memory_kib(daemon.pid, "Rss") / 1024
         one = daemon.ns("containers", names[0])
         say(f"scale: control reads, {rounds} rounds of {BATCH}")
-        reads = interleaved({"floor": partial(read_file, floor),
-                             **{f: partial(read_file, one / f) for f in READS}}, rounds)
+        with one_cpu(floor.pid, daemon.pid):
+            reads = interleaved({"floor": partial(read_file, floor.value),
+                                 **{f: partial(read_file, one / f) for f in READS}}, rounds)
         listing = interleaved({"ls": partial(subprocess.run, ["ls", "-l", str(one)],
                                              stdout=subprocess.DEVNULL, check=True),
                                "list": partial(subprocess.run,
