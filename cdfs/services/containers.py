@@ -180,7 +180,6 @@ class Containers:
         self._states = TaskStates()
         self._containers: dict[tuple[str, str], Container] = {}
         self._watched: dict[Path, _Task] = {}
-        self._roots: set[Path] = set()  # the mounted rootfs directories watched
         self._found_exits: list[_Task] = []  # exits that happened while no daemon ran
         self._found_live: list[tuple[_Task, int]] = []  # processes found at start, by pid
         self._indexes: dict[Path, LogIndex] = {}  # per task directory, while watched
@@ -815,7 +814,6 @@ class Containers:
         if not view.mounted:
             return None
         path = view.layers[0]
-        self._roots.add(path)
         await self._watcher.watch(path, mask=DIRECTORY_STAT)
         version = self._watcher.version(path)
         info = await self._thread(view.lstat, ())
@@ -827,10 +825,8 @@ class Containers:
         return info
 
     def _unwatch_root(self, namespace: str, container_id: str) -> None:
-        path = self.tasks.bundle(namespace, container_id) / "rootfs"
-        if path in self._roots:
-            self._roots.discard(path)
-            self._watcher.unwatch(path)
+        """Stop watching the mounted rootfs, if `root_stat` watched it."""
+        self._watcher.unwatch(self.tasks.bundle(namespace, container_id) / "rootfs")
 
     def config_json(self, namespace: str, container_id: str) -> str:
         """The spec as config.json reads (empty before it is created)."""
